@@ -1,0 +1,332 @@
+//! Authentication (§2): the deployment's Ed25519 signing key (made on first
+//! start, kept in the database so every process verifies the same tokens),
+//! JWT issue and verification, and client secrets hashed with Argon2.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::ids::{AccountId, Scope};
+use crate::store::{now_micros, ClientRecord, SigningKeyRecord, Store};
+
+/// The claims of every access token we issue.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub scope: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+/// Who is calling, as proven by a verified token.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub account: AccountId,
+    pub subject: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl Principal {
+    pub fn has_any(&self, scopes: &[Scope]) -> bool {
+        self.scopes.iter().any(|s| scopes.contains(s))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenError {
+    /// Bad signature, expired, wrong issuer, malformed: 401.
+    Invalid,
+    /// Valid token, issued for another account: 403.
+    OtherAccount,
+}
+
+/// The signing key pair and token settings, built once at start-up.
+pub struct Keys {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public_key: Vec<u8>,
+    issuer: String,
+    pub token_ttl: Duration,
+}
+
+impl Keys {
+    /// Loads the deployment's key, creating it on first start. Concurrent
+    /// first starts race on one database row and all adopt the winner.
+    pub async fn load_or_create(
+        store: &dyn Store,
+        issuer: &str,
+        token_ttl: Duration,
+    ) -> anyhow::Result<Self> {
+        let candidate = generate_key()?;
+        let record = store.ensure_signing_key(candidate).await?;
+        Self::from_record(&record, issuer, token_ttl)
+    }
+
+    fn from_record(
+        record: &SigningKeyRecord,
+        issuer: &str,
+        token_ttl: Duration,
+    ) -> anyhow::Result<Self> {
+        Ed25519KeyPair::from_pkcs8(&record.private_pkcs8)
+            .map_err(|_| anyhow::anyhow!("stored signing key is corrupt"))?;
+        Ok(Self {
+            kid: record.kid.clone(),
+            encoding: EncodingKey::from_ed_der(&record.private_pkcs8),
+            decoding: DecodingKey::from_ed_der(&record.public_key),
+            public_key: record.public_key.clone(),
+            issuer: issuer.to_owned(),
+            token_ttl,
+        })
+    }
+
+    /// The audience string for an account: `<issuer>/v1/accounts/<aid>`.
+    pub fn audience(&self, account: &AccountId) -> String {
+        format!(
+            "{}/v1/accounts/{account}",
+            self.issuer.trim_end_matches('/')
+        )
+    }
+
+    pub fn issue(
+        &self,
+        account: &AccountId,
+        subject: &str,
+        scopes: &[Scope],
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience(account),
+            sub: subject.to_owned(),
+            scope: Scope::join(scopes),
+            iat: now,
+            exp: now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).context("signing token")
+    }
+
+    /// Verifies a bearer token for a request on `account`'s paths.
+    pub fn verify(&self, token: &str, account: &AccountId) -> Result<Principal, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        // Only our algorithm and our key: `alg: none` and HMAC-with-the-
+        // public-key tokens fail here or in `Validation`.
+        if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err(TokenError::Invalid);
+        }
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        // The audience names the account; it is compared below so that a
+        // token for another account is told apart (403, not 401).
+        validation.validate_aud = false;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|_| TokenError::Invalid)?
+            .claims;
+        let token_account = claims
+            .aud
+            .strip_prefix(&format!(
+                "{}/v1/accounts/",
+                self.issuer.trim_end_matches('/')
+            ))
+            .and_then(AccountId::parse)
+            .ok_or(TokenError::Invalid)?;
+        let scopes: Vec<Scope> = claims
+            .scope
+            .split_whitespace()
+            .filter_map(Scope::parse)
+            .collect();
+        if token_account != *account {
+            return Err(TokenError::OtherAccount);
+        }
+        Ok(Principal {
+            account: token_account,
+            subject: claims.sub,
+            scopes,
+        })
+    }
+
+    /// The public key as a JSON Web Key Set (RFC 8037 OKP key).
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({
+            "keys": [{
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "use": "sig",
+                "alg": "EdDSA",
+                "kid": self.kid,
+                "x": URL_SAFE_NO_PAD.encode(&self.public_key),
+            }]
+        })
+    }
+}
+
+fn generate_key() -> anyhow::Result<SigningKeyRecord> {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+        .map_err(|_| anyhow::anyhow!("cannot generate a key"))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+        .map_err(|_| anyhow::anyhow!("cannot read the new key"))?;
+    let public_key = pair.public_key().as_ref().to_vec();
+    let kid: String = Sha256::digest(&public_key)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(SigningKeyRecord {
+        kid,
+        private_pkcs8: pkcs8.as_ref().to_vec(),
+        public_key,
+        created_at: now_micros(),
+    })
+}
+
+/// A fresh random secret, URL-safe.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+pub fn hash_secret(secret: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("hashing secret: {e}"))
+}
+
+/// Constant-time check of a secret against its stored Argon2 hash.
+pub fn verify_secret(secret: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(secret.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Creates an API client and returns its one-time secret.
+pub async fn create_client(
+    store: &dyn Store,
+    account: &AccountId,
+    scopes: &[Scope],
+    client_id: Option<String>,
+    client_secret: Option<String>,
+) -> anyhow::Result<(ClientRecord, String)> {
+    let secret = client_secret.unwrap_or_else(|| random_token(32));
+    let record = ClientRecord {
+        client_id: client_id.unwrap_or_else(|| format!("client_{}", random_token(12))),
+        account_id: account.to_string(),
+        secret_hash: hash_secret(&secret)?,
+        scopes: Scope::join(scopes),
+        created_at: now_micros(),
+    };
+    store
+        .insert_client(record.clone())
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict { .. } => {
+                anyhow::anyhow!("client id `{}` exists already", record.client_id)
+            }
+            other => anyhow::Error::new(other),
+        })?;
+    Ok((record, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::from_record(
+            &generate_key().unwrap(),
+            "http://issuer",
+            Duration::from_secs(60),
+        )
+        .unwrap()
+    }
+
+    fn account(raw: &str) -> AccountId {
+        AccountId::parse(raw).unwrap()
+    }
+
+    #[test]
+    fn issued_tokens_verify_for_their_account_only() {
+        let keys = keys();
+        let a = account("T00000001");
+        let token = keys
+            .issue(&a, "client-1", &[Scope::Read], keys.token_ttl)
+            .unwrap();
+        let principal = keys.verify(&token, &a).unwrap();
+        assert_eq!(principal.subject, "client-1");
+        assert_eq!(principal.scopes, vec![Scope::Read]);
+        assert_eq!(
+            keys.verify(&token, &account("T00000002")).unwrap_err(),
+            TokenError::OtherAccount
+        );
+    }
+
+    #[test]
+    fn tokens_of_another_key_or_tampered_are_invalid() {
+        let (mine, theirs) = (keys(), keys());
+        let a = account("T00000001");
+        let foreign = theirs
+            .issue(&a, "x", &[Scope::Admin], theirs.token_ttl)
+            .unwrap();
+        assert_eq!(mine.verify(&foreign, &a).unwrap_err(), TokenError::Invalid);
+        let token = mine.issue(&a, "x", &[Scope::Read], mine.token_ttl).unwrap();
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let forged = serde_json::json!({"iss": "http://issuer", "aud": mine.audience(&a), "sub": "x",
+            "scope": "admin:customers", "iat": 0, "exp": 9_999_999_999i64, "jti": "j"});
+        parts[1] = URL_SAFE_NO_PAD.encode(forged.to_string());
+        assert_eq!(
+            mine.verify(&parts.join("."), &a).unwrap_err(),
+            TokenError::Invalid
+        );
+    }
+
+    #[test]
+    fn alg_none_is_rejected() {
+        let keys = keys();
+        let a = account("T00000001");
+        let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{}"}}"#, keys.kid));
+        let claims = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"iss":"http://issuer","aud":"{}","sub":"x","scope":"admin:customers","iat":0,"exp":9999999999}}"#,
+            keys.audience(&a)
+        ));
+        assert_eq!(
+            keys.verify(&format!("{header}.{claims}."), &a).unwrap_err(),
+            TokenError::Invalid
+        );
+    }
+
+    #[test]
+    fn secrets_verify_against_their_hash_only() {
+        let hash = hash_secret("s3cret").unwrap();
+        assert!(verify_secret("s3cret", &hash));
+        assert!(!verify_secret("s3cret!", &hash));
+        assert!(!verify_secret("s3cret", "not a hash"));
+    }
+}

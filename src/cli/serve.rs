@@ -1,0 +1,124 @@
+//! `customers serve`: open the store, migrate (unless told not to), load the
+//! signing key, bootstrap a first client on an empty database, then serve
+//! until SIGINT/SIGTERM and finish the requests in flight.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::auth::Keys;
+use crate::config::{DatabaseArgs, TokenArgs};
+use crate::domain::ids::{AccountId, Scope};
+use crate::http::{metrics_handle, AppState, HttpLimits};
+use crate::store::Store;
+
+#[derive(Args, Debug)]
+pub struct Opts {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub token: TokenArgs,
+    /// Address to listen on.
+    #[arg(long, env = "CUSTOMERS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Do not apply migrations on start (run `customers migrate` instead).
+    #[arg(long, env = "CUSTOMERS_NO_MIGRATE")]
+    pub no_migrate: bool,
+    /// Lifetime of issued access tokens, in seconds.
+    #[arg(long, env = "CUSTOMERS_TOKEN_TTL", default_value_t = 3600)]
+    pub token_ttl: u64,
+    /// Seconds a request may take before it is answered 503.
+    #[arg(long, env = "CUSTOMERS_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout: u64,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "CUSTOMERS_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+    /// The account of the admin client created on an empty database.
+    #[arg(long, env = "CUSTOMERS_BOOTSTRAP_ACCOUNT", default_value = "T00000001", value_parser = super::parse_account)]
+    pub bootstrap_account: AccountId,
+}
+
+pub async fn run(opts: Opts) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let store = opts.db.open().await?;
+    if !opts.no_migrate {
+        for name in store.migrate().await.context("applying migrations")? {
+            tracing::info!(migration = %name, "applied migration");
+        }
+    }
+    let keys = Keys::load_or_create(
+        &*store,
+        &opts.token.issuer,
+        Duration::from_secs(opts.token_ttl),
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding {}", opts.listen))?;
+    let address = listener.local_addr()?;
+    bootstrap_first_client(&*store, &opts.bootstrap_account, address).await?;
+
+    let state = AppState {
+        store: store.clone(),
+        keys: Arc::new(keys),
+        metrics: metrics_handle(),
+    };
+    let limits = HttpLimits {
+        request_timeout: Duration::from_secs(opts.request_timeout),
+        body_limit: opts.body_limit,
+    };
+    tracing::info!(%address, backend = store.backend(), ready_in_ms = started.elapsed().as_millis() as u64, "listening");
+    crate::serve(listener, crate::app(state, &limits), shutdown_signal()).await?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// On a database with no API client, creates an admin client for the
+/// bootstrap account and prints its credentials once, with a ready curl.
+async fn bootstrap_first_client(
+    store: &dyn Store,
+    account: &AccountId,
+    address: SocketAddr,
+) -> anyhow::Result<()> {
+    if store.has_clients().await? {
+        return Ok(());
+    }
+    let (client, secret) =
+        crate::auth::create_client(store, account, &[Scope::Admin], None, None).await?;
+    let base = format!("http://{address}");
+    println!(
+        "\nNo API client existed, so an admin client was created for account {account}.\n\
+         Its secret is shown only this once:\n\n  \
+         client_id:     {id}\n  client_secret: {secret}\n\n\
+         Get an access token:\n\n  \
+         curl -s -u '{id}:{secret}' -H 'content-type: application/json' \\\n    \
+         -d '{{\"grant_type\":\"client_credentials\",\"audience\":\"{base}/v1/accounts/{account}\"}}' \\\n    \
+         {base}/v1/accounts/{account}/auth/token\n",
+        id = client.client_id,
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

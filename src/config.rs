@@ -1,0 +1,85 @@
+//! Configuration shared by the subcommands: each field is a flag and a
+//! `CUSTOMERS_*` environment variable. `Debug` hides database passwords.
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::store::PoolOptions;
+
+#[derive(Args, Clone)]
+pub struct DatabaseArgs {
+    /// Database URL: sqlite://PATH, sqlite:///absolute/path or postgres://user@host:port/db
+    #[arg(
+        long = "database",
+        env = "CUSTOMERS_DATABASE_URL",
+        default_value = "sqlite://customers.db"
+    )]
+    pub url: String,
+    /// Most database connections this process opens.
+    #[arg(long, env = "CUSTOMERS_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// Seconds a request waits for a free database connection before 503.
+    #[arg(long, env = "CUSTOMERS_DB_ACQUIRE_TIMEOUT", default_value_t = 5)]
+    pub db_acquire_timeout: u64,
+}
+
+impl DatabaseArgs {
+    pub fn pool(&self) -> PoolOptions {
+        PoolOptions {
+            max_connections: self.db_max_connections.max(1),
+            acquire_timeout: Duration::from_secs(self.db_acquire_timeout),
+        }
+    }
+
+    pub async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+        use anyhow::Context;
+        crate::store::open(&self.url, &self.pool())
+            .await
+            .with_context(|| format!("opening database {}", redact(&self.url)))
+    }
+}
+
+impl fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field("url", &redact(&self.url))
+            .field("db_max_connections", &self.db_max_connections)
+            .field("db_acquire_timeout", &self.db_acquire_timeout)
+            .finish()
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// The `iss` of issued tokens; audiences are `<issuer>/v1/accounts/<aid>`.
+    #[arg(long, env = "CUSTOMERS_ISSUER", default_value = "customers")]
+    pub issuer: String,
+}
+
+/// A URL with its password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            super::redact("sqlite://customers.db"),
+            "sqlite://customers.db"
+        );
+    }
+}

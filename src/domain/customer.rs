@@ -1,0 +1,752 @@
+//! The customer record (§4.1): its stored shape, the request shape, field
+//! validation and the create/update merge rules of §4.2.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{de::IgnoredAny, Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::patch::Patch;
+use super::validate::{self, Errors, FieldError, MAX_TEXT};
+
+pub type JsonObject = Map<String, Value>;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerType {
+    #[default]
+    Customer,
+    Company,
+    Contact,
+    Employee,
+    Other,
+}
+
+impl CustomerType {
+    pub const ALL: [CustomerType; 5] = [
+        CustomerType::Customer,
+        CustomerType::Company,
+        CustomerType::Contact,
+        CustomerType::Employee,
+        CustomerType::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CustomerType::Customer => "customer",
+            CustomerType::Company => "company",
+            CustomerType::Contact => "contact",
+            CustomerType::Employee => "employee",
+            CustomerType::Other => "other",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == raw)
+    }
+
+    /// §2: creating or updating these types needs `admin` or `write`.
+    pub fn is_privileged(self) -> bool {
+        matches!(self, CustomerType::Employee | CustomerType::Other)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolledBy {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Consent {
+    pub consent: bool,
+    /// Set by the server whenever `consent` changes; ignored in requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarketingConsent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<Consent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Consent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressType {
+    Custom,
+    Home,
+    Other,
+    Work,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    pub address_line: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_line_2: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    pub postal_place: String,
+    pub country: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<f64>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<AddressType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Term {
+    pub id: String,
+    pub accepted_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Company {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_number: Option<String>,
+    /// Spelled as in the Dintero contract.
+    pub bussiness_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub industry: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_of_employees: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactRef {
+    pub customer_id: String,
+}
+
+/// Everything about a customer that the caller owns (all but `customer_id`
+/// and the server-set fields). Stored as one JSON document; the searchable
+/// parts are copied into indexed columns by the store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct CustomerData {
+    #[serde(rename = "type")]
+    pub customer_type: CustomerType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<JsonObject>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<JsonObject>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub favorite_store: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date_of_birth: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enrolled_by: Option<EnrolledBy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marketing_consent: Option<MarketingConsent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<Vec<Address>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub term: Option<Term>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub company: Option<Company>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_for: Option<Vec<ContactRef>>,
+}
+
+/// A stored customer as the API returns it. A deleted customer has no
+/// `data`: it was erased (§4.2) and only ids and server timestamps remain.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Customer {
+    pub id: Uuid,
+    pub customer_id: String,
+    #[serde(flatten)]
+    pub data: Option<CustomerData>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_by: Option<String>,
+}
+
+impl Customer {
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+}
+
+/// The body of `POST` and `PUT /customers/users…`. Every field is a
+/// [`Patch`] so one type serves both: a create is a patch applied to an
+/// empty customer. Server-set fields are accepted and ignored so that a
+/// client can send back what it read.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerInput {
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub customer_id: Patch<String>,
+    #[serde(rename = "type", default)]
+    #[schema(value_type = Option<CustomerType>)]
+    pub customer_type: Patch<CustomerType>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub first_name: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub last_name: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub email: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub phone_number: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Patch<JsonObject>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Patch<JsonObject>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub status: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub favorite_store: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub gender: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub date_of_birth: Patch<NaiveDate>,
+    #[serde(default)]
+    #[schema(value_type = Option<EnrolledBy>)]
+    pub enrolled_by: Patch<EnrolledBy>,
+    #[serde(default)]
+    #[schema(value_type = Option<MarketingConsent>)]
+    pub marketing_consent: Patch<MarketingConsent>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Address>>)]
+    pub addresses: Patch<Vec<Address>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Term>)]
+    pub term: Patch<Term>,
+    #[serde(default)]
+    #[schema(value_type = Option<Company>)]
+    pub company: Patch<Company>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<ContactRef>>)]
+    pub contact_for: Patch<Vec<ContactRef>>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub id: Option<Uuid>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub created_at: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub created_by: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub updated_at: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub deleted_at: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub deleted_by: Option<IgnoredAny>,
+}
+
+/// What an update may not touch; `None` for a create.
+pub struct Identity<'a> {
+    pub id: Uuid,
+    pub customer_id: &'a str,
+}
+
+impl CustomerInput {
+    /// Builds the data of a new customer, and the caller's `customer_id` if given.
+    pub fn into_new(
+        self,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<String>, CustomerData), Vec<FieldError>> {
+        let mut errors = Errors::default();
+        let customer_id = self.customer_id.clone().into_option();
+        if let Some(id) = &customer_id {
+            validate::check_customer_id(&mut errors, "customer_id", id);
+        }
+        let data = self.apply(CustomerData::default(), now, errors)?;
+        Ok((customer_id, data))
+    }
+
+    /// Applies this patch to a stored customer's data (§4.2 merge rules) and
+    /// validates the result as a whole.
+    pub fn apply_to(
+        self,
+        current: CustomerData,
+        identity: Identity<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<CustomerData, Vec<FieldError>> {
+        let mut errors = Errors::default();
+        if let Some(given) = self.customer_id.as_value() {
+            if given != identity.customer_id {
+                errors.add(
+                    "customer_id",
+                    "read_only",
+                    "cannot be changed here; use change_customer_id",
+                );
+            }
+        }
+        if matches!(self.customer_id, Patch::Null) {
+            errors.add("customer_id", "read_only", "cannot be cleared");
+        }
+        if self.id.is_some_and(|id| id != identity.id) {
+            errors.add("id", "read_only", "cannot be changed");
+        }
+        self.apply(current, now, errors)
+    }
+
+    fn apply(
+        self,
+        current: CustomerData,
+        now: DateTime<Utc>,
+        mut errors: Errors,
+    ) -> Result<CustomerData, Vec<FieldError>> {
+        if matches!(self.customer_type, Patch::Null) {
+            errors.add("type", "required", "cannot be null");
+        }
+        let marketing_consent = merge_consent(
+            current.marketing_consent.clone(),
+            self.marketing_consent,
+            now,
+        );
+        let data = CustomerData {
+            customer_type: self
+                .customer_type
+                .into_option()
+                .unwrap_or(current.customer_type),
+            first_name: self.first_name.apply_to(current.first_name),
+            last_name: self.last_name.apply_to(current.last_name),
+            email: self.email.apply_to(current.email),
+            phone_number: self.phone_number.apply_to(current.phone_number),
+            attributes: self.attributes.apply_to(current.attributes),
+            metadata: merge_metadata(current.metadata, self.metadata),
+            status: self.status.apply_to(current.status),
+            favorite_store: self.favorite_store.apply_to(current.favorite_store),
+            gender: self.gender.apply_to(current.gender),
+            date_of_birth: self.date_of_birth.apply_to(current.date_of_birth),
+            enrolled_by: self.enrolled_by.apply_to(current.enrolled_by),
+            marketing_consent,
+            addresses: self.addresses.apply_to(current.addresses),
+            term: self.term.apply_to(current.term),
+            company: self.company.apply_to(current.company),
+            contact_for: self.contact_for.apply_to(current.contact_for),
+        };
+        data.validate(&mut errors);
+        errors.into_result().map(|()| data)
+    }
+}
+
+/// §4.2: `metadata` merges key by key; a `null` value removes the key and
+/// `"metadata": null` removes them all.
+pub fn merge_metadata(current: Option<JsonObject>, patch: Patch<JsonObject>) -> Option<JsonObject> {
+    match patch {
+        Patch::Absent => current,
+        Patch::Null => None,
+        Patch::Value(changes) => {
+            let mut merged = current.unwrap_or_default();
+            for (key, value) in changes {
+                if value.is_null() {
+                    merged.remove(&key);
+                } else {
+                    merged.insert(key, value);
+                }
+            }
+            Some(merged)
+        }
+    }
+}
+
+/// The server stamps `updated_at` on a consent whose value changed, and keeps
+/// the old stamp when the caller re-sends the same value.
+fn merge_consent(
+    current: Option<MarketingConsent>,
+    patch: Patch<MarketingConsent>,
+    now: DateTime<Utc>,
+) -> Option<MarketingConsent> {
+    let stamp = |old: Option<&Consent>, new: Option<Consent>| {
+        new.map(|new| match old {
+            Some(old) if old.consent == new.consent => old.clone(),
+            _ => Consent {
+                consent: new.consent,
+                updated_at: Some(now),
+            },
+        })
+    };
+    match patch {
+        Patch::Absent => current,
+        Patch::Null => None,
+        Patch::Value(new) => {
+            let old = current.unwrap_or_default();
+            Some(MarketingConsent {
+                sms: stamp(old.sms.as_ref(), new.sms),
+                email: stamp(old.email.as_ref(), new.email),
+            })
+        }
+    }
+}
+
+impl CustomerData {
+    /// Field formats and the rules that tie fields to the customer type.
+    pub fn validate(&self, errors: &mut Errors) {
+        for (field, value) in [
+            ("first_name", &self.first_name),
+            ("last_name", &self.last_name),
+            ("status", &self.status),
+            ("favorite_store", &self.favorite_store),
+            ("gender", &self.gender),
+        ] {
+            if let Some(v) = value {
+                errors.text(field, v, MAX_TEXT);
+            }
+        }
+        if let Some(email) = &self.email {
+            if !validate::is_valid_email(email) {
+                errors.add("email", "invalid_email", "is not a valid email address");
+            }
+        }
+        if let Some(phone) = &self.phone_number {
+            if !validate::is_valid_phone(phone) {
+                errors.add(
+                    "phone_number",
+                    "invalid_phone_number",
+                    "must be an E.164 number such as +4799999999",
+                );
+            }
+        }
+        if let Some(enrolled) = &self.enrolled_by {
+            errors.text("enrolled_by.value", &enrolled.value, MAX_TEXT);
+        }
+        for (i, address) in self.addresses.iter().flatten().enumerate() {
+            validate_address(errors, i, address);
+        }
+        if let Some(term) = &self.term {
+            if term.id.trim().is_empty() {
+                errors.add("term.id", "required", "must name a terms record");
+            }
+        }
+        self.validate_type_rules(errors);
+    }
+
+    fn validate_type_rules(&self, errors: &mut Errors) {
+        let kind = self.customer_type;
+        match &self.company {
+            None if kind == CustomerType::Company => {
+                errors.add("company", "required", "is required for type company");
+            }
+            Some(_) if !matches!(kind, CustomerType::Company | CustomerType::Other) => {
+                errors.add(
+                    "company",
+                    "not_allowed",
+                    "is allowed only for types company and other",
+                );
+            }
+            Some(company) if company.bussiness_name.trim().is_empty() => {
+                errors.add("company.bussiness_name", "required", "must not be empty");
+            }
+            Some(_) | None => {}
+        }
+        match &self.contact_for {
+            Some(_) if kind != CustomerType::Contact => {
+                errors.add(
+                    "contact_for",
+                    "not_allowed",
+                    "is allowed only for type contact",
+                );
+            }
+            Some(list) => {
+                for (i, contact) in list.iter().enumerate() {
+                    validate::check_customer_id(
+                        errors,
+                        &format!("contact_for[{i}].customer_id"),
+                        &contact.customer_id,
+                    );
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// The customer ids this record says it is a contact for.
+    pub fn contact_ids(&self) -> Vec<&str> {
+        self.contact_for
+            .iter()
+            .flatten()
+            .map(|c| c.customer_id.as_str())
+            .collect()
+    }
+}
+
+fn validate_address(errors: &mut Errors, i: usize, address: &Address) {
+    let field = |name: &str| format!("addresses[{i}].{name}");
+    if address.address_line.trim().is_empty() {
+        errors.add(field("address_line"), "required", "must not be empty");
+    }
+    if address.postal_place.trim().is_empty() {
+        errors.add(field("postal_place"), "required", "must not be empty");
+    }
+    if !validate::is_valid_country(&address.country) {
+        errors.add(
+            field("country"),
+            "invalid_country",
+            "must be an ISO 3166-1 alpha-2 code such as NO",
+        );
+    }
+    if address
+        .latitude
+        .is_some_and(|v| !(-90.0..=90.0).contains(&v))
+    {
+        errors.add(
+            field("latitude"),
+            "out_of_range",
+            "must be between -90 and 90",
+        );
+    }
+    if address
+        .longitude
+        .is_some_and(|v| !(-180.0..=180.0).contains(&v))
+    {
+        errors.add(
+            field("longitude"),
+            "out_of_range",
+            "must be between -180 and 180",
+        );
+    }
+    for (name, value) in [
+        ("address_line", Some(&address.address_line)),
+        ("address_line_2", address.address_line_2.as_ref()),
+        ("postal_code", address.postal_code.as_ref()),
+        ("postal_place", Some(&address.postal_place)),
+        ("custom_type", address.custom_type.as_ref()),
+        ("comment", address.comment.as_ref()),
+    ] {
+        if let Some(v) = value {
+            errors.text(&field(name), v, MAX_TEXT);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input(body: Value) -> CustomerInput {
+        serde_json::from_value(body).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-01-02T03:04:05Z".parse().unwrap()
+    }
+
+    fn codes(errors: &[FieldError]) -> Vec<(&str, &str)> {
+        errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.code.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn create_defaults_to_type_customer_and_keeps_given_fields() {
+        let (id, data) =
+            input(json!({"customer_id": "c1", "first_name": "Ada", "email": "ada@x.io"}))
+                .into_new(now())
+                .unwrap();
+        assert_eq!(id.as_deref(), Some("c1"));
+        assert_eq!(data.customer_type, CustomerType::Customer);
+        assert_eq!(data.first_name.as_deref(), Some("Ada"));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err =
+            serde_json::from_value::<CustomerInput>(json!({"frist_name": "Ada"})).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn all_field_errors_are_reported_together() {
+        let errors = input(json!({"email": "nope", "phone_number": "012", "customer_id": " x"}))
+            .into_new(now())
+            .unwrap_err();
+        let codes = codes(&errors);
+        assert!(codes.contains(&("email", "invalid_email")));
+        assert!(codes.contains(&("phone_number", "invalid_phone_number")));
+        assert!(codes.contains(&("customer_id", "invalid_whitespace")));
+    }
+
+    #[test]
+    fn company_is_required_for_companies_and_refused_for_persons() {
+        let errors = input(json!({"type": "company"}))
+            .into_new(now())
+            .unwrap_err();
+        assert_eq!(codes(&errors), vec![("company", "required")]);
+        let errors = input(json!({"company": {"bussiness_name": "ACME"}}))
+            .into_new(now())
+            .unwrap_err();
+        assert_eq!(codes(&errors), vec![("company", "not_allowed")]);
+        assert!(
+            input(json!({"type": "other", "company": {"bussiness_name": "ACME"}}))
+                .into_new(now())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn contact_for_only_on_contacts() {
+        let errors = input(json!({"contact_for": [{"customer_id": "a"}]}))
+            .into_new(now())
+            .unwrap_err();
+        assert_eq!(codes(&errors), vec![("contact_for", "not_allowed")]);
+        assert!(
+            input(json!({"type": "contact", "contact_for": [{"customer_id": "a"}]}))
+                .into_new(now())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn addresses_need_a_real_country() {
+        let errors = input(json!({"addresses": [{"address_line": "Gate 1", "postal_place": "Oslo", "country": "XX", "latitude": 91.0}]}))
+            .into_new(now())
+            .unwrap_err();
+        assert_eq!(
+            codes(&errors),
+            vec![
+                ("addresses[0].country", "invalid_country"),
+                ("addresses[0].latitude", "out_of_range")
+            ]
+        );
+    }
+
+    fn stored() -> CustomerData {
+        input(json!({
+            "first_name": "Ada", "last_name": "Lovelace", "email": "ada@x.io",
+            "metadata": {"a": 1, "b": 2},
+            "marketing_consent": {"sms": {"consent": true}}
+        }))
+        .into_new(now())
+        .unwrap()
+        .1
+    }
+
+    fn update(
+        current: CustomerData,
+        body: Value,
+        at: DateTime<Utc>,
+    ) -> Result<CustomerData, Vec<FieldError>> {
+        let identity = Identity {
+            id: Uuid::nil(),
+            customer_id: "c1",
+        };
+        input(body).apply_to(current, identity, at)
+    }
+
+    #[test]
+    fn update_keeps_absent_fields_and_clears_null_ones() {
+        let updated = update(stored(), json!({"first_name": null, "gender": "f"}), now()).unwrap();
+        assert_eq!(updated.first_name, None);
+        assert_eq!(updated.last_name.as_deref(), Some("Lovelace"));
+        assert_eq!(updated.gender.as_deref(), Some("f"));
+    }
+
+    #[test]
+    fn metadata_merges_key_by_key() {
+        let updated = update(stored(), json!({"metadata": {"a": null, "c": 3}}), now()).unwrap();
+        assert_eq!(
+            Value::Object(updated.metadata.unwrap()),
+            json!({"b": 2, "c": 3})
+        );
+        let cleared = update(stored(), json!({"metadata": null}), now()).unwrap();
+        assert_eq!(cleared.metadata, None);
+    }
+
+    #[test]
+    fn consent_stamp_changes_only_when_the_value_changes() {
+        let later: DateTime<Utc> = "2026-02-01T00:00:00Z".parse().unwrap();
+        let same = update(
+            stored(),
+            json!({"marketing_consent": {"sms": {"consent": true}}}),
+            later,
+        )
+        .unwrap();
+        assert_eq!(
+            same.marketing_consent.unwrap().sms.unwrap().updated_at,
+            Some(now())
+        );
+        let changed = update(
+            stored(),
+            json!({"marketing_consent": {"sms": {"consent": false}, "email": {"consent": true}}}),
+            later,
+        )
+        .unwrap();
+        let consent = changed.marketing_consent.unwrap();
+        assert_eq!(consent.sms.unwrap().updated_at, Some(later));
+        assert_eq!(consent.email.unwrap().updated_at, Some(later));
+    }
+
+    #[test]
+    fn update_cannot_change_customer_id_or_id() {
+        let errors = update(
+            stored(),
+            json!({"customer_id": "other", "id": Uuid::new_v4()}),
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            codes(&errors),
+            vec![("customer_id", "read_only"), ("id", "read_only")]
+        );
+        assert!(update(
+            stored(),
+            json!({"customer_id": "c1", "id": Uuid::nil()}),
+            now()
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn changing_type_revalidates_the_whole_record() {
+        let errors = update(stored(), json!({"type": "company"}), now()).unwrap_err();
+        assert_eq!(codes(&errors), vec![("company", "required")]);
+    }
+}

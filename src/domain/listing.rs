@@ -1,0 +1,314 @@
+//! The customer list query of §4.3: parameters parsed and checked into a
+//! `ListParams`, which the store turns into SQL. Also the prefix→range rule
+//! that keeps prefix matches on an index.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::customer::CustomerType;
+use super::validate::{Errors, FieldError};
+
+pub const DEFAULT_LIMIT: u32 = 10;
+pub const MAX_LIMIT: u32 = 100;
+
+/// Which customer types a list returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeFilter {
+    /// No `type` given: everything but `contact`.
+    AllButContacts,
+    Any,
+    Only(CustomerType),
+}
+
+/// A case-insensitive prefix, stored lower-cased, with its exclusive upper
+/// bound so that SQL can use `col >= lo AND col < hi` on an ordinary index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefix {
+    pub low: String,
+    pub high: Option<String>,
+}
+
+impl Prefix {
+    pub fn new(raw: &str) -> Self {
+        let low = raw.to_lowercase();
+        let high = successor(&low);
+        Self { low, high }
+    }
+
+    /// Exact-case prefix (phone numbers and other case-free values).
+    pub fn exact(raw: &str) -> Self {
+        Self {
+            low: raw.to_owned(),
+            high: successor(raw),
+        }
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix`
+/// (byte-wise/UTF-8 order, which both stores use for these columns):
+/// increment the last character that can be incremented, drop what follows.
+/// `None` when no such string exists (every character is U+10FFFF).
+pub fn successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            char::MAX => None,
+            c => char::from_u32(c as u32 + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeFilter {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerFilter {
+    pub email: Option<Prefix>,
+    pub phone_number: Option<Prefix>,
+    pub types: TypeFilter,
+    pub search: Option<Prefix>,
+    pub attributes: Vec<AttributeFilter>,
+    pub include_deleted: bool,
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl Default for CustomerFilter {
+    fn default() -> Self {
+        Self {
+            email: None,
+            phone_number: None,
+            types: TypeFilter::AllButContacts,
+            search: None,
+            attributes: Vec::new(),
+            include_deleted: false,
+            since: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListParams {
+    pub filter: CustomerFilter,
+    pub limit: u32,
+    pub starting_after: Option<Uuid>,
+    pub total: bool,
+}
+
+impl ListParams {
+    /// Parses the decoded query pairs of `GET /customers/users`.
+    pub fn parse(pairs: &[(String, String)]) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Errors::default();
+        let mut filter = CustomerFilter::default();
+        let mut limit = DEFAULT_LIMIT;
+        let mut starting_after = None;
+        let mut total = false;
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        let mut seen: Vec<&str> = Vec::new();
+
+        for (name, value) in pairs {
+            let repeatable = matches!(name.as_str(), "attributes_keys" | "attributes_values");
+            if !repeatable && seen.contains(&name.as_str()) {
+                errors.add(name, "duplicate_parameter", "may be given only once");
+                continue;
+            }
+            seen.push(name);
+            match name.as_str() {
+                "email" => filter.email = non_empty(value).map(Prefix::new),
+                "phone_number" => filter.phone_number = non_empty(value).map(Prefix::exact),
+                "search" => filter.search = non_empty(value).map(Prefix::new),
+                "type" => match value.as_str() {
+                    "any" => filter.types = TypeFilter::Any,
+                    other => match CustomerType::parse(other) {
+                        Some(t) => filter.types = TypeFilter::Only(t),
+                        None => errors.add(
+                            "type",
+                            "invalid_value",
+                            "must be one of customer, company, contact, employee, other, any",
+                        ),
+                    },
+                },
+                "attributes_keys" => keys.push(value.clone()),
+                "attributes_values" => values.push(value.clone()),
+                "include_deleted" => {
+                    parse_bool(&mut errors, name, value, &mut filter.include_deleted)
+                }
+                "total" => parse_bool(&mut errors, name, value, &mut total),
+                "since_datetime" => match DateTime::parse_from_rfc3339(value) {
+                    Ok(t) => filter.since = Some(t.with_timezone(&Utc)),
+                    Err(_) => errors.add(name, "invalid_datetime", "must be an RFC 3339 date-time"),
+                },
+                "limit" => match value.parse::<u32>() {
+                    Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
+                    _ => errors.add(
+                        name,
+                        "out_of_range",
+                        format!("must be an integer from 1 to {MAX_LIMIT}"),
+                    ),
+                },
+                "starting_after" => match Uuid::parse_str(value) {
+                    Ok(id) => starting_after = Some(id),
+                    Err(_) => errors.add(name, "invalid_cursor", "must be the id of a customer"),
+                },
+                _ => errors.add(
+                    name,
+                    "unknown_parameter",
+                    "is not a parameter of this endpoint",
+                ),
+            }
+        }
+
+        if values.len() > keys.len() {
+            errors.add(
+                "attributes_values",
+                "unpaired",
+                "each value needs an attributes_keys entry at the same position",
+            );
+        }
+        if keys.iter().any(|k| k.is_empty()) {
+            errors.add("attributes_keys", "invalid_value", "must not be empty");
+        }
+        let mut values = values.into_iter();
+        filter.attributes = keys
+            .into_iter()
+            .map(|key| AttributeFilter {
+                key,
+                value: values.next(),
+            })
+            .collect();
+        if filter.since.is_some() && starting_after.is_some() {
+            errors.add(
+                "starting_after",
+                "conflict",
+                "cannot be combined with since_datetime",
+            );
+        }
+
+        errors.into_result().map(|()| ListParams {
+            filter,
+            limit,
+            starting_after,
+            total,
+        })
+    }
+}
+
+fn non_empty(value: &str) -> Option<&str> {
+    (!value.is_empty()).then_some(value)
+}
+
+pub fn parse_bool(errors: &mut Errors, name: &str, value: &str, target: &mut bool) {
+    match value {
+        "true" => *target = true,
+        "false" => *target = false,
+        _ => errors.add(name, "invalid_boolean", "must be true or false"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(query: &str) -> Result<ListParams, Vec<FieldError>> {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        ListParams::parse(&pairs)
+    }
+
+    fn error_fields(query: &str) -> Vec<String> {
+        parse(query)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn successor_increments_the_last_character() {
+        assert_eq!(successor("abc").as_deref(), Some("abd"));
+        assert_eq!(successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(successor("\u{10FFFF}"), None);
+        assert_eq!(successor("x\u{D7FF}").as_deref(), Some("x\u{E000}"));
+        // every string with the prefix sorts below the bound
+        let high = successor("ann").unwrap();
+        for s in ["ann", "anna", "ann\u{10FFFF}zzz", "annzzzz"] {
+            assert!(s >= "ann" && s < high.as_str(), "{s}");
+        }
+        assert!("ano" >= high.as_str());
+    }
+
+    #[test]
+    fn defaults() {
+        let p = parse("").unwrap();
+        assert_eq!(p.limit, 10);
+        assert_eq!(p.filter.types, TypeFilter::AllButContacts);
+        assert!(!p.total && !p.filter.include_deleted);
+    }
+
+    #[test]
+    fn prefixes_are_case_folded_except_phone() {
+        let p = parse("email=Ada%40X&search=LOVE&phone_number=%2B47").unwrap();
+        assert_eq!(p.filter.email.unwrap().low, "ada@x");
+        assert_eq!(p.filter.search.unwrap().low, "love");
+        assert_eq!(p.filter.phone_number.unwrap().low, "+47");
+    }
+
+    #[test]
+    fn limit_must_be_1_to_100() {
+        assert_eq!(parse("limit=100").unwrap().limit, 100);
+        for bad in ["limit=0", "limit=101", "limit=-1", "limit=ten"] {
+            assert_eq!(error_fields(bad), vec!["limit"], "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_values_and_unknown_parameters_are_errors() {
+        assert_eq!(error_fields("type=person"), vec!["type"]);
+        assert_eq!(
+            error_fields("since_datetime=yesterday"),
+            vec!["since_datetime"]
+        );
+        assert_eq!(error_fields("total=yes"), vec!["total"]);
+        assert_eq!(error_fields("starting_after=abc"), vec!["starting_after"]);
+        assert_eq!(error_fields("colour=red"), vec!["colour"]);
+        assert_eq!(error_fields("limit=5&limit=6"), vec!["limit"]);
+    }
+
+    #[test]
+    fn since_datetime_and_starting_after_conflict() {
+        let q = "since_datetime=2026-01-01T00:00:00Z&starting_after=6f1c2a3e-58a8-4d2c-9b55-0a1e2a3b4c5d";
+        assert_eq!(error_fields(q), vec!["starting_after"]);
+    }
+
+    #[test]
+    fn attribute_values_pair_with_keys_by_position() {
+        let p = parse("attributes_keys=a&attributes_keys=b&attributes_values=1").unwrap();
+        assert_eq!(
+            p.filter.attributes,
+            vec![
+                AttributeFilter {
+                    key: "a".into(),
+                    value: Some("1".into())
+                },
+                AttributeFilter {
+                    key: "b".into(),
+                    value: None
+                },
+            ]
+        );
+        assert_eq!(
+            error_fields("attributes_values=1"),
+            vec!["attributes_values"]
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! Field-level validation primitives shared by every request type: the
+//! `FieldError` list that becomes the `errors` array of §3, and the format
+//! checks (email, E.164 phone, ISO country, dates).
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One field-level problem, as listed in the error body's `errors` array.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// Collects field errors so a request gets every problem in one answer.
+#[derive(Debug, Default)]
+pub struct Errors(Vec<FieldError>);
+
+impl Errors {
+    pub fn add(&mut self, field: impl Into<String>, code: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            code: code.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_result(self) -> Result<(), Vec<FieldError>> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
+    }
+
+    /// Checks a free-text field: bounded length, no control characters.
+    pub fn text(&mut self, field: &str, value: &str, max_chars: usize) {
+        let chars = value.chars().count();
+        if chars > max_chars {
+            self.add(
+                field,
+                "too_long",
+                format!("must be at most {max_chars} characters"),
+            );
+        }
+        if value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            self.add(
+                field,
+                "invalid_characters",
+                "must not contain control characters",
+            );
+        }
+    }
+}
+
+/// Longest free-text value we accept in any customer string field.
+pub const MAX_TEXT: usize = 1000;
+
+/// A pragmatic address check: one `@`, a non-empty local part of at most 64
+/// bytes, a dotted domain of letters, digits and hyphens, no whitespace.
+pub fn is_valid_email(email: &str) -> bool {
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    if local.is_empty() || local.len() > 64 || local.contains('@') {
+        return false;
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return false;
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+}
+
+/// E.164 as the contract states it: `^\+?[1-9]\d{1,14}$`.
+pub fn is_valid_phone(phone: &str) -> bool {
+    let digits = phone.strip_prefix('+').unwrap_or(phone);
+    let bytes = digits.as_bytes();
+    (2..=15).contains(&bytes.len())
+        && (b'1'..=b'9').contains(&bytes[0])
+        && bytes.iter().all(u8::is_ascii_digit)
+}
+
+/// ISO 3166-1 alpha-2 codes (officially assigned).
+const COUNTRIES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
+
+pub fn is_valid_country(code: &str) -> bool {
+    code.len() == 2 && COUNTRIES.split(' ').any(|c| c == code)
+}
+
+/// A customer id (§4.1): 1..255 characters, no surrounding whitespace.
+pub fn check_customer_id(errors: &mut Errors, field: &str, value: &str) {
+    let chars = value.chars().count();
+    if chars == 0 || chars > 255 {
+        errors.add(field, "invalid_length", "must be 1 to 255 characters");
+    } else if value.trim() != value {
+        errors.add(
+            field,
+            "invalid_whitespace",
+            "must not start or end with whitespace",
+        );
+    } else if value.chars().any(char::is_control) {
+        errors.add(
+            field,
+            "invalid_characters",
+            "must not contain control characters",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        for good in [
+            "a@x.io",
+            "first.last+tag@sub.example.com",
+            "ÆØÅ@eksempel.no",
+        ] {
+            assert!(is_valid_email(good), "{good}");
+        }
+        for bad in [
+            "", "a", "a@", "@x.io", "a@x", "a b@x.io", "a@x..io", ".a@x.io", "a@-x.io", "a@@x.io",
+        ] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn phones_follow_e164() {
+        for good in ["+4799999999", "4799999999", "+12", "+123456789012345"] {
+            assert!(is_valid_phone(good), "{good}");
+        }
+        for bad in [
+            "",
+            "+",
+            "+0123",
+            "+1",
+            "+1234567890123456",
+            "+47 999",
+            "abc",
+        ] {
+            assert!(!is_valid_phone(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn countries_are_assigned_alpha2_codes() {
+        assert!(is_valid_country("NO"));
+        assert!(is_valid_country("SE"));
+        assert!(!is_valid_country("no"));
+        assert!(!is_valid_country("XX"));
+        assert!(!is_valid_country("NOR"));
+    }
+
+    #[test]
+    fn customer_ids() {
+        let check = |v: &str| {
+            let mut e = Errors::default();
+            check_customer_id(&mut e, "customer_id", v);
+            e.is_empty()
+        };
+        assert!(check("abc-1"));
+        assert!(check(&"x".repeat(255)));
+        assert!(!check(""));
+        assert!(!check(&"x".repeat(256)));
+        assert!(!check(" abc"));
+        assert!(!check("abc\t"));
+    }
+}

@@ -1,0 +1,317 @@
+//! `/v1/accounts/{aid}/customers/users…` (§4): thin handlers that check
+//! scopes, call the domain and the store, and shape the response.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::domain::customer::{Customer, CustomerInput, Identity};
+use crate::domain::ids::Scope;
+use crate::domain::listing::ListParams;
+use crate::domain::validate::{self, Errors};
+use crate::store::{now_micros, NewCustomer, PatchError, StoreError};
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{require, ApiJson, Auth, QueryPairs};
+use super::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/accounts/{aid}/customers/users",
+            get(list_customers)
+                .post(create_customer)
+                .head(head_customers),
+        )
+        .route(
+            "/v1/accounts/{aid}/customers/users/{customer_id}",
+            get(get_customer)
+                .put(update_customer)
+                .delete(delete_customer),
+        )
+        .route(
+            "/v1/accounts/{aid}/customers/users/{customer_id}/change_customer_id",
+            post(change_customer_id),
+        )
+}
+
+/// `/v1/accounts/{aid}/customers/users/{customer_id}`; `aid` is checked by `Auth`.
+#[derive(Deserialize)]
+pub struct CustomerPath {
+    #[allow(dead_code)]
+    aid: String,
+    customer_id: String,
+}
+
+const READERS: &[Scope] = &[Scope::Admin, Scope::Read];
+const WRITERS: &[Scope] = &[Scope::Admin, Scope::Write];
+
+/// Create a customer.
+#[utoipa::path(post, path = "/v1/accounts/{aid}/customers/users", tag = "customers",
+    params(("aid" = String, Path, description = "account id")),
+    request_body = CustomerInput,
+    responses(
+        (status = 200, description = "the stored customer", body = Customer),
+        (status = 400, description = "invalid input or duplicate", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = ["admin:customers", "write:customers", "create:customers:/users"])))]
+pub async fn create_customer(
+    State(state): State<AppState>,
+    Auth(auth): Auth,
+    query: QueryPairs,
+    ApiJson(input): ApiJson<CustomerInput>,
+) -> ApiResult<Json<Customer>> {
+    require(&auth, &[Scope::Admin, Scope::Write, Scope::CreateUsers])?;
+    query.flags(&[])?;
+    let (customer_id, data) = input.into_new(now_micros()).map_err(ApiError::invalid)?;
+    if data.customer_type.is_privileged() && !auth.has_any(WRITERS) {
+        return Err(ApiError::forbidden(
+            "customers of type employee or other need admin or write scope",
+        ));
+    }
+    let customer = state
+        .store
+        .create_customer(
+            &auth.account,
+            NewCustomer { customer_id, data },
+            &auth.subject,
+        )
+        .await?;
+    Ok(Json(customer))
+}
+
+/// Get one customer.
+#[utoipa::path(get, path = "/v1/accounts/{aid}/customers/users/{customer_id}", tag = "customers",
+    params(("aid" = String, Path), ("customer_id" = String, Path)),
+    responses((status = 200, body = Customer), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["admin:customers", "read:customers", "user:customers"])))]
+pub async fn get_customer(
+    State(state): State<AppState>,
+    Auth(auth): Auth,
+    Path(CustomerPath { customer_id, .. }): Path<CustomerPath>,
+    query: QueryPairs,
+) -> ApiResult<Json<Customer>> {
+    require(&auth, &[Scope::Admin, Scope::Read, Scope::User])?;
+    query.flags(&[])?;
+    let found = state
+        .store
+        .get_customer(&auth.account, &customer_id)
+        .await?;
+    let own_only = !auth.has_any(READERS);
+    match found {
+        Some(c) if own_only && c.id.to_string() != auth.subject => Err(not_own_record()),
+        Some(c) if !c.is_deleted() => Ok(Json(c)),
+        _ if own_only => Err(not_own_record()),
+        _ => Err(ApiError::customer_not_found()),
+    }
+}
+
+fn not_own_record() -> ApiError {
+    ApiError::forbidden("a user:customers token may only access its own customer")
+}
+
+/// Update a customer: absent fields stay, `null` clears, `metadata` merges.
+#[utoipa::path(put, path = "/v1/accounts/{aid}/customers/users/{customer_id}", tag = "customers",
+    params(("aid" = String, Path), ("customer_id" = String, Path)),
+    request_body = CustomerInput,
+    responses((status = 200, body = Customer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["admin:customers", "write:customers", "user:customers"])))]
+pub async fn update_customer(
+    State(state): State<AppState>,
+    Auth(auth): Auth,
+    Path(CustomerPath { customer_id, .. }): Path<CustomerPath>,
+    query: QueryPairs,
+    ApiJson(input): ApiJson<CustomerInput>,
+) -> ApiResult<Json<Customer>> {
+    require(&auth, &[Scope::Admin, Scope::Write, Scope::User])?;
+    query.flags(&[])?;
+    let privileged = auth.has_any(WRITERS);
+    let own_only = (!privileged).then(|| auth.subject.clone());
+    let patch = Box::new(move |current: &Customer| {
+        if own_only.is_some_and(|subject| subject != current.id.to_string()) {
+            return Err(PatchError::Forbidden(
+                "a user:customers token may only access its own customer",
+            ));
+        }
+        let data = current.data.clone().unwrap_or_default();
+        let was_privileged = data.customer_type.is_privileged();
+        let identity = Identity {
+            id: current.id,
+            customer_id: &current.customer_id,
+        };
+        let updated = input
+            .apply_to(data, identity, now_micros())
+            .map_err(PatchError::Invalid)?;
+        if !privileged && (was_privileged || updated.customer_type.is_privileged()) {
+            return Err(PatchError::Forbidden(
+                "customers of type employee or other need admin or write scope",
+            ));
+        }
+        Ok(updated)
+    });
+    match state
+        .store
+        .update_customer(&auth.account, &customer_id, patch)
+        .await
+    {
+        Err(StoreError::NotFound) if !privileged => Err(not_own_record()),
+        result => Ok(Json(result?)),
+    }
+}
+
+/// Delete a customer: its personal data is erased in the same transaction.
+#[utoipa::path(delete, path = "/v1/accounts/{aid}/customers/users/{customer_id}", tag = "customers",
+    params(("aid" = String, Path), ("customer_id" = String, Path),
+        ("delete_tokens" = Option<bool>, Query, description = "also delete the customer's tokens")),
+    responses((status = 200, description = "the erased record", body = Customer), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["admin:customers", "write:customers"])))]
+pub async fn delete_customer(
+    State(state): State<AppState>,
+    Auth(auth): Auth,
+    Path(CustomerPath { customer_id, .. }): Path<CustomerPath>,
+    query: QueryPairs,
+) -> ApiResult<Json<Customer>> {
+    require(&auth, WRITERS)?;
+    // Tokens arrive with the tokens API; until then a customer has none.
+    let _delete_tokens = query.flags(&["delete_tokens"])?[0];
+    let customer = state
+        .store
+        .delete_customer(&auth.account, &customer_id, &auth.subject)
+        .await?;
+    Ok(Json(customer))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeCustomerId {
+    pub customer_id: String,
+}
+
+/// Change a customer's `customer_id` (admin only); the change is recorded
+/// in a `dintero_change_customer_id_*` metadata key.
+#[utoipa::path(post, path = "/v1/accounts/{aid}/customers/users/{customer_id}/change_customer_id", tag = "customers",
+    params(("aid" = String, Path), ("customer_id" = String, Path)),
+    request_body = ChangeCustomerId,
+    responses((status = 200, body = Customer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["admin:customers"])))]
+pub async fn change_customer_id(
+    State(state): State<AppState>,
+    Auth(auth): Auth,
+    Path(CustomerPath { customer_id, .. }): Path<CustomerPath>,
+    query: QueryPairs,
+    ApiJson(body): ApiJson<ChangeCustomerId>,
+) -> ApiResult<Json<Customer>> {
+    require(&auth, &[Scope::Admin])?;
+    query.flags(&[])?;
+    let mut errors = Errors::default();
+    validate::check_customer_id(&mut errors, "customer_id", &body.customer_id);
+    if body.customer_id == customer_id {
+        errors.add(
+            "customer_id",
+            "unchanged",
+            "must differ from the current customer_id",
+        );
+    }
+    errors.into_result().map_err(ApiError::invalid)?;
+    let customer = state
+        .store
+        .change_customer_id(
+            &auth.account,
+            &customer_id,
+            &body.customer_id,
+            &auth.subject,
+        )
+        .await?;
+    Ok(Json(customer))
+}
+
+/// List customers (§4.3): filters, keyset paging, `Link` and `total-count`.
+#[utoipa::path(get, path = "/v1/accounts/{aid}/customers/users", tag = "customers",
+    params(("aid" = String, Path),
+        ("email" = Option<String>, Query, description = "case-insensitive prefix"),
+        ("phone_number" = Option<String>, Query, description = "prefix"),
+        ("type" = Option<String>, Query, description = "customer, company, contact, employee, other or any"),
+        ("search" = Option<String>, Query, description = "case-insensitive prefix of names, phone, customer_id, email"),
+        ("attributes_keys" = Option<Vec<String>>, Query),
+        ("attributes_values" = Option<Vec<String>>, Query),
+        ("include_deleted" = Option<bool>, Query),
+        ("since_datetime" = Option<String>, Query, description = "RFC 3339; changes at or after, oldest first"),
+        ("limit" = Option<u32>, Query, description = "1..100, default 10"),
+        ("starting_after" = Option<String>, Query, description = "id of the last customer of the previous page"),
+        ("total" = Option<bool>, Query, description = "send a total-count header")),
+    responses((status = 200, body = Vec<Customer>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["admin:customers", "read:customers"])))]
+pub async fn list_customers(
+    State(state): State<AppState>,
+    Auth(auth): Auth,
+    uri: Uri,
+    QueryPairs(pairs): QueryPairs,
+) -> ApiResult<Response> {
+    require(&auth, READERS)?;
+    let params = ListParams::parse(&pairs).map_err(ApiError::invalid)?;
+    let page = state.store.list_customers(&auth.account, &params).await?;
+    let mut headers = HeaderMap::new();
+    if let Some(total) = page.total {
+        headers.insert(
+            HeaderName::from_static("total-count"),
+            HeaderValue::from(total),
+        );
+    }
+    if let (true, Some(last)) = (page.has_more, page.customers.last()) {
+        let link = next_link(uri.path(), &pairs, &params, last);
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            headers.insert(axum::http::header::LINK, value);
+        }
+    }
+    let mut body = page.customers;
+    body.extend(page.related);
+    Ok((headers, Json(body)).into_response())
+}
+
+/// The `Link: <…>; rel="next"` value: the same query with the cursor moved
+/// past `last` (for a `since_datetime` feed, the time just after its change).
+fn next_link(
+    path: &str,
+    pairs: &[(String, String)],
+    params: &ListParams,
+    last: &Customer,
+) -> String {
+    let (key, value) = if params.filter.since.is_some() {
+        let next = last.updated_at + chrono::Duration::microseconds(1);
+        (
+            "since_datetime",
+            next.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        )
+    } else {
+        ("starting_after", last.id.to_string())
+    };
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs.iter().filter(|(k, _)| k != key) {
+        query.append_pair(k, v);
+    }
+    query.append_pair(key, &value);
+    format!("<{path}?{}>; rel=\"next\"", query.finish())
+}
+
+/// `HEAD /customers/users`: disabled until the account enables it in its
+/// settings (`users.head.enabled`), which this version does not offer yet.
+#[utoipa::path(head, path = "/v1/accounts/{aid}/customers/users", tag = "customers",
+    params(("aid" = String, Path)),
+    responses((status = 405, description = "HEAD is disabled for this account")))]
+pub async fn head_customers(_auth: Auth) -> ApiResult<StatusCode> {
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "HEAD is disabled; enable users.head.enabled in settings",
+    ))
+}

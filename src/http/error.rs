@@ -1,0 +1,182 @@
+//! `ApiError`: every failure the API answers with, rendered as the contract's
+//! `{"error": {"code", "message", "errors"}}` body (§3). Store errors map
+//! here, uniqueness violations by index name.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::validate::FieldError;
+use crate::store::{PatchError, StoreError};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub errors: Vec<FieldError>,
+}
+
+/// The error body, as documented in the OpenAPI document.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        Self {
+            errors,
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                "validation_error",
+                "the request has invalid fields",
+            )
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing, invalid or expired access token",
+        )
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn customer_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "customer_not_found",
+            "no such customer",
+        )
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "an internal error occurred",
+        )
+    }
+
+    /// The error a bare status maps to, for responses produced outside our
+    /// handlers (router fallbacks, limits, timeouts, panics).
+    pub fn from_status(status: StatusCode) -> Self {
+        let (code, message) = match status {
+            StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                ("method_not_allowed", "method not allowed on this resource")
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                "unsupported_media_type",
+                "the body must be application/json",
+            ),
+            StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long"),
+            StatusCode::SERVICE_UNAVAILABLE => (
+                "service_unavailable",
+                "the service is unavailable, try again",
+            ),
+            StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests"),
+            StatusCode::UNAUTHORIZED => {
+                ("unauthorized", "missing, invalid or expired access token")
+            }
+            StatusCode::FORBIDDEN => ("forbidden", "not allowed"),
+            s if s.is_client_error() => ("bad_request", "the request is invalid"),
+            _ => ("internal_error", "an internal error occurred"),
+        };
+        Self::new(status, code, message)
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message.clone(),
+                errors: self.errors.clone(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => Self::customer_not_found(),
+            StoreError::Conflict { constraint } => duplicate(constraint),
+            StoreError::Invalid(errors) | StoreError::Rejected(PatchError::Invalid(errors)) => {
+                Self::invalid(errors)
+            }
+            StoreError::Rejected(PatchError::Forbidden(message)) => Self::forbidden(message),
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "database unavailable");
+                Self::from_status(StatusCode::SERVICE_UNAVAILABLE)
+            }
+            StoreError::Other(detail) => {
+                tracing::error!(%detail, "database error");
+                Self::internal()
+            }
+        }
+    }
+}
+
+/// One table from unique index to API error (§4.2: a code naming the field).
+fn duplicate(constraint: &str) -> ApiError {
+    let (code, field) = match constraint {
+        "customers_customer_id_key" => ("duplicate_customer_id", "customer_id"),
+        "customers_email_key" => ("duplicate_email", "email"),
+        "customers_phone_number_key" => ("duplicate_phone_number", "phone_number"),
+        _ => {
+            tracing::error!(constraint, "unexpected unique violation");
+            return ApiError::internal();
+        }
+    };
+    ApiError {
+        errors: vec![FieldError {
+            field: field.to_owned(),
+            code: "duplicate".to_owned(),
+            message: format!("another customer has this {field}"),
+        }],
+        ..ApiError::bad_request(code, format!("a customer with this {field} exists already"))
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,275 @@
+//! Our extractors: they answer malformed input in the contract's error shape
+//! instead of axum's plain-text rejections. `Auth` verifies the bearer token
+//! against the account in the path.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, RawQuery, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::auth::{Principal, TokenError};
+use crate::domain::ids::{AccountId, Scope};
+use crate::domain::validate::{Errors, FieldError};
+
+use super::error::ApiError;
+use super::AppState;
+
+/// The account of the path (`/v1/accounts/{aid}/…`), validated.
+pub struct Account(pub AccountId);
+
+impl<S: Send + Sync> FromRequestParts<S> for Account {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::bad_request("invalid_path", "the path is invalid"))?;
+        let raw = params
+            .iter()
+            .find(|(name, _)| *name == "aid")
+            .map(|(_, value)| value)
+            .unwrap_or_default();
+        AccountId::parse(raw).map(Account).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_account_id",
+                "the account id must match ^[PT]\\d{8}$",
+            )
+        })
+    }
+}
+
+/// A verified caller of an account's endpoints.
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Account(account) = Account::from_request_parts(parts, state).await?;
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(ApiError::unauthorized)?;
+        match state.keys.verify(token, &account) {
+            Ok(principal) => Ok(Auth(principal)),
+            Err(TokenError::Invalid) => Err(ApiError::unauthorized()),
+            Err(TokenError::OtherAccount) => Err(ApiError::forbidden(
+                "the token was issued for another account",
+            )),
+        }
+    }
+}
+
+/// 403 unless the token carries one of `scopes`.
+pub fn require(principal: &Principal, scopes: &[Scope]) -> Result<(), ApiError> {
+    if principal.has_any(scopes) {
+        Ok(())
+    } else {
+        let names: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
+        Err(ApiError::forbidden(format!(
+            "requires one of the scopes: {}",
+            names.join(", ")
+        )))
+    }
+}
+
+/// The decoded query string as ordered pairs (repeatable keys kept).
+pub struct QueryPairs(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let RawQuery(raw) = RawQuery::from_request_parts(parts, state)
+            .await
+            .unwrap_or(RawQuery(None));
+        let pairs = raw
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        Ok(QueryPairs(pairs))
+    }
+}
+
+impl QueryPairs {
+    /// Parses the parameters of an endpoint that takes only boolean flags;
+    /// anything else is a 400.
+    pub fn flags(&self, allowed: &[&str]) -> Result<Vec<bool>, ApiError> {
+        let mut errors = Errors::default();
+        let mut values = vec![false; allowed.len()];
+        for (name, value) in &self.0 {
+            match allowed.iter().position(|a| a == name) {
+                Some(i) => {
+                    crate::domain::listing::parse_bool(&mut errors, name, value, &mut values[i])
+                }
+                None => errors.add(
+                    name,
+                    "unknown_parameter",
+                    "is not a parameter of this endpoint",
+                ),
+            }
+        }
+        errors
+            .into_result()
+            .map(|()| values)
+            .map_err(ApiError::invalid)
+    }
+}
+
+/// A JSON body: `application/json` only (415 otherwise), within the body
+/// limit (413), well-formed (400 `invalid_json`) and of the right shape (400
+/// naming the field).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::from_status(StatusCode::PAYLOAD_TOO_LARGE)
+            } else {
+                ApiError::bad_request("invalid_body", "the request body could not be read")
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+/// Deserialises a JSON object body, turning serde's first complaint into a
+/// field error. (serde would also accept an array for a struct, by position;
+/// the contract's bodies are objects.)
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let invalid_json =
+        || ApiError::bad_request("invalid_json", "the request body is not valid JSON");
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(invalid_json()),
+        Some(b'{') => {}
+        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() => {
+            return Err(invalid_json())
+        }
+        Some(_) => {
+            let mut errors = Errors::default();
+            errors.add("body", "invalid_type", "must be a JSON object");
+            return Err(ApiError::invalid(errors.into_result().unwrap_err()));
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let inner = error.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return invalid_json();
+        }
+        ApiError::invalid(vec![field_error(&error.path().to_string(), inner)])
+    })?;
+    deserializer.end().map_err(|_| invalid_json())?;
+    Ok(value)
+}
+
+fn field_error(path: &str, error: &serde_json::Error) -> FieldError {
+    let text = error.to_string();
+    let message = text.split(" at line ").next().unwrap_or(&text).to_owned();
+    let parent = if path == "." { "" } else { path };
+    // serde_path_to_error's path already ends at an unknown field, but stops
+    // at the parent of a missing one.
+    let (field, code) = if message.starts_with("unknown field") {
+        (parent.to_owned(), "unknown_field")
+    } else if let Some(name) = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        (join_path(parent, name), "required")
+    } else if message.starts_with("invalid type") {
+        (parent.to_owned(), "invalid_type")
+    } else {
+        (parent.to_owned(), "invalid_value")
+    };
+    FieldError {
+        field: if field.is_empty() {
+            "body".to_owned()
+        } else {
+            field
+        },
+        code: code.to_owned(),
+        message,
+    }
+}
+
+fn join_path(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::customer::CustomerInput;
+
+    fn error_of(body: &str) -> ApiError {
+        parse_json::<CustomerInput>(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn syntax_errors_are_invalid_json() {
+        for body in ["{", "", "{\"first_name\":}", "{} trailing"] {
+            assert_eq!(error_of(body).code, "invalid_json", "{body}");
+        }
+    }
+
+    #[test]
+    fn shape_errors_name_the_field() {
+        let cases = [
+            (r#"{"frist_name":"a"}"#, "frist_name", "unknown_field"),
+            (r#"{"first_name":1}"#, "first_name", "invalid_type"),
+            (r#"{"type":"person"}"#, "type", "invalid_value"),
+            (
+                r#"{"addresses":[{"address_line":"a","country":"NO"}]}"#,
+                "addresses[0].postal_place",
+                "required",
+            ),
+            (
+                r#"{"date_of_birth":"2020-02-30"}"#,
+                "date_of_birth",
+                "invalid_value",
+            ),
+            ("[]", "body", "invalid_type"),
+        ];
+        for (body, field, code) in cases {
+            let error = error_of(body);
+            assert_eq!(error.code, "validation_error", "{body}");
+            assert_eq!(
+                (
+                    error.errors[0].field.as_str(),
+                    error.errors[0].code.as_str()
+                ),
+                (field, code),
+                "{body}"
+            );
+        }
+    }
+}

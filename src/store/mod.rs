@@ -1,0 +1,307 @@
+//! Storage: one `Store` trait the HTTP layer talks to, one implementation per
+//! backend (`sqlite`, `postgres`). Shared here: the error type, the records
+//! that cross the boundary, and the derived index columns of a customer.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::customer::{Customer, CustomerData};
+use crate::domain::ids::AccountId;
+use crate::domain::listing::ListParams;
+use crate::domain::validate::FieldError;
+
+mod ops;
+pub mod postgres;
+pub mod query;
+mod rows;
+pub mod sqlite;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint refused the write; `constraint` is the index name
+    /// shared by both migration sets (e.g. `customers_email_key`).
+    #[error("conflict on {constraint}")]
+    Conflict { constraint: &'static str },
+    /// The write would break a rule that only the database can check
+    /// (a referenced record is missing, a cursor names no customer, …).
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// An update's patch function refused the current record.
+    #[error("rejected")]
+    Rejected(PatchError),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+#[derive(Debug)]
+pub enum PatchError {
+    Invalid(Vec<FieldError>),
+    Forbidden(&'static str),
+}
+
+/// Computes a customer's new data from its current state. Runs inside the
+/// store's transaction with the row locked, so concurrent updates serialise.
+pub type Patcher = Box<dyn FnOnce(&Customer) -> Result<CustomerData, PatchError> + Send>;
+
+#[derive(Debug, Clone)]
+pub struct NewCustomer {
+    pub customer_id: Option<String>,
+    pub data: CustomerData,
+}
+
+#[derive(Debug, Clone)]
+pub struct CustomerPage {
+    pub customers: Vec<Customer>,
+    /// Customers that contacts in `customers` are `contact_for` (§4.3).
+    pub related: Vec<Customer>,
+    pub has_more: bool,
+    pub total: Option<i64>,
+}
+
+/// An API client; the secret is only ever held as an Argon2 hash.
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub account_id: String,
+    pub secret_hash: String,
+    pub scopes: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The deployment's token signing key pair (Ed25519, PKCS#8 DER).
+#[derive(Clone)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub private_pkcs8: Vec<u8>,
+    pub public_key: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    fn backend(&self) -> &'static str;
+    async fn migrate(&self) -> Result<Vec<String>, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+    async fn close(&self);
+
+    /// Stores `candidate` unless a key exists already; returns the key in force.
+    async fn ensure_signing_key(
+        &self,
+        candidate: SigningKeyRecord,
+    ) -> Result<SigningKeyRecord, StoreError>;
+    async fn insert_client(&self, client: ClientRecord) -> Result<(), StoreError>;
+    async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
+    async fn has_clients(&self) -> Result<bool, StoreError>;
+
+    async fn create_customer(
+        &self,
+        account: &AccountId,
+        new: NewCustomer,
+        actor: &str,
+    ) -> Result<Customer, StoreError>;
+    async fn get_customer(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+    ) -> Result<Option<Customer>, StoreError>;
+    async fn update_customer(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        patch: Patcher,
+    ) -> Result<Customer, StoreError>;
+    async fn delete_customer(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        actor: &str,
+    ) -> Result<Customer, StoreError>;
+    async fn change_customer_id(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        new_customer_id: &str,
+        actor: &str,
+    ) -> Result<Customer, StoreError>;
+    async fn list_customers(
+        &self,
+        account: &AccountId,
+        params: &ListParams,
+    ) -> Result<CustomerPage, StoreError>;
+}
+
+/// Opens the store a database URL names. Accepted: `sqlite://PATH`,
+/// `sqlite:///abs/path`, `sqlite::memory:`, `postgres://…`, `postgresql://…`.
+pub async fn open(url: &str, pool: &PoolOptions) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(url, pool).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PostgresStore::connect(url, pool).await?))
+    } else {
+        anyhow::bail!(
+            "unsupported database URL; use sqlite://PATH, sqlite:///absolute/path or postgres://user@host:port/db"
+        )
+    }
+}
+
+/// Connection-pool settings shared by both backends.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: std::time::Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+/// The lower-cased, indexed copies of a customer's searchable fields. Both
+/// stores write exactly these, so search behaves the same on each.
+#[derive(Debug, Default, PartialEq)]
+pub struct IndexedColumns {
+    pub customer_id_lower: String,
+    pub email: Option<String>,
+    pub email_lower: Option<String>,
+    pub phone_number: Option<String>,
+    pub first_name_lower: Option<String>,
+    pub last_name_lower: Option<String>,
+    pub full_name_lower: Option<String>,
+    /// One row per attribute value: `(key, value-as-text)`; `None` marks a
+    /// key whose value is not a scalar or list of scalars (still "has key").
+    pub attributes: Vec<(String, Option<String>)>,
+}
+
+impl IndexedColumns {
+    pub fn of(customer_id: &str, data: &CustomerData) -> Self {
+        let lower = |v: &Option<String>| v.as_ref().map(|s| s.to_lowercase());
+        let full_name_lower = match (&data.first_name, &data.last_name) {
+            (Some(first), Some(last)) => Some(format!("{first} {last}").to_lowercase()),
+            _ => None,
+        };
+        Self {
+            customer_id_lower: customer_id.to_lowercase(),
+            email: data.email.clone(),
+            email_lower: lower(&data.email),
+            phone_number: data.phone_number.clone(),
+            first_name_lower: lower(&data.first_name),
+            last_name_lower: lower(&data.last_name),
+            full_name_lower,
+            attributes: attribute_rows(data),
+        }
+    }
+}
+
+fn attribute_rows(data: &CustomerData) -> Vec<(String, Option<String>)> {
+    use serde_json::Value;
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+        _ => None,
+    };
+    let mut rows = Vec::new();
+    for (key, value) in data.attributes.iter().flatten() {
+        let values: Vec<String> = match value {
+            Value::Array(items) => items.iter().filter_map(scalar).collect(),
+            other => scalar(other).into_iter().collect(),
+        };
+        if values.is_empty() {
+            rows.push((key.clone(), None));
+        }
+        rows.extend(values.into_iter().map(|v| (key.clone(), Some(v))));
+    }
+    rows
+}
+
+/// Maps a unique-index name (as named in both migration sets) to the static
+/// name the HTTP layer matches on.
+pub fn known_constraint(name: &str) -> &'static str {
+    const KNOWN: [&str; 4] = [
+        "customers_customer_id_key",
+        "customers_email_key",
+        "customers_phone_number_key",
+        "api_clients_pkey",
+    ];
+    KNOWN.into_iter().find(|k| *k == name).unwrap_or("unknown")
+}
+
+/// The server's timestamps have microsecond precision in both stores.
+pub fn now_micros() -> DateTime<Utc> {
+    micros_to_time(Utc::now().timestamp_micros())
+}
+
+pub fn micros_to_time(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+/// A fresh, time-ordered customer `id` (UUIDv7 keeps index inserts local).
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+/// The metadata key §4.2 records a customer-id change under.
+pub fn change_customer_id_key(at: DateTime<Utc>, old: &str, new: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{old}\u{0}{new}\u{0}{}", at.timestamp_micros()));
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!(
+        "dintero_change_customer_id_{}.{hash}",
+        at.timestamp_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn indexed_columns_lower_case_and_join_names() {
+        let data: CustomerData = serde_json::from_value(json!({
+            "first_name": "Ada", "last_name": "LoveLace", "email": "Ada@X.io",
+            "attributes": {"tier": "gold", "n": 3, "tags": ["a", "b"], "obj": {"x": 1}, "empty": []}
+        }))
+        .unwrap();
+        let cols = IndexedColumns::of("Cust-1", &data);
+        assert_eq!(cols.customer_id_lower, "cust-1");
+        assert_eq!(cols.email.as_deref(), Some("Ada@X.io"));
+        assert_eq!(cols.email_lower.as_deref(), Some("ada@x.io"));
+        assert_eq!(cols.full_name_lower.as_deref(), Some("ada lovelace"));
+        let mut attrs = cols.attributes;
+        attrs.sort();
+        let some = |k: &str, v: &str| (k.to_string(), Some(v.to_string()));
+        assert_eq!(
+            attrs,
+            vec![
+                ("empty".to_string(), None),
+                some("n", "3"),
+                ("obj".to_string(), None),
+                some("tags", "a"),
+                some("tags", "b"),
+                some("tier", "gold"),
+            ]
+        );
+    }
+
+    #[test]
+    fn change_key_has_timestamp_and_hash() {
+        let at: DateTime<Utc> = "2026-01-02T03:04:05Z".parse().unwrap();
+        let key = change_customer_id_key(at, "a", "b");
+        assert!(
+            key.starts_with("dintero_change_customer_id_1767323045000."),
+            "{key}"
+        );
+        assert_ne!(key, change_customer_id_key(at, "a", "c"));
+    }
+}

@@ -1,0 +1,781 @@
+//! The storage flows, written once: [`SqlStore`] implements [`Store`] over
+//! any [`Backend`], whose connections ([`Conn`]) run dialect-aware SQL from
+//! [`SqlBuilder`]. Backends only connect, bind and translate errors.
+
+use async_trait::async_trait;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::domain::customer::{Customer, CustomerData};
+use crate::domain::ids::AccountId;
+use crate::domain::listing::ListParams;
+use crate::domain::validate::Errors;
+
+use super::query::{self, CursorPosition, Dialect, Param, SqlBuilder, CUSTOMER_COLUMNS};
+use super::{
+    change_customer_id_key, micros_to_time, new_id, now_micros, ClientRecord, CustomerPage,
+    IndexedColumns, NewCustomer, Patcher, SigningKeyRecord, Store, StoreError,
+};
+
+/// What a flow needs from a backend connection (plain or in a transaction).
+#[async_trait]
+pub trait Conn: Send {
+    fn dialect(&self) -> Dialect;
+    async fn execute(&mut self, q: SqlBuilder) -> Result<u64, StoreError>;
+    async fn fetch_customers(&mut self, q: SqlBuilder) -> Result<Vec<Customer>, StoreError>;
+    async fn fetch_i64(&mut self, q: SqlBuilder) -> Result<Option<i64>, StoreError>;
+    async fn fetch_strings(&mut self, q: SqlBuilder) -> Result<Vec<String>, StoreError>;
+    async fn fetch_clients(&mut self, q: SqlBuilder) -> Result<Vec<ClientRecord>, StoreError>;
+    async fn fetch_keys(&mut self, q: SqlBuilder) -> Result<Vec<SigningKeyRecord>, StoreError>;
+    /// Commits a transaction; a plain connection just goes back to the pool.
+    async fn commit(self) -> Result<(), StoreError>
+    where
+        Self: Sized;
+}
+
+/// A backend: how to get connections, and the few things that are not SQL.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    type Conn: Conn;
+    fn name(&self) -> &'static str;
+    /// A pooled connection for reads (no transaction).
+    async fn read(&self) -> Result<Self::Conn, StoreError>;
+    /// A transaction that may write; in SQLite it holds the write lock from
+    /// the start, so a read-modify-write cannot be overtaken.
+    async fn write(&self) -> Result<Self::Conn, StoreError>;
+    async fn migrate(&self) -> Result<Vec<String>, StoreError>;
+    async fn close(&self);
+}
+
+/// A pooled connection or an open transaction of one backend.
+pub enum Handle<DB: sqlx::Database> {
+    Tx(sqlx::Transaction<'static, DB>),
+    Pooled(sqlx::pool::PoolConnection<DB>),
+}
+
+impl<DB: sqlx::Database> Handle<DB> {
+    pub fn raw(&mut self) -> &mut DB::Connection {
+        match self {
+            Handle::Tx(tx) => tx,
+            Handle::Pooled(conn) => conn,
+        }
+    }
+
+    pub async fn finish(self) -> Result<(), sqlx::Error> {
+        match self {
+            Handle::Tx(tx) => tx.commit().await,
+            Handle::Pooled(_) => Ok(()),
+        }
+    }
+}
+
+pub struct SqlStore<B>(pub B);
+
+/// Runs `flow` in a write transaction and commits it when it succeeds
+/// (dropping the transaction on error rolls it back).
+macro_rules! in_write_tx {
+    ($backend:expr, |$conn:ident| $flow:expr) => {{
+        let mut $conn = $backend.write().await?;
+        let result = $flow;
+        if result.is_ok() {
+            $conn.commit().await?;
+        }
+        result
+    }};
+}
+
+#[async_trait]
+impl<B: Backend> Store for SqlStore<B> {
+    fn backend(&self) -> &'static str {
+        self.0.name()
+    }
+
+    async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        self.0.migrate().await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.0.read().await?;
+        let q = SqlBuilder::new(conn.dialect(), "SELECT CAST(1 AS BIGINT)");
+        conn.fetch_i64(q).await.map(drop)
+    }
+
+    async fn close(&self) {
+        self.0.close().await
+    }
+
+    async fn ensure_signing_key(
+        &self,
+        candidate: SigningKeyRecord,
+    ) -> Result<SigningKeyRecord, StoreError> {
+        in_write_tx!(self.0, |conn| {
+            let mut q = SqlBuilder::new(
+                conn.dialect(),
+                "INSERT INTO signing_keys (kid, private_pkcs8, public_key, created_at) VALUES (",
+            );
+            query::push_list(
+                &mut q,
+                [
+                    text(&candidate.kid),
+                    Param::Bytes(candidate.private_pkcs8.clone()),
+                    Param::Bytes(candidate.public_key.clone()),
+                    Param::Time(candidate.created_at),
+                ],
+            );
+            q.push(") ON CONFLICT (singleton) DO NOTHING");
+            conn.execute(q).await?;
+            let q = SqlBuilder::new(
+                conn.dialect(),
+                "SELECT kid, private_pkcs8, public_key, created_at FROM signing_keys",
+            );
+            conn.fetch_keys(q)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::Other("no signing key after insert".into()))
+        })
+    }
+
+    async fn insert_client(&self, client: ClientRecord) -> Result<(), StoreError> {
+        in_write_tx!(self.0, |conn| {
+            let mut q = SqlBuilder::new(
+                conn.dialect(),
+                "INSERT INTO api_clients (client_id, account_id, secret_hash, scopes, created_at) VALUES (",
+            );
+            query::push_list(
+                &mut q,
+                [
+                    text(&client.client_id),
+                    text(&client.account_id),
+                    text(&client.secret_hash),
+                    text(&client.scopes),
+                    Param::Time(client.created_at),
+                ],
+            );
+            q.push(")");
+            conn.execute(q).await.map(drop)
+        })
+    }
+
+    async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let mut conn = self.0.read().await?;
+        let mut q = SqlBuilder::new(
+            conn.dialect(),
+            "SELECT client_id, account_id, secret_hash, scopes, created_at FROM api_clients WHERE client_id = ",
+        );
+        q.bind(text(client_id));
+        Ok(conn.fetch_clients(q).await?.into_iter().next())
+    }
+
+    async fn has_clients(&self) -> Result<bool, StoreError> {
+        let mut conn = self.0.read().await?;
+        let q = SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM api_clients");
+        Ok(conn.fetch_i64(q).await?.unwrap_or(0) > 0)
+    }
+
+    async fn create_customer(
+        &self,
+        account: &AccountId,
+        new: NewCustomer,
+        actor: &str,
+    ) -> Result<Customer, StoreError> {
+        in_write_tx!(self.0, |conn| create_customer(
+            &mut conn, account, new, actor
+        )
+        .await)
+    }
+
+    async fn get_customer(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+    ) -> Result<Option<Customer>, StoreError> {
+        let mut conn = self.0.read().await?;
+        select_by_customer_id(&mut conn, account, customer_id, false).await
+    }
+
+    async fn update_customer(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        patch: Patcher,
+    ) -> Result<Customer, StoreError> {
+        in_write_tx!(self.0, |conn| update_customer(
+            &mut conn,
+            account,
+            customer_id,
+            patch
+        )
+        .await)
+    }
+
+    async fn delete_customer(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        actor: &str,
+    ) -> Result<Customer, StoreError> {
+        in_write_tx!(self.0, |conn| delete_customer(
+            &mut conn,
+            account,
+            customer_id,
+            actor
+        )
+        .await)
+    }
+
+    async fn change_customer_id(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        new_customer_id: &str,
+        actor: &str,
+    ) -> Result<Customer, StoreError> {
+        in_write_tx!(self.0, |conn| {
+            change_customer_id(&mut conn, account, customer_id, new_customer_id, actor).await
+        })
+    }
+
+    async fn list_customers(
+        &self,
+        account: &AccountId,
+        params: &ListParams,
+    ) -> Result<CustomerPage, StoreError> {
+        let mut conn = self.0.read().await?;
+        list_customers(&mut conn, account, params).await
+    }
+}
+
+fn text(value: &str) -> Param {
+    Param::Text(value.to_owned())
+}
+
+fn opt_text(value: Option<&String>) -> Param {
+    value.map_or(Param::Null, |v| Param::Text(v.clone()))
+}
+
+/// Takes the account's next write timestamp. The row lock this takes is
+/// held until commit, so writes of one account commit in timestamp order.
+async fn tick(
+    conn: &mut impl Conn,
+    account: &AccountId,
+) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    let greatest = match conn.dialect() {
+        Dialect::Sqlite => "max",
+        Dialect::Postgres => "GREATEST",
+    };
+    let mut q = SqlBuilder::new(
+        conn.dialect(),
+        "INSERT INTO account_clocks (account_id, last_us) VALUES (",
+    );
+    q.bind(text(account.as_str()))
+        .push(", ")
+        .bind(Param::Int(now_micros().timestamp_micros()))
+        .push(") ON CONFLICT (account_id) DO UPDATE SET last_us = ")
+        .push(greatest)
+        .push("(account_clocks.last_us + 1, excluded.last_us) RETURNING last_us");
+    let micros = conn
+        .fetch_i64(q)
+        .await?
+        .ok_or_else(|| StoreError::Other("clock returned no row".into()))?;
+    Ok(micros_to_time(micros))
+}
+
+/// Checks what only the database knows: `contact_for` names live customers
+/// of the account and `term.id` names live terms.
+async fn check_references(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    data: &CustomerData,
+) -> Result<(), StoreError> {
+    let mut errors = Errors::default();
+    let wanted = data.contact_ids();
+    if !wanted.is_empty() {
+        let mut q = SqlBuilder::new(
+            conn.dialect(),
+            "SELECT customer_id FROM customers WHERE account_id = ",
+        );
+        q.bind(text(account.as_str()))
+            .push(" AND deleted_at IS NULL AND customer_id IN (");
+        query::push_list(&mut q, wanted.iter().map(|id| text(id)));
+        q.push(")");
+        let found = conn.fetch_strings(q).await?;
+        for (i, id) in wanted.iter().enumerate() {
+            if !found.iter().any(|f| f == id) {
+                errors.add(
+                    format!("contact_for[{i}].customer_id"),
+                    "not_found",
+                    "names no customer of this account",
+                );
+            }
+        }
+    }
+    if let Some(term) = &data.term {
+        let exists = match Uuid::parse_str(&term.id) {
+            Ok(id) => {
+                let mut q = SqlBuilder::new(
+                    conn.dialect(),
+                    "SELECT count(*) FROM terms WHERE account_id = ",
+                );
+                q.bind(text(account.as_str()))
+                    .push(" AND id = ")
+                    .bind(Param::Id(id))
+                    .push(" AND deleted_at IS NULL");
+                conn.fetch_i64(q).await?.unwrap_or(0) > 0
+            }
+            Err(_) => false,
+        };
+        if !exists {
+            errors.add("term.id", "not_found", "names no terms of this account");
+        }
+    }
+    errors.into_result().map_err(StoreError::Invalid)
+}
+
+async fn replace_attributes(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    id: Uuid,
+    rows: &[(String, Option<String>)],
+) -> Result<(), StoreError> {
+    let mut q = SqlBuilder::new(
+        conn.dialect(),
+        "DELETE FROM customer_attributes WHERE customer_pk = ",
+    );
+    q.bind(Param::Id(id));
+    conn.execute(q).await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut q = SqlBuilder::new(
+        conn.dialect(),
+        "INSERT INTO customer_attributes (customer_pk, account_id, key, value) VALUES ",
+    );
+    for (i, (key, value)) in rows.iter().enumerate() {
+        q.push(if i == 0 { "(" } else { ", (" });
+        query::push_list(
+            &mut q,
+            [
+                Param::Id(id),
+                text(account.as_str()),
+                text(key),
+                opt_text(value.as_ref()),
+            ],
+        );
+        q.push(")");
+    }
+    conn.execute(q).await?;
+    Ok(())
+}
+
+async fn create_customer(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    new: NewCustomer,
+    actor: &str,
+) -> Result<Customer, StoreError> {
+    check_references(conn, account, &new.data).await?;
+    let at = tick(conn, account).await?;
+    let customer_id = new
+        .customer_id
+        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    let id = new_id();
+    let cols = IndexedColumns::of(&customer_id, &new.data);
+    let mut q = SqlBuilder::new(
+        conn.dialect(),
+        "INSERT INTO customers (id, account_id, customer_id, customer_id_lower, type, email, email_lower, \
+         phone_number, phone_unique, first_name_lower, last_name_lower, full_name_lower, doc, created_at, \
+         created_by, updated_at) VALUES (",
+    );
+    query::push_list(
+        &mut q,
+        [
+            Param::Id(id),
+            text(account.as_str()),
+            text(&customer_id),
+            text(&cols.customer_id_lower),
+            text(new.data.customer_type.as_str()),
+            opt_text(cols.email.as_ref()),
+            opt_text(cols.email_lower.as_ref()),
+            opt_text(cols.phone_number.as_ref()),
+            opt_text(cols.phone_number.as_ref()),
+            opt_text(cols.first_name_lower.as_ref()),
+            opt_text(cols.last_name_lower.as_ref()),
+            opt_text(cols.full_name_lower.as_ref()),
+            Param::Json(
+                serde_json::to_value(&new.data).map_err(|e| StoreError::Other(e.to_string()))?,
+            ),
+            Param::Time(at),
+            text(actor),
+            Param::Time(at),
+        ],
+    );
+    q.push(")");
+    conn.execute(q).await?;
+    replace_attributes(conn, account, id, &cols.attributes).await?;
+    Ok(Customer {
+        id,
+        customer_id,
+        data: Some(new.data),
+        created_at: at,
+        created_by: actor.to_owned(),
+        updated_at: at,
+        deleted_at: None,
+        deleted_by: None,
+    })
+}
+
+/// The customer with this `customer_id`; with `lock`, its row stays locked
+/// until the transaction ends (SQLite's `BEGIN IMMEDIATE` already excludes
+/// other writers).
+async fn select_by_customer_id(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    customer_id: &str,
+    lock: bool,
+) -> Result<Option<Customer>, StoreError> {
+    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
+    q.push(CUSTOMER_COLUMNS)
+        .push(" FROM customers c WHERE c.account_id = ")
+        .bind(text(account.as_str()))
+        .push(" AND c.customer_id = ")
+        .bind(text(customer_id));
+    if lock && conn.dialect() == Dialect::Postgres {
+        q.push(" FOR UPDATE");
+    }
+    Ok(conn.fetch_customers(q).await?.into_iter().next())
+}
+
+async fn live_for_update(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    customer_id: &str,
+) -> Result<Customer, StoreError> {
+    match select_by_customer_id(conn, account, customer_id, true).await? {
+        Some(c) if !c.is_deleted() => Ok(c),
+        _ => Err(StoreError::NotFound),
+    }
+}
+
+/// Writes a customer's data and index columns; returns the stored record.
+async fn write_data(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    current: Customer,
+    customer_id: String,
+    data: CustomerData,
+) -> Result<Customer, StoreError> {
+    let at = tick(conn, account).await?;
+    let cols = IndexedColumns::of(&customer_id, &data);
+    let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customers SET ");
+    let assignments = [
+        ("customer_id", text(&customer_id)),
+        ("customer_id_lower", text(&cols.customer_id_lower)),
+        ("type", text(data.customer_type.as_str())),
+        ("email", opt_text(cols.email.as_ref())),
+        ("email_lower", opt_text(cols.email_lower.as_ref())),
+        ("phone_number", opt_text(cols.phone_number.as_ref())),
+        ("phone_unique", opt_text(cols.phone_number.as_ref())),
+        ("first_name_lower", opt_text(cols.first_name_lower.as_ref())),
+        ("last_name_lower", opt_text(cols.last_name_lower.as_ref())),
+        ("full_name_lower", opt_text(cols.full_name_lower.as_ref())),
+        (
+            "doc",
+            Param::Json(serde_json::to_value(&data).map_err(|e| StoreError::Other(e.to_string()))?),
+        ),
+        ("updated_at", Param::Time(at)),
+    ];
+    query::push_assignments(&mut q, assignments);
+    q.push(" WHERE id = ").bind(Param::Id(current.id));
+    conn.execute(q).await?;
+    replace_attributes(conn, account, current.id, &cols.attributes).await?;
+    Ok(Customer {
+        customer_id,
+        data: Some(data),
+        updated_at: at,
+        ..current
+    })
+}
+
+async fn update_customer(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    customer_id: &str,
+    patch: Patcher,
+) -> Result<Customer, StoreError> {
+    let current = live_for_update(conn, account, customer_id).await?;
+    let data = patch(&current).map_err(StoreError::Rejected)?;
+    check_references(conn, account, &data).await?;
+    let customer_id = current.customer_id.clone();
+    write_data(conn, account, current, customer_id, data).await
+}
+
+async fn change_customer_id(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    customer_id: &str,
+    new_customer_id: &str,
+    actor: &str,
+) -> Result<Customer, StoreError> {
+    let current = live_for_update(conn, account, customer_id).await?;
+    let mut data = current.data.clone().unwrap_or_default();
+    let at = now_micros();
+    let record = json!({
+        "created_at": at,
+        "created_by": actor,
+        "old": customer_id,
+        "new": new_customer_id,
+    });
+    data.metadata.get_or_insert_with(Default::default).insert(
+        change_customer_id_key(at, customer_id, new_customer_id),
+        record,
+    );
+    write_data(conn, account, current, new_customer_id.to_owned(), data).await
+}
+
+/// Soft delete with erasure (§4.2): one statement nulls every personal
+/// column and empties the document, in the caller's transaction.
+async fn delete_customer(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    customer_id: &str,
+    actor: &str,
+) -> Result<Customer, StoreError> {
+    let current = live_for_update(conn, account, customer_id).await?;
+    let at = tick(conn, account).await?;
+    let mut q = SqlBuilder::new(
+        conn.dialect(),
+        "UPDATE customers SET email = NULL, email_lower = NULL, phone_number = NULL, phone_unique = NULL, \
+         first_name_lower = NULL, last_name_lower = NULL, full_name_lower = NULL, ",
+    );
+    query::push_assignments(
+        &mut q,
+        [
+            ("doc", Param::Json(json!({}))),
+            ("updated_at", Param::Time(at)),
+            ("deleted_at", Param::Time(at)),
+            ("deleted_by", text(actor)),
+        ],
+    );
+    q.push(" WHERE id = ").bind(Param::Id(current.id));
+    conn.execute(q).await?;
+    replace_attributes(conn, account, current.id, &[]).await?;
+    Ok(Customer {
+        data: None,
+        updated_at: at,
+        deleted_at: Some(at),
+        deleted_by: Some(actor.to_owned()),
+        ..current
+    })
+}
+
+async fn list_customers(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    params: &ListParams,
+) -> Result<CustomerPage, StoreError> {
+    let cursor = match params.starting_after {
+        Some(id) => Some(cursor_position(conn, account, id).await?),
+        None => None,
+    };
+    let q = query::list_page(conn.dialect(), account, params, cursor.as_ref());
+    let mut customers = conn.fetch_customers(q).await?;
+    let has_more = customers.len() > params.limit as usize;
+    customers.truncate(params.limit as usize);
+    let total = if params.total {
+        let q = query::count(conn.dialect(), account, &params.filter);
+        conn.fetch_i64(q).await?
+    } else {
+        None
+    };
+    let related = contacts_targets(conn, account, &customers).await?;
+    Ok(CustomerPage {
+        customers,
+        related,
+        has_more,
+        total,
+    })
+}
+
+async fn cursor_position(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    id: Uuid,
+) -> Result<CursorPosition, StoreError> {
+    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
+    q.push(CUSTOMER_COLUMNS)
+        .push(" FROM customers c WHERE c.account_id = ")
+        .bind(text(account.as_str()))
+        .push(" AND c.id = ")
+        .bind(Param::Id(id));
+    match conn.fetch_customers(q).await?.into_iter().next() {
+        Some(c) => Ok(CursorPosition {
+            created_at: c.created_at,
+            id: c.id,
+        }),
+        None => {
+            let mut errors = Errors::default();
+            errors.add(
+                "starting_after",
+                "invalid_cursor",
+                "names no customer of this account",
+            );
+            Err(StoreError::Invalid(errors.into_result().unwrap_err()))
+        }
+    }
+}
+
+/// The customers that contacts on this page are `contact_for`, each once and
+/// not repeating a customer already on the page.
+async fn contacts_targets(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    page: &[Customer],
+) -> Result<Vec<Customer>, StoreError> {
+    let mut wanted: Vec<&str> = Vec::new();
+    for id in page
+        .iter()
+        .filter_map(|c| c.data.as_ref())
+        .flat_map(CustomerData::contact_ids)
+    {
+        if !wanted.contains(&id) && !page.iter().any(|c| c.customer_id == id) {
+            wanted.push(id);
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
+    q.push(CUSTOMER_COLUMNS)
+        .push(" FROM customers c WHERE c.account_id = ")
+        .bind(text(account.as_str()))
+        .push(" AND c.deleted_at IS NULL AND c.customer_id IN (");
+    query::push_list(&mut q, wanted.iter().map(|id| text(id)));
+    q.push(") ORDER BY c.created_at DESC, c.id ASC");
+    conn.fetch_customers(q).await
+}
+
+/// Implements [`Conn`] for one backend's [`Handle`]; the backend supplies its
+/// timestamp column type, how to bind [`Param`]s and how to translate errors.
+macro_rules! impl_conn {
+    ($db:ty, $dialect:expr, $time:ty, $arguments:path, $translate:path) => {
+        #[async_trait::async_trait]
+        impl $crate::store::ops::Conn for $crate::store::ops::Handle<$db> {
+            fn dialect(&self) -> $crate::store::query::Dialect {
+                $dialect
+            }
+
+            async fn execute(
+                &mut self,
+                q: $crate::store::query::SqlBuilder,
+            ) -> Result<u64, StoreError> {
+                let args = $arguments(q.params())?;
+                let done = sqlx::query_with(q.sql(), args)
+                    .execute(self.raw())
+                    .await
+                    .map_err($translate)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn fetch_customers(
+                &mut self,
+                q: $crate::store::query::SqlBuilder,
+            ) -> Result<Vec<$crate::domain::customer::Customer>, StoreError> {
+                let args = $arguments(q.params())?;
+                let rows: Vec<$crate::store::rows::CustomerRow<$time>> =
+                    sqlx::query_as_with(q.sql(), args)
+                        .fetch_all(self.raw())
+                        .await
+                        .map_err($translate)?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn fetch_i64(
+                &mut self,
+                q: $crate::store::query::SqlBuilder,
+            ) -> Result<Option<i64>, StoreError> {
+                let args = $arguments(q.params())?;
+                sqlx::query_scalar_with(q.sql(), args)
+                    .fetch_optional(self.raw())
+                    .await
+                    .map_err($translate)
+            }
+
+            async fn fetch_strings(
+                &mut self,
+                q: $crate::store::query::SqlBuilder,
+            ) -> Result<Vec<String>, StoreError> {
+                let args = $arguments(q.params())?;
+                sqlx::query_scalar_with(q.sql(), args)
+                    .fetch_all(self.raw())
+                    .await
+                    .map_err($translate)
+            }
+
+            async fn fetch_clients(
+                &mut self,
+                q: $crate::store::query::SqlBuilder,
+            ) -> Result<Vec<$crate::store::ClientRecord>, StoreError> {
+                let args = $arguments(q.params())?;
+                let rows: Vec<$crate::store::rows::ClientRow<$time>> =
+                    sqlx::query_as_with(q.sql(), args)
+                        .fetch_all(self.raw())
+                        .await
+                        .map_err($translate)?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn fetch_keys(
+                &mut self,
+                q: $crate::store::query::SqlBuilder,
+            ) -> Result<Vec<$crate::store::SigningKeyRecord>, StoreError> {
+                let args = $arguments(q.params())?;
+                let rows: Vec<$crate::store::rows::KeyRow<$time>> =
+                    sqlx::query_as_with(q.sql(), args)
+                        .fetch_all(self.raw())
+                        .await
+                        .map_err($translate)?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn commit(self) -> Result<(), StoreError> {
+                self.finish().await.map_err($translate)
+            }
+        }
+    };
+}
+pub(crate) use impl_conn;
+
+/// Applies the embedded migrations that have not run yet and names them.
+pub async fn run_migrations<DB>(
+    migrator: &sqlx::migrate::Migrator,
+    pool: &sqlx::Pool<DB>,
+    translate: fn(sqlx::Error) -> StoreError,
+) -> Result<Vec<String>, StoreError>
+where
+    DB: sqlx::Database,
+    DB::Connection: sqlx::migrate::Migrate,
+{
+    use sqlx::migrate::Migrate;
+    let mut conn = pool.acquire().await.map_err(translate)?;
+    conn.ensure_migrations_table()
+        .await
+        .map_err(|e| StoreError::Other(e.to_string()))?;
+    let applied: Vec<i64> = conn
+        .list_applied_migrations()
+        .await
+        .map_err(|e| StoreError::Other(e.to_string()))?
+        .into_iter()
+        .map(|m| m.version)
+        .collect();
+    drop(conn);
+    migrator
+        .run(pool)
+        .await
+        .map_err(|e| StoreError::Other(e.to_string()))?;
+    Ok(migrator
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{}_{}", m.version, m.description))
+        .collect())
+}

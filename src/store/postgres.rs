@@ -1,0 +1,108 @@
+//! The PostgreSQL backend: the production store. Constraint violations are
+//! recognised by index name; connection-level failures become `Unavailable`
+//! so the API answers 503 while the database is away.
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{Arguments, PgPool, Postgres};
+
+use super::ops::{impl_conn, run_migrations, Backend, Handle, SqlStore};
+use super::query::{Dialect, Param};
+use super::{known_constraint, PoolOptions, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+pub type PostgresStore = SqlStore<PostgresBackend>;
+
+pub struct PostgresBackend {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str, options: &PoolOptions) -> anyhow::Result<Self> {
+        let connect: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(SqlStore(PostgresBackend { pool }))
+    }
+}
+
+#[async_trait]
+impl Backend for PostgresBackend {
+    type Conn = Handle<Postgres>;
+
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn read(&self) -> Result<Self::Conn, StoreError> {
+        self.pool
+            .acquire()
+            .await
+            .map(Handle::Pooled)
+            .map_err(translate)
+    }
+
+    async fn write(&self) -> Result<Self::Conn, StoreError> {
+        self.pool.begin().await.map(Handle::Tx).map_err(translate)
+    }
+
+    async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        run_migrations(&MIGRATOR, &self.pool, translate).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await
+    }
+}
+
+impl_conn!(
+    Postgres,
+    Dialect::Postgres,
+    chrono::DateTime<chrono::Utc>,
+    arguments,
+    translate
+);
+
+fn arguments(params: &[Param]) -> Result<PgArguments, StoreError> {
+    let mut args = PgArguments::default();
+    for param in params {
+        let added = match param {
+            Param::Text(v) => args.add(v.clone()),
+            Param::Int(v) => args.add(*v),
+            Param::Time(v) => args.add(*v),
+            Param::Id(v) => args.add(*v),
+            Param::Json(v) => args.add(Json(v.clone())),
+            Param::Bytes(v) => args.add(v.clone()),
+            Param::Null => args.add(Option::<String>::None),
+        };
+        added.map_err(|e| StoreError::Other(e.to_string()))?;
+    }
+    Ok(args)
+}
+
+fn translate(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+            constraint: known_constraint(db.constraint().unwrap_or_default()),
+        },
+        // Class 08 (connection exception), 57P (operator intervention, e.g.
+        // shutdown), 53 (insufficient resources).
+        sqlx::Error::Database(db)
+            if db.code().is_some_and(|c| {
+                c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")
+            }) =>
+        {
+            StoreError::Unavailable(db.message().to_owned())
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(error.to_string()),
+        _ => StoreError::Other(error.to_string()),
+    }
+}

@@ -1,0 +1,125 @@
+//! The SQLite backend: the embedded default. WAL journal, full sync, and
+//! `BEGIN IMMEDIATE` write transactions so writers queue on the database
+//! lock (across processes too, through `busy_timeout`) instead of failing.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Arguments, Sqlite, SqlitePool};
+
+use super::ops::{impl_conn, run_migrations, Backend, Handle, SqlStore};
+use super::query::{Dialect, Param};
+use super::{PoolOptions, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+pub type SqliteStore = SqlStore<SqliteBackend>;
+
+pub struct SqliteBackend {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, options: &PoolOptions) -> anyhow::Result<Self> {
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(SqlStore(SqliteBackend { pool }))
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    type Conn = Handle<Sqlite>;
+
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn read(&self) -> Result<Self::Conn, StoreError> {
+        self.pool
+            .acquire()
+            .await
+            .map(Handle::Pooled)
+            .map_err(translate)
+    }
+
+    async fn write(&self) -> Result<Self::Conn, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map(Handle::Tx)
+            .map_err(translate)
+    }
+
+    async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        run_migrations(&MIGRATOR, &self.pool, translate).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await
+    }
+}
+
+impl_conn!(Sqlite, Dialect::Sqlite, i64, arguments, translate);
+
+fn arguments(params: &[Param]) -> Result<SqliteArguments<'static>, StoreError> {
+    let mut args = SqliteArguments::default();
+    for param in params {
+        let added = match param {
+            Param::Text(v) => args.add(v.clone()),
+            Param::Int(v) => args.add(*v),
+            Param::Time(v) => args.add(v.timestamp_micros()),
+            Param::Id(v) => args.add(*v),
+            Param::Json(v) => args.add(v.to_string()),
+            Param::Bytes(v) => args.add(v.clone()),
+            Param::Null => args.add(Option::<String>::None),
+        };
+        added.map_err(|e| StoreError::Other(e.to_string()))?;
+    }
+    Ok(args)
+}
+
+/// SQLite names no constraint in its errors ("UNIQUE constraint failed:
+/// customers.account_id, customers.type, customers.email_lower"), so the
+/// index is recognised by its distinguishing column.
+fn translate(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let message = db.message();
+            let constraint = [
+                ("customers.email_lower", "customers_email_key"),
+                ("customers.phone_unique", "customers_phone_number_key"),
+                ("customers.customer_id", "customers_customer_id_key"),
+                ("api_clients.client_id", "api_clients_pkey"),
+            ]
+            .into_iter()
+            .find(|(column, _)| message.contains(column))
+            .map_or("unknown", |(_, name)| name);
+            StoreError::Conflict { constraint }
+        }
+        // SQLITE_BUSY / SQLITE_LOCKED after the busy timeout, SQLITE_FULL,
+        // SQLITE_READONLY, SQLITE_CANTOPEN: the database cannot take writes.
+        sqlx::Error::Database(db)
+            if matches!(db.code().as_deref(), Some("5" | "6" | "13" | "8" | "14")) =>
+        {
+            StoreError::Unavailable(db.message().to_owned())
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(error.to_string())
+        }
+        _ => StoreError::Other(error.to_string()),
+    }
+}
