@@ -1,0 +1,212 @@
+//! §4.1–§4.2: create, get, update, delete, change_customer_id.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::both_backends;
+
+both_backends! {
+    async fn create_returns_the_stored_customer_with_server_fields(app: &TestApp) {
+        let created = app.create(json!({
+            "customer_id": "c1", "first_name": "Ada", "last_name": "Lovelace",
+            "email": "ada@example.com", "phone_number": "+4799999999",
+            "date_of_birth": "1815-12-10", "metadata": {"source": "test"},
+            "addresses": [{"address_line": "Gate 1", "postal_place": "Oslo", "country": "NO", "type": "home"}],
+            "marketing_consent": {"email": {"consent": true}},
+            "enrolled_by": {"type": "store", "value": "oslo-1"}
+        })).await;
+        assert_eq!(created["customer_id"], "c1");
+        assert_eq!(created["type"], "customer");
+        assert_eq!(created["created_by"], "test-client");
+        assert!(uuid::Uuid::parse_str(created["id"].as_str().unwrap()).is_ok());
+        assert_eq!(created["created_at"], created["updated_at"]);
+        assert!(created["marketing_consent"]["email"]["updated_at"].is_string());
+        assert!(created.get("deleted_at").is_none());
+        assert!(created.get("gender").is_none(), "fields without a value are left out");
+
+        let fetched = app.get(&app.user_url("c1")).await;
+        assert_eq!(fetched.status, StatusCode::OK);
+        assert_eq!(fetched.body, created);
+    }
+
+    async fn create_without_customer_id_generates_one(app: &TestApp) {
+        let created = app.create(json!({"first_name": "Anon"})).await;
+        let generated = created["customer_id"].as_str().unwrap();
+        assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
+        assert_eq!(app.get(&app.user_url(generated)).await.status, StatusCode::OK);
+    }
+
+    async fn duplicate_customer_id_is_rejected_even_after_delete(app: &TestApp) {
+        app.create(json!({"customer_id": "dup"})).await;
+        let again = app.post(&app.users_url(), &json!({"customer_id": "dup"})).await;
+        assert_eq!(again.status, StatusCode::BAD_REQUEST);
+        assert_eq!(again.code(), "duplicate_customer_id");
+        assert_eq!(again.body["error"]["errors"][0]["field"], "customer_id");
+
+        assert_eq!(app.delete(&app.user_url("dup")).await.status, StatusCode::OK);
+        let after_delete = app.post(&app.users_url(), &json!({"customer_id": "dup"})).await;
+        assert_eq!(after_delete.code(), "duplicate_customer_id");
+    }
+
+    async fn duplicate_email_differing_only_in_case_is_rejected(app: &TestApp) {
+        app.create(json!({"customer_id": "a", "email": "a@x.io"})).await;
+        let dup = app.post(&app.users_url(), &json!({"customer_id": "b", "email": "A@X.IO"})).await;
+        assert_eq!(dup.status, StatusCode::BAD_REQUEST);
+        assert_eq!(dup.code(), "duplicate_email");
+        assert_eq!(app.row_count().await, 1, "a failed create writes nothing");
+        // Uniqueness is per type: a contact may share the address.
+        app.create(json!({"customer_id": "c", "email": "A@x.io", "type": "contact", "contact_for": [{"customer_id": "a"}]})).await;
+    }
+
+    async fn duplicate_phone_number_is_rejected_until_the_owner_is_deleted(app: &TestApp) {
+        app.create(json!({"customer_id": "a", "phone_number": "+4711111111"})).await;
+        let dup = app.post(&app.users_url(), &json!({"customer_id": "b", "phone_number": "+4711111111"})).await;
+        assert_eq!(dup.code(), "duplicate_phone_number");
+        app.delete(&app.user_url("a")).await;
+        app.create(json!({"customer_id": "b", "phone_number": "+4711111111", "email": "b@x.io"})).await;
+    }
+
+    async fn concurrent_creates_with_one_email_have_exactly_one_winner(app: &TestApp) {
+        let attempts = (0..20).map(|i| {
+            let body = json!({"customer_id": format!("race-{i}"), "email": "race@x.io"});
+            async move { app.post(&app.users_url(), &body).await }
+        });
+        let replies = futures::future::join_all(attempts).await;
+        let ok = replies.iter().filter(|r| r.status == StatusCode::OK).count();
+        let dup = replies.iter().filter(|r| r.code() == "duplicate_email").count();
+        assert_eq!((ok, dup), (1, 19), "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+        assert_eq!(app.row_count().await, 1);
+    }
+
+    async fn unknown_and_deleted_customers_are_404(app: &TestApp) {
+        assert_eq!(app.get(&app.user_url("nobody")).await.code(), "customer_not_found");
+        app.create(json!({"customer_id": "gone"})).await;
+        app.delete(&app.user_url("gone")).await;
+        let reply = app.get(&app.user_url("gone")).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND);
+        assert_eq!(app.delete(&app.user_url("gone")).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(app.put(&app.user_url("gone"), &json!({"first_name": "x"})).await.status, StatusCode::NOT_FOUND);
+    }
+
+    async fn update_keeps_absent_fields_clears_nulls_and_merges_metadata(app: &TestApp) {
+        let created = app.create(json!({
+            "customer_id": "u1", "first_name": "Ada", "last_name": "Lovelace", "gender": "f",
+            "metadata": {"a": 1, "b": 2}
+        })).await;
+        let updated = app.put(&app.user_url("u1"), &json!({
+            "first_name": "Augusta", "gender": null, "metadata": {"a": null, "c": 3}
+        })).await;
+        assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+        let body = &updated.body;
+        assert_eq!(body["first_name"], "Augusta");
+        assert_eq!(body["last_name"], "Lovelace");
+        assert!(body.get("gender").is_none());
+        assert_eq!(body["metadata"], json!({"b": 2, "c": 3}));
+        assert_eq!(body["created_at"], created["created_at"]);
+        assert!(body["updated_at"].as_str() > created["updated_at"].as_str());
+        assert_eq!(app.get(&app.user_url("u1")).await.body, *body);
+
+        let cleared = app.put(&app.user_url("u1"), &json!({"metadata": null})).await;
+        assert!(cleared.body.get("metadata").is_none());
+    }
+
+    async fn update_cannot_change_customer_id_and_failed_updates_change_nothing(app: &TestApp) {
+        app.create(json!({"customer_id": "u1", "email": "one@x.io"})).await;
+        app.create(json!({"customer_id": "u2", "email": "two@x.io", "first_name": "Two"})).await;
+        let before = app.get(&app.user_url("u2")).await.body;
+
+        let renamed = app.put(&app.user_url("u2"), &json!({"customer_id": "u3"})).await;
+        assert_eq!(renamed.status, StatusCode::BAD_REQUEST);
+        assert_eq!(renamed.body["error"]["errors"][0]["field"], "customer_id");
+
+        let dup = app.put(&app.user_url("u2"), &json!({"first_name": "Changed", "email": "ONE@x.io"})).await;
+        assert_eq!(dup.code(), "duplicate_email");
+        let invalid = app.put(&app.user_url("u2"), &json!({"first_name": "Changed", "phone_number": "12ab"})).await;
+        assert_eq!(invalid.code(), "validation_error");
+        assert_eq!(app.get(&app.user_url("u2")).await.body, before);
+    }
+
+    async fn delete_erases_personal_data_from_the_row(app: &TestApp) {
+        app.create(json!({
+            "customer_id": "erase-me", "first_name": "Grace", "last_name": "Hopper",
+            "email": "grace@navy.mil", "phone_number": "+15550001111",
+            "attributes": {"tier": "gold"}, "metadata": {"note": "secret-note"},
+            "addresses": [{"address_line": "Arlington Blvd", "postal_place": "Arlington", "country": "US"}]
+        })).await;
+        let deleted = app.delete(&app.user_url("erase-me")).await;
+        assert_eq!(deleted.status, StatusCode::OK);
+        let mut keys: Vec<&str> = deleted.body.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["created_at", "created_by", "customer_id", "deleted_at", "deleted_by", "id", "updated_at"]);
+
+        let row = app.db.query_text(
+            "SELECT coalesce(email, '') || coalesce(email_lower, '') || coalesce(phone_number, '') || \
+             coalesce(phone_unique, '') || coalesce(first_name_lower, '') || coalesce(last_name_lower, '') || \
+             coalesce(full_name_lower, '') || CAST(doc AS TEXT) FROM customers WHERE customer_id = $1",
+            &["erase-me"],
+        ).await;
+        let row = row[0].clone().unwrap().to_lowercase();
+        for personal in ["grace", "hopper", "navy", "5550001111", "gold", "secret-note", "arlington"] {
+            assert!(!row.contains(personal), "{personal} survived erasure: {row}");
+        }
+        let attributes = app.db.query_text("SELECT CAST(count(*) AS TEXT) FROM customer_attributes", &[]).await;
+        assert_eq!(attributes[0].as_deref(), Some("0"));
+    }
+
+    async fn change_customer_id_moves_the_record_and_records_the_change(app: &TestApp) {
+        let created = app.create(json!({"customer_id": "old", "first_name": "Ada"})).await;
+        app.create(json!({"customer_id": "taken"})).await;
+        let url = format!("{}/change_customer_id", app.user_url("old"));
+
+        let taken = app.post(&url, &json!({"customer_id": "taken"})).await;
+        assert_eq!(taken.code(), "duplicate_customer_id");
+        let writer = app.token(&[customers::domain::ids::Scope::Write]);
+        let forbidden = app.send(reqwest::Method::POST, &url, Some(&writer), Some(&json!({"customer_id": "new"}))).await;
+        assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+
+        let moved = app.post(&url, &json!({"customer_id": "new"})).await;
+        assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+        assert_eq!(moved.body["id"], created["id"]);
+        assert_eq!(moved.body["customer_id"], "new");
+        let metadata = moved.body["metadata"].as_object().unwrap();
+        let (key, record) = metadata.iter().next().unwrap();
+        assert!(key.starts_with("dintero_change_customer_id_"), "{key}");
+        assert_eq!(record["old"], "old");
+        assert_eq!(record["new"], "new");
+        assert_eq!(record["created_by"], "test-client");
+        assert_eq!(app.get(&app.user_url("old")).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(app.get(&app.user_url("new")).await.body["first_name"], "Ada");
+    }
+
+    async fn invalid_fields_are_all_reported_and_nothing_is_written(app: &TestApp) {
+        let reply = app.post(&app.users_url(), &json!({
+            "customer_id": " padded", "email": "not-an-email", "phone_number": "0047",
+            "addresses": [{"address_line": "x", "postal_place": "y", "country": "ZZ"}]
+        })).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        let fields: Vec<&str> = reply.body["error"]["errors"].as_array().unwrap().iter()
+            .map(|e| e["field"].as_str().unwrap()).collect();
+        assert_eq!(fields, ["customer_id", "email", "phone_number", "addresses[0].country"]);
+
+        let unknown = app.post(&app.users_url(), &json!({"frist_name": "typo"})).await;
+        assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+        assert_eq!(unknown.body["error"]["errors"][0]["code"], "unknown_field");
+        let bad_date = app.post(&app.users_url(), &json!({"date_of_birth": "2021-02-29"})).await;
+        assert_eq!(bad_date.body["error"]["errors"][0]["field"], "date_of_birth");
+        assert_eq!(app.row_count().await, 0);
+    }
+
+    async fn type_rules_for_company_and_contact_are_enforced(app: &TestApp) {
+        let no_company = app.post(&app.users_url(), &json!({"type": "company"})).await;
+        assert_eq!(no_company.body["error"]["errors"][0]["field"], "company");
+        app.create(json!({"customer_id": "acme", "type": "company", "company": {"bussiness_name": "ACME"}})).await;
+
+        let dangling = app.post(&app.users_url(), &json!({"type": "contact", "contact_for": [{"customer_id": "ghost"}]})).await;
+        assert_eq!(dangling.status, StatusCode::BAD_REQUEST);
+        assert_eq!(dangling.body["error"]["errors"][0]["field"], "contact_for[0].customer_id");
+        app.create(json!({"customer_id": "wile", "type": "contact", "contact_for": [{"customer_id": "acme"}]})).await;
+
+        let no_terms = app.post(&app.users_url(), &json!({"term": {"id": uuid::Uuid::new_v4(), "accepted_at": "2026-01-01T00:00:00Z"}})).await;
+        assert_eq!(no_terms.body["error"]["errors"][0]["field"], "term.id");
+    }
+}

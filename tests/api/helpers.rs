@@ -1,0 +1,346 @@
+//! `TestApp`: the real application on a loopback port, on a fresh SQLite file
+//! or a fresh PostgreSQL schema, with a reqwest client and ready tokens.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use customers::auth::Keys;
+use customers::domain::ids::{AccountId, Scope};
+use customers::http::{metrics_handle, AppState, HttpLimits};
+use customers::store::{self, PoolOptions, Store};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub const ACCOUNT: &str = "T00000001";
+pub const OTHER_ACCOUNT: &str = "T00000002";
+pub const ISSUER: &str = "http://customers.test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Instantiates each test body once per backend:
+/// `mod <name> { fn sqlite(); fn postgres(); }`.
+#[macro_export]
+macro_rules! both_backends {
+    ($(async fn $name:ident($app:ident: &TestApp) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn body($app: &$crate::helpers::TestApp) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await;
+                    body(&app).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await;
+                    body(&app).await;
+                }
+            }
+        )*
+    };
+}
+
+/// The PostgreSQL server tests use: `TEST_DATABASE_URL`, else the local one.
+pub fn postgres_base_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A database for one test: a temp SQLite file, or a PostgreSQL schema that
+/// is dropped when the test ends (also when it panics).
+pub struct TestDatabase {
+    pub backend: Backend,
+    pub url: String,
+    schema: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("customers.db").display());
+                TestDatabase {
+                    backend,
+                    url,
+                    schema: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let base = postgres_base_url();
+                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+                let admin = sqlx::PgPool::connect(&base).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL tests need a server at {base} (set TEST_DATABASE_URL): {e}")
+                });
+                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                    .execute(&admin)
+                    .await
+                    .expect("create schema");
+                admin.close().await;
+                let separator = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+                TestDatabase {
+                    backend,
+                    url,
+                    schema: Some(schema),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    pub async fn open(&self) -> Arc<dyn Store> {
+        let store = store::open(&self.url, &PoolOptions::default())
+            .await
+            .expect("open store");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    /// Runs one SQL statement with `$1`-style placeholders bound to `args`
+    /// and returns the first column of each row as text.
+    pub async fn query_text(&self, sql: &str, args: &[&str]) -> Vec<Option<String>> {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+                let mut q = sqlx::query_scalar::<_, Option<String>>(sql);
+                for a in args {
+                    q = q.bind(*a);
+                }
+                let rows = q.fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+                let mut q = sqlx::query_scalar::<_, Option<String>>(sql);
+                for a in args {
+                    q = q.bind(*a);
+                }
+                let rows = q.fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(schema) = self.schema.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime; use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(admin) = sqlx::PgPool::connect(&postgres_base_url()).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .execute(&admin)
+                        .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<Keys>,
+    pub db: TestDatabase,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The error code of a contract error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, HttpLimits::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, limits: HttpLimits) -> Self {
+        let db = TestDatabase::create(backend).await;
+        let store = db.open().await;
+        let keys = Arc::new(
+            Keys::load_or_create(&*store, ISSUER, Duration::from_secs(600))
+                .await
+                .expect("keys"),
+        );
+        let state = AppState {
+            store: store.clone(),
+            keys: keys.clone(),
+            metrics: metrics_handle(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = customers::app(state, &limits);
+        let server = tokio::spawn(async move {
+            let _ = customers::serve(listener, app, std::future::pending()).await;
+        });
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            store,
+            keys,
+            db,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn users_url(&self) -> String {
+        self.url(&format!("/v1/accounts/{ACCOUNT}/customers/users"))
+    }
+
+    pub fn user_url(&self, customer_id: &str) -> String {
+        format!("{}/{customer_id}", self.users_url())
+    }
+
+    /// A token for the test account with these scopes.
+    pub fn token(&self, scopes: &[Scope]) -> String {
+        self.token_for(ACCOUNT, "test-client", scopes)
+    }
+
+    pub fn admin(&self) -> String {
+        self.token(&[Scope::Admin])
+    }
+
+    pub fn token_for(&self, account: &str, subject: &str, scopes: &[Scope]) -> String {
+        let account = AccountId::parse(account).unwrap();
+        self.keys
+            .issue(&account, subject, scopes, Duration::from_secs(600))
+            .unwrap()
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> Reply {
+        self.send(Method::GET, url, Some(&self.admin()), None).await
+    }
+
+    pub async fn post(&self, url: &str, body: &Value) -> Reply {
+        self.send(Method::POST, url, Some(&self.admin()), Some(body))
+            .await
+    }
+
+    pub async fn put(&self, url: &str, body: &Value) -> Reply {
+        self.send(Method::PUT, url, Some(&self.admin()), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, url: &str) -> Reply {
+        self.send(Method::DELETE, url, Some(&self.admin()), None)
+            .await
+    }
+
+    /// Creates a customer as admin and returns it; panics unless 200.
+    pub async fn create(&self, body: Value) -> Value {
+        let reply = self.post(&self.users_url(), &body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "create failed: {}",
+            reply.body
+        );
+        reply.body
+    }
+
+    /// Lists with a raw query string as admin; panics unless 200.
+    pub async fn list(&self, query: &str) -> Reply {
+        let reply = self.get(&format!("{}?{query}", self.users_url())).await;
+        assert_eq!(reply.status, StatusCode::OK, "list failed: {}", reply.body);
+        reply
+    }
+
+    /// The `customer_id`s of a list response, in order.
+    pub fn ids(reply: &Reply) -> Vec<String> {
+        reply
+            .body
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|c| c["customer_id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// How many customer rows the account has in the database.
+    pub async fn row_count(&self) -> usize {
+        let rows = self
+            .db
+            .query_text(
+                "SELECT CAST(count(*) AS TEXT) FROM customers WHERE account_id = $1",
+                &[ACCOUNT],
+            )
+            .await;
+        rows[0].as_deref().unwrap().parse().unwrap()
+    }
+}

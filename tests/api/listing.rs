@@ -1,0 +1,187 @@
+//! §4.3: the customer list — filters, order, keyset paging, Link, total,
+//! the since_datetime change feed and contact expansion.
+
+use std::collections::HashSet;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::both_backends;
+use crate::helpers::{Reply, TestApp};
+
+/// The query part of a `Link: <…>; rel="next"` header.
+fn next_query(reply: &Reply) -> Option<String> {
+    let link = reply.header("link")?;
+    assert!(link.ends_with("; rel=\"next\""), "{link}");
+    let target = link.trim_start_matches('<').split('>').next().unwrap();
+    Some(target.split_once('?').unwrap().1.to_owned())
+}
+
+async fn seed_people(app: &TestApp) {
+    for (id, first, last, email, phone) in [
+        ("p1", "Anna", "Berg", "anna.berg@example.com", "+4791111111"),
+        (
+            "p2",
+            "Andreas",
+            "Dahl",
+            "andreas@Example.com",
+            "+4792222222",
+        ),
+        ("p3", "Bjørn", "Anders", "bjorn@sample.org", "+4691111111"),
+        ("p4", "Carl", "Nilsen", "carl@sample.org", "+4793333333"),
+    ] {
+        app.create(json!({"customer_id": id, "first_name": first, "last_name": last, "email": email, "phone_number": phone})).await;
+    }
+}
+
+both_backends! {
+    async fn default_order_is_newest_first_without_contacts_or_deleted(app: &TestApp) {
+        app.create(json!({"customer_id": "a"})).await;
+        app.create(json!({"customer_id": "b"})).await;
+        app.create(json!({"customer_id": "k", "type": "contact", "contact_for": [{"customer_id": "a"}]})).await;
+        app.create(json!({"customer_id": "c"})).await;
+        app.create(json!({"customer_id": "gone"})).await;
+        app.delete(&app.user_url("gone")).await;
+        assert_eq!(TestApp::ids(&app.list("").await), ["c", "b", "a"]);
+        assert_eq!(TestApp::ids(&app.list("type=any").await), ["c", "k", "b", "a"]);
+        assert_eq!(TestApp::ids(&app.list("type=contact").await), ["k", "a"], "contacts bring the customer they are for");
+        let with_deleted = app.list("include_deleted=true").await;
+        assert_eq!(TestApp::ids(&with_deleted), ["gone", "c", "b", "a"]);
+        assert!(with_deleted.body[0].get("first_name").is_none() && with_deleted.body[0]["deleted_at"].is_string());
+    }
+
+    async fn email_prefix_is_case_insensitive(app: &TestApp) {
+        seed_people(app).await;
+        assert_eq!(TestApp::ids(&app.list("email=ANDREAS%40example").await), ["p2"]);
+        let mut ids = TestApp::ids(&app.list("email=an").await);
+        ids.sort();
+        assert_eq!(ids, ["p1", "p2"]);
+        assert!(TestApp::ids(&app.list("email=example.com").await).is_empty(), "prefix, not substring");
+    }
+
+    async fn phone_prefix_needs_an_encoded_plus(app: &TestApp) {
+        seed_people(app).await;
+        let mut ids = TestApp::ids(&app.list("phone_number=%2B4791").await);
+        ids.sort();
+        assert_eq!(ids, ["p1"]);
+        assert_eq!(TestApp::ids(&app.list("phone_number=%2B46").await), ["p3"]);
+    }
+
+    async fn search_matches_names_full_name_phone_customer_id_and_email(app: &TestApp) {
+        seed_people(app).await;
+        let search = |q: &'static str| async move {
+            let mut ids = TestApp::ids(&app.list(&format!("search={q}")).await);
+            ids.sort();
+            ids
+        };
+        assert_eq!(search("and").await, ["p2", "p3"], "first name Andreas, last name Anders");
+        assert_eq!(search("ANNA%20B").await, ["p1"], "full name");
+        assert_eq!(search("%2B4793").await, ["p4"], "phone");
+        assert_eq!(search("P3").await, ["p3"], "customer_id");
+        assert_eq!(search("carl%40").await, ["p4"], "email");
+        assert_eq!(search("bjø").await, ["p3"], "non-ASCII");
+        assert!(search("zzz").await.is_empty());
+    }
+
+    async fn filters_combine_and_total_counts_all_matches(app: &TestApp) {
+        seed_people(app).await;
+        app.create(json!({"customer_id": "co", "type": "company", "company": {"bussiness_name": "Anders AS"}, "email": "an@corp.io"})).await;
+        let reply = app.list("search=an&type=customer&limit=1&total=true").await;
+        assert_eq!(reply.header("total-count"), Some("3"));
+        assert_eq!(reply.body.as_array().unwrap().len(), 1);
+        assert_eq!(TestApp::ids(&app.list("email=an&type=company").await), ["co"]);
+        let none = app.list("search=zzz&total=true").await;
+        assert_eq!(none.header("total-count"), Some("0"));
+        assert!(app.list("").await.header("total-count").is_none());
+    }
+
+    async fn attribute_filters_match_keys_values_and_list_members(app: &TestApp) {
+        app.create(json!({"customer_id": "gold", "attributes": {"tier": "gold", "stores": ["oslo", "bergen"], "age": 40}})).await;
+        app.create(json!({"customer_id": "silver", "attributes": {"tier": "silver"}})).await;
+        app.create(json!({"customer_id": "none"})).await;
+        let mut tiered = TestApp::ids(&app.list("attributes_keys=tier").await);
+        tiered.sort();
+        assert_eq!(tiered, ["gold", "silver"]);
+        assert_eq!(TestApp::ids(&app.list("attributes_keys=tier&attributes_values=gold").await), ["gold"]);
+        assert_eq!(TestApp::ids(&app.list("attributes_keys=stores&attributes_values=bergen").await), ["gold"]);
+        assert_eq!(TestApp::ids(&app.list("attributes_keys=age&attributes_values=40").await), ["gold"]);
+        assert!(TestApp::ids(&app.list("attributes_keys=tier&attributes_keys=stores&attributes_values=silver").await).is_empty());
+    }
+
+    async fn paging_returns_every_customer_once_while_others_are_created(app: &TestApp) {
+        let mut expected = HashSet::new();
+        for i in 0..23 {
+            app.create(json!({"customer_id": format!("seed-{i:02}")})).await;
+            expected.insert(format!("seed-{i:02}"));
+        }
+        let mut seen = Vec::new();
+        let mut query = "limit=5".to_owned();
+        let mut pages = 0;
+        loop {
+            let reply = app.list(&query).await;
+            seen.extend(TestApp::ids(&reply));
+            // Writers keep adding customers between pages.
+            app.create(json!({"customer_id": format!("late-{pages}")})).await;
+            pages += 1;
+            match next_query(&reply) {
+                Some(next) => query = next,
+                None => break,
+            }
+            assert!(pages < 20, "paging does not end");
+        }
+        let unique: HashSet<_> = seen.iter().cloned().collect();
+        assert_eq!(unique.len(), seen.len(), "a customer was returned twice: {seen:?}");
+        assert!(expected.is_subset(&unique), "missed: {:?}", expected.difference(&unique).collect::<Vec<_>>());
+        assert_eq!(pages, 5);
+    }
+
+    async fn link_keeps_the_filters_and_is_absent_on_the_last_page(app: &TestApp) {
+        for i in 0..3 {
+            app.create(json!({"customer_id": format!("x{i}"), "email": format!("x{i}@x.io")})).await;
+        }
+        let first = app.list("email=x&limit=2").await;
+        let next = next_query(&first).expect("a next link");
+        assert!(next.contains("email=x") && next.contains("limit=2") && next.contains("starting_after="), "{next}");
+        let second = app.list(&next).await;
+        assert_eq!(TestApp::ids(&second), ["x0"]);
+        assert!(second.header("link").is_none());
+        let exact = app.list("limit=3").await;
+        assert!(exact.header("link").is_none(), "no next page when the matches end exactly");
+    }
+
+    async fn since_datetime_feeds_changes_oldest_first_without_stalling(app: &TestApp) {
+        let start = app.create(json!({"customer_id": "first"})).await["created_at"].as_str().unwrap().to_owned();
+        for i in 0..5 {
+            app.create(json!({"customer_id": format!("c{i}")})).await;
+        }
+        app.put(&app.user_url("first"), &json!({"first_name": "changed"})).await;
+        app.delete(&app.user_url("c0")).await;
+
+        let mut seen = Vec::new();
+        let mut query = format!("since_datetime={}&limit=2&include_deleted=true", start.replace('+', "%2B"));
+        for _ in 0..10 {
+            let reply = app.list(&query).await;
+            seen.extend(TestApp::ids(&reply));
+            match next_query(&reply) {
+                Some(next) => query = next,
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["c1", "c2", "c3", "c4", "first", "c0"]);
+    }
+
+    async fn invalid_list_parameters_are_400(app: &TestApp) {
+        for query in [
+            "limit=0", "limit=101", "type=person", "since_datetime=yesterday", "total=maybe",
+            "colour=red", "starting_after=not-a-uuid",
+            "since_datetime=2026-01-01T00:00:00Z&starting_after=00000000-0000-0000-0000-000000000000",
+        ] {
+            let reply = app.get(&format!("{}?{query}", app.users_url())).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+            assert_eq!(reply.code(), "validation_error", "{query}");
+        }
+        let unknown_cursor = app.get(&format!("{}?starting_after={}", app.users_url(), uuid::Uuid::new_v4())).await;
+        assert_eq!(unknown_cursor.status, StatusCode::BAD_REQUEST);
+        assert_eq!(unknown_cursor.body["error"]["errors"][0]["field"], "starting_after");
+    }
+}

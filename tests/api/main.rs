@@ -1,0 +1,10 @@
+//! The HTTP-level test suite: one binary, every behaviour test run against
+//! SQLite and PostgreSQL (see `helpers::both_backends!`).
+
+mod helpers;
+
+mod auth;
+mod customers;
+mod errors;
+mod listing;
+mod operations;

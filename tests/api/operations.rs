@@ -1,0 +1,156 @@
+//! §9 and the CLI: health, metrics, OpenAPI, request ids, several processes
+//! sharing one database, and the `customers` binary itself.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestDatabase, ACCOUNT};
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_customers"));
+    command
+        .env("CUSTOMERS_LOG", "warn")
+        .env_remove("CUSTOMERS_DATABASE_URL");
+    command
+}
+
+fn run_json(args: &[&str]) -> Value {
+    let output = binary().args(args).output().expect("run customers");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object")
+}
+
+both_backends! {
+    async fn health_metrics_and_openapi_answer(app: &TestApp) {
+        let live = app.send(Method::GET, &app.url("/health/live"), None, None).await;
+        assert_eq!(live.status, StatusCode::OK);
+        let ready = app.send(Method::GET, &app.url("/health/ready"), None, None).await;
+        assert_eq!(ready.status, StatusCode::OK);
+        assert_eq!(ready.body["database"], match app.db.backend { Backend::Sqlite => "sqlite", Backend::Postgres => "postgres" });
+
+        app.list("").await;
+        let metrics = app.send(Method::GET, &app.url("/metrics"), None, None).await;
+        let text = metrics.body.as_str().unwrap();
+        assert!(text.contains("http_requests_total"), "{text}");
+        assert!(text.contains("route=\"/v1/accounts/{aid}/customers/users\""));
+
+        let doc = app.send(Method::GET, &app.url("/v1/openapi.json"), None, None).await;
+        assert!(doc.body["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = doc.body["paths"].as_object().unwrap();
+        for path in ["/v1/accounts/{aid}/customers/users", "/v1/accounts/{aid}/customers/users/{customer_id}",
+                     "/v1/accounts/{aid}/customers/users/{customer_id}/change_customer_id", "/v1/accounts/{aid}/auth/token"] {
+            assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
+        }
+    }
+
+    async fn request_ids_are_echoed_or_made(app: &TestApp) {
+        let given = app.client.get(app.url("/health/live")).header("x-request-id", "abc-123").send().await.unwrap();
+        assert_eq!(given.headers()["x-request-id"], "abc-123");
+        let made = app.client.get(app.url("/health/live")).send().await.unwrap();
+        assert!(uuid::Uuid::parse_str(made.headers()["x-request-id"].to_str().unwrap()).is_ok());
+    }
+
+    async fn processes_sharing_a_database_share_the_signing_key(app: &TestApp) {
+        let store = app.db.open().await;
+        let second = customers::auth::Keys::load_or_create(&*store, crate::helpers::ISSUER, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(second.jwks(), app.keys.jwks());
+    }
+
+    async fn cli_creates_clients_and_issues_customer_tokens(app: &TestApp) {
+        let url = app.db.url.clone();
+        let client = run_json(&["clients", "create", "--database", &url, "--account", ACCOUNT,
+            "--scopes", "read:customers write:customers", "--client-id", "pos-1"]);
+        assert_eq!(client["client_id"], "pos-1");
+        assert_eq!(client["account_id"], ACCOUNT);
+        assert_eq!(client["scopes"], "read:customers write:customers");
+        let secret = client["client_secret"].as_str().unwrap();
+        let response = app.client.post(app.url(&format!("/v1/accounts/{ACCOUNT}/auth/token")))
+            .basic_auth("pos-1", Some(secret))
+            .json(&json!({"grant_type": "client_credentials", "audience": format!("x/v1/accounts/{ACCOUNT}")}))
+            .send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+
+        let me = app.create(json!({"customer_id": "self"})).await;
+        let token = run_json(&["tokens", "issue", "--database", &url, "--issuer", crate::helpers::ISSUER,
+            "--account", ACCOUNT, "--scopes", "user:customers", "--subject", me["id"].as_str().unwrap()]);
+        let access = token["access_token"].as_str().unwrap();
+        let own = app.send(Method::GET, &app.user_url("self"), Some(access), None).await;
+        assert_eq!(own.status, StatusCode::OK);
+
+        let bad = binary().args(["clients", "create", "--database", "mysql://x", "--account", ACCOUNT, "--scopes", "read:customers"]).output().unwrap();
+        assert!(!bad.status.success());
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("sqlite://"), "the error names the accepted forms");
+    }
+}
+
+/// The README's first command: `customers serve` on an empty database prints
+/// a working client and curl, and stops cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_bootstraps_a_client_and_stops_on_sigterm() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDatabase::create(backend).await;
+        let mut child = binary()
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", &db.url])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let lines: Vec<String> = tokio::task::spawn_blocking(move || {
+            stdout
+                .lines()
+                .map_while(Result::ok)
+                .take_while(|l| !l.trim_end().ends_with("/auth/token"))
+                .collect()
+        })
+        .await
+        .unwrap();
+        let field = |name: &str| {
+            lines
+                .iter()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| panic!("{name} not printed: {lines:?}"))
+        };
+        let (id, secret) = (field("client_id:"), field("client_secret:"));
+        let base = lines
+            .iter()
+            .find_map(|l| l.split("\"audience\":\"").nth(1))
+            .unwrap()
+            .split("/v1/")
+            .next()
+            .unwrap()
+            .to_owned();
+
+        let client = reqwest::Client::new();
+        let token: Value = client.post(format!("{base}/v1/accounts/{ACCOUNT}/auth/token"))
+            .basic_auth(&id, Some(&secret))
+            .json(&json!({"grant_type": "client_credentials", "audience": format!("{base}/v1/accounts/{ACCOUNT}")}))
+            .send().await.unwrap().json().await.unwrap();
+        let listed = client
+            .get(format!("{base}/v1/accounts/{ACCOUNT}/customers/users"))
+            .bearer_auth(token["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.status(), StatusCode::OK, "{backend:?}");
+
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "{backend:?}: exit {status}");
+    }
+}
