@@ -322,6 +322,55 @@ mod tests {
         );
     }
 
+    fn signed(keys: &Keys, claims: serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(keys.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &keys.encoding).unwrap()
+    }
+
+    #[test]
+    fn expired_future_and_foreign_issuer_tokens_are_invalid() {
+        let keys = keys();
+        let a = account("T00000001");
+        let now = chrono::Utc::now().timestamp();
+        let claims = |iss: &str, iat: i64, exp: i64, nbf: i64| {
+            serde_json::json!({"iss": iss, "aud": keys.audience(&a), "sub": "x", "scope": "admin:customers",
+                "iat": iat, "exp": exp, "nbf": nbf, "jti": "j"})
+        };
+        let valid = signed(&keys, claims("http://issuer", now, now + 60, now));
+        assert!(
+            keys.verify(&valid, &a).is_ok(),
+            "the baseline token must verify"
+        );
+        let expired = signed(
+            &keys,
+            claims("http://issuer", now - 600, now - 300, now - 600),
+        );
+        let not_yet = signed(&keys, claims("http://issuer", now, now + 600, now + 300));
+        let foreign = signed(&keys, claims("http://elsewhere", now, now + 60, now));
+        for token in [expired, not_yet, foreign] {
+            assert_eq!(keys.verify(&token, &a).unwrap_err(), TokenError::Invalid);
+        }
+    }
+
+    #[test]
+    fn hmac_signed_with_the_public_key_is_rejected() {
+        let keys = keys();
+        let a = account("T00000001");
+        let now = chrono::Utc::now().timestamp();
+        let claims = serde_json::json!({"iss": "http://issuer", "aud": keys.audience(&a), "sub": "x",
+            "scope": "admin:customers", "iat": now, "exp": now + 60, "jti": "j"});
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(keys.kid.clone());
+        let forged = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_secret(&keys.public_key),
+        )
+        .unwrap();
+        assert_eq!(keys.verify(&forged, &a).unwrap_err(), TokenError::Invalid);
+    }
+
     #[test]
     fn secrets_verify_against_their_hash_only() {
         let hash = hash_secret("s3cret").unwrap();

@@ -455,6 +455,30 @@ impl CustomerData {
         }
         if let Some(enrolled) = &self.enrolled_by {
             errors.text("enrolled_by.value", &enrolled.value, MAX_TEXT);
+            if let Some(kind) = &enrolled.kind {
+                errors.text("enrolled_by.type", kind, MAX_TEXT);
+            }
+        }
+        for (field, object) in [
+            ("metadata", &self.metadata),
+            ("attributes", &self.attributes),
+        ] {
+            if let Some(map) = object {
+                validate::check_json(errors, field, map);
+            }
+        }
+        if let Some(company) = &self.company {
+            for (name, value) in [
+                ("organization_number", company.organization_number.as_ref()),
+                ("bussiness_name", Some(&company.bussiness_name)),
+                ("department", company.department.as_ref()),
+                ("industry", company.industry.as_ref()),
+                ("website", company.website.as_ref()),
+            ] {
+                if let Some(v) = value {
+                    errors.text(&format!("company.{name}"), v, MAX_TEXT);
+                }
+            }
         }
         for (i, address) in self.addresses.iter().flatten().enumerate() {
             validate_address(errors, i, address);
@@ -463,6 +487,7 @@ impl CustomerData {
             if term.id.trim().is_empty() {
                 errors.add("term.id", "required", "must name a terms record");
             }
+            errors.text("term.id", &term.id, MAX_TEXT);
         }
         self.validate_type_rules(errors);
     }

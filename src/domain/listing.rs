@@ -116,6 +116,14 @@ impl ListParams {
         let mut seen: Vec<&str> = Vec::new();
 
         for (name, value) in pairs {
+            if name.contains('\0') || value.contains('\0') {
+                errors.add(
+                    name,
+                    "invalid_characters",
+                    "must not contain NUL characters",
+                );
+                continue;
+            }
             let repeatable = matches!(name.as_str(), "attributes_keys" | "attributes_values");
             if !repeatable && seen.contains(&name.as_str()) {
                 errors.add(name, "duplicate_parameter", "may be given only once");

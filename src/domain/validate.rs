@@ -61,6 +61,32 @@ impl Errors {
     }
 }
 
+/// Caller-defined JSON (`metadata`, `attributes`) may hold anything but NUL
+/// characters, which PostgreSQL cannot store in `jsonb`.
+pub fn check_json(
+    errors: &mut Errors,
+    field: &str,
+    object: &serde_json::Map<String, serde_json::Value>,
+) {
+    fn has_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(has_nul),
+            serde_json::Value::Object(map) => {
+                map.iter().any(|(k, v)| k.contains('\0') || has_nul(v))
+            }
+            _ => false,
+        }
+    }
+    if object.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+        errors.add(
+            field,
+            "invalid_characters",
+            "must not contain NUL characters",
+        );
+    }
+}
+
 /// Longest free-text value we accept in any customer string field.
 pub const MAX_TEXT: usize = 1000;
 

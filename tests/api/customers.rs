@@ -210,3 +210,22 @@ both_backends! {
         assert_eq!(no_terms.body["error"]["errors"][0]["field"], "term.id");
     }
 }
+
+both_backends! {
+    async fn two_servers_on_one_database_keep_emails_unique(app: &TestApp) {
+        let sibling = app.sibling().await;
+        let attempts = (0..20).map(|i| {
+            let url = if i % 2 == 0 { app.users_url() } else { sibling.rebase(app, &app.users_url()) };
+            let body = json!({"customer_id": format!("race-{i}"), "email": "shared@x.io", "phone_number": format!("+47900000{i:02}")});
+            async move { app.send(reqwest::Method::POST, &url, Some(&app.admin()), Some(&body)).await }
+        });
+        let replies = futures::future::join_all(attempts).await;
+        let ok = replies.iter().filter(|r| r.status == StatusCode::OK).count();
+        let dup = replies.iter().filter(|r| r.code() == "duplicate_email").count();
+        assert_eq!((ok, dup), (1, 19));
+        // A token minted by one server is accepted by the other.
+        let winner = replies.iter().find(|r| r.status == StatusCode::OK).unwrap();
+        let other = sibling.rebase(app, &app.user_url(winner.body["customer_id"].as_str().unwrap()));
+        assert_eq!(app.send(reqwest::Method::GET, &other, Some(&app.admin()), None).await.status, StatusCode::OK);
+    }
+}

@@ -80,3 +80,27 @@ async fn oversized_bodies_get_413() {
         assert_eq!(app.row_count().await, 0);
     }
 }
+
+both_backends! {
+    async fn nul_characters_anywhere_are_a_400_not_a_500(app: &TestApp) {
+        let bodies = [
+            json!({"first_name": "a\u{0}b"}),
+            json!({"metadata": {"k": "a\u{0}b"}}),
+            json!({"metadata": {"a\u{0}b": 1}}),
+            json!({"attributes": {"k": ["x", "a\u{0}b"]}}),
+            json!({"type": "company", "company": {"bussiness_name": "a\u{0}b"}}),
+            json!({"enrolled_by": {"type": "a\u{0}b", "value": "v"}}),
+        ];
+        for body in bodies {
+            let reply = app.post(&app.users_url(), &body).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}: {}", reply.body);
+        }
+        for query in ["search=a%00b", "email=a%00", "phone_number=%00", "attributes_keys=%00"] {
+            let reply = app.get(&format!("{}?{query}", app.users_url())).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}: {}", reply.body);
+        }
+        let reply = app.get(&app.user_url("a%00b")).await;
+        assert!(reply.status.is_client_error(), "{}", reply.status);
+        assert_eq!(app.row_count().await, 0);
+    }
+}

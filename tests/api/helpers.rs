@@ -176,6 +176,24 @@ impl Drop for TestApp {
     }
 }
 
+pub struct Sibling {
+    pub address: SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Sibling {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Sibling {
+    /// `url` (made for the first server) pointed at this one.
+    pub fn rebase(&self, app: &TestApp, url: &str) -> String {
+        url.replace(&app.address.to_string(), &self.address.to_string())
+    }
+}
+
 pub struct Reply {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
@@ -227,6 +245,29 @@ impl TestApp {
             db,
             server,
         }
+    }
+
+    /// Another server on the same database, with its own connection pool,
+    /// as a second process would be. Stops when the handle drops.
+    pub async fn sibling(&self) -> Sibling {
+        let store = self.db.open().await;
+        let keys = Arc::new(
+            Keys::load_or_create(&*store, ISSUER, Duration::from_secs(600))
+                .await
+                .unwrap(),
+        );
+        let state = AppState {
+            store,
+            keys,
+            metrics: metrics_handle(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = customers::app(state, &HttpLimits::default());
+        let server = tokio::spawn(async move {
+            let _ = customers::serve(listener, app, std::future::pending()).await;
+        });
+        Sibling { address, server }
     }
 
     pub fn url(&self, path: &str) -> String {
