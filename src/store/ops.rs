@@ -12,6 +12,7 @@ use crate::domain::listing::ListParams;
 use crate::domain::validate::Errors;
 
 use super::query::{self, CursorPosition, Dialect, Param, SqlBuilder, CUSTOMER_COLUMNS};
+use super::rows::{ClientRow, CustomerRow, DbRow, KeyRow};
 use super::{
     change_customer_id_key, micros_to_time, new_id, now_micros, ClientRecord, CustomerPage,
     IndexedColumns, NewCustomer, Patcher, SigningKeyRecord, Store, StoreError,
@@ -22,11 +23,15 @@ use super::{
 pub trait Conn: Send {
     fn dialect(&self) -> Dialect;
     async fn execute(&mut self, q: SqlBuilder) -> Result<u64, StoreError>;
-    async fn fetch_customers(&mut self, q: SqlBuilder) -> Result<Vec<Customer>, StoreError>;
+    /// Every row of `q`, decoded as `R`.
+    async fn fetch_all<R: DbRow>(&mut self, q: SqlBuilder) -> Result<Vec<R>, StoreError>;
     async fn fetch_i64(&mut self, q: SqlBuilder) -> Result<Option<i64>, StoreError>;
     async fn fetch_strings(&mut self, q: SqlBuilder) -> Result<Vec<String>, StoreError>;
-    async fn fetch_clients(&mut self, q: SqlBuilder) -> Result<Vec<ClientRecord>, StoreError>;
-    async fn fetch_keys(&mut self, q: SqlBuilder) -> Result<Vec<SigningKeyRecord>, StoreError>;
+
+    async fn fetch_customers(&mut self, q: SqlBuilder) -> Result<Vec<Customer>, StoreError> {
+        let rows: Vec<CustomerRow> = self.fetch_all(q).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
     /// Commits a transaction; a plain connection just goes back to the pool.
     async fn commit(self) -> Result<(), StoreError>
     where
@@ -128,10 +133,10 @@ impl<B: Backend> Store for SqlStore<B> {
                 conn.dialect(),
                 "SELECT kid, private_pkcs8, public_key, created_at FROM signing_keys",
             );
-            conn.fetch_keys(q)
-                .await?
-                .into_iter()
+            let keys: Vec<KeyRow> = conn.fetch_all(q).await?;
+            keys.into_iter()
                 .next()
+                .map(Into::into)
                 .ok_or_else(|| StoreError::Other("no signing key after insert".into()))
         })
     }
@@ -164,7 +169,8 @@ impl<B: Backend> Store for SqlStore<B> {
             "SELECT client_id, account_id, secret_hash, scopes, created_at FROM api_clients WHERE client_id = ",
         );
         q.bind(text(client_id));
-        Ok(conn.fetch_clients(q).await?.into_iter().next())
+        let clients: Vec<ClientRow> = conn.fetch_all(q).await?;
+        Ok(clients.into_iter().next().map(Into::into))
     }
 
     async fn has_clients(&self) -> Result<bool, StoreError> {
@@ -656,9 +662,9 @@ async fn contacts_targets(
 }
 
 /// Implements [`Conn`] for one backend's [`Handle`]; the backend supplies its
-/// timestamp column type, how to bind [`Param`]s and how to translate errors.
+/// dialect, how to bind [`Param`]s and how to translate errors.
 macro_rules! impl_conn {
-    ($db:ty, $dialect:expr, $time:ty, $arguments:path, $translate:path) => {
+    ($db:ty, $dialect:expr, $arguments:path, $translate:path) => {
         #[async_trait::async_trait]
         impl $crate::store::ops::Conn for $crate::store::ops::Handle<$db> {
             fn dialect(&self) -> $crate::store::query::Dialect {
@@ -677,17 +683,15 @@ macro_rules! impl_conn {
                 Ok(done.rows_affected())
             }
 
-            async fn fetch_customers(
+            async fn fetch_all<R: $crate::store::rows::DbRow>(
                 &mut self,
                 q: $crate::store::query::SqlBuilder,
-            ) -> Result<Vec<$crate::domain::customer::Customer>, StoreError> {
+            ) -> Result<Vec<R>, StoreError> {
                 let args = $arguments(q.params())?;
-                let rows: Vec<$crate::store::rows::CustomerRow<$time>> =
-                    sqlx::query_as_with(q.sql(), args)
-                        .fetch_all(self.raw())
-                        .await
-                        .map_err($translate)?;
-                Ok(rows.into_iter().map(Into::into).collect())
+                sqlx::query_as_with(q.sql(), args)
+                    .fetch_all(self.raw())
+                    .await
+                    .map_err($translate)
             }
 
             async fn fetch_i64(
@@ -710,32 +714,6 @@ macro_rules! impl_conn {
                     .fetch_all(self.raw())
                     .await
                     .map_err($translate)
-            }
-
-            async fn fetch_clients(
-                &mut self,
-                q: $crate::store::query::SqlBuilder,
-            ) -> Result<Vec<$crate::store::ClientRecord>, StoreError> {
-                let args = $arguments(q.params())?;
-                let rows: Vec<$crate::store::rows::ClientRow<$time>> =
-                    sqlx::query_as_with(q.sql(), args)
-                        .fetch_all(self.raw())
-                        .await
-                        .map_err($translate)?;
-                Ok(rows.into_iter().map(Into::into).collect())
-            }
-
-            async fn fetch_keys(
-                &mut self,
-                q: $crate::store::query::SqlBuilder,
-            ) -> Result<Vec<$crate::store::SigningKeyRecord>, StoreError> {
-                let args = $arguments(q.params())?;
-                let rows: Vec<$crate::store::rows::KeyRow<$time>> =
-                    sqlx::query_as_with(q.sql(), args)
-                        .fetch_all(self.raw())
-                        .await
-                        .map_err($translate)?;
-                Ok(rows.into_iter().map(Into::into).collect())
             }
 
             async fn commit(self) -> Result<(), StoreError> {

@@ -60,13 +60,7 @@ impl Backend for PostgresBackend {
     }
 }
 
-impl_conn!(
-    Postgres,
-    Dialect::Postgres,
-    chrono::DateTime<chrono::Utc>,
-    arguments,
-    translate
-);
+impl_conn!(Postgres, Dialect::Postgres, arguments, translate);
 
 fn arguments(params: &[Param]) -> Result<PgArguments, StoreError> {
     let mut args = PgArguments::default();

@@ -73,7 +73,7 @@ impl Backend for SqliteBackend {
     }
 }
 
-impl_conn!(Sqlite, Dialect::Sqlite, i64, arguments, translate);
+impl_conn!(Sqlite, Dialect::Sqlite, arguments, translate);
 
 fn arguments(params: &[Param]) -> Result<SqliteArguments<'static>, StoreError> {
     let mut args = SqliteArguments::default();
