@@ -1,8 +1,11 @@
-//! Domain types and rules: what a valid account, scope, customer and list
-//! query are, independent of HTTP and of the database.
+//! Domain types and rules: what a valid account, scope, customer, list
+//! query, settings document, tag, token and terms record are, independent of
+//! HTTP and of the database.
 
 pub mod customer;
 pub mod ids;
 pub mod listing;
 pub mod patch;
+pub mod records;
+pub mod settings;
 pub mod validate;

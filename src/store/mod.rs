@@ -13,6 +13,7 @@ use crate::domain::ids::AccountId;
 use crate::domain::listing::ListParams;
 use crate::domain::validate::FieldError;
 
+mod customers;
 mod ops;
 pub mod postgres;
 pub mod query;

@@ -29,6 +29,14 @@ pub enum Param {
     Null,
 }
 
+pub fn text(value: &str) -> Param {
+    Param::Text(value.to_owned())
+}
+
+pub fn opt_text(value: Option<&String>) -> Param {
+    value.map_or(Param::Null, |v| Param::Text(v.clone()))
+}
+
 /// SQL text plus its parameters, with placeholders in the dialect's style.
 #[derive(Debug)]
 pub struct SqlBuilder {

@@ -1,0 +1,421 @@
+//! The customer flows (§4): create, update, delete with erasure, change of
+//! customer_id and listing — written once over [`Conn`], run by
+//! [`SqlStore`](super::ops::SqlStore) inside each backend's transactions.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::domain::customer::{Customer, CustomerData};
+use crate::domain::ids::AccountId;
+use crate::domain::listing::ListParams;
+use crate::domain::validate::Errors;
+
+use super::ops::Conn;
+use super::query::{
+    self, opt_text, text, CursorPosition, Dialect, Param, SqlBuilder, CUSTOMER_COLUMNS,
+};
+use super::{
+    change_customer_id_key, micros_to_time, new_id, now_micros, CustomerPage, IndexedColumns,
+    NewCustomer, Patcher, StoreError,
+};
+
+/// Takes the account's next write timestamp. The row lock this takes is
+/// held until commit, so writes of one account commit in timestamp order.
+pub(super) async fn tick(
+    conn: &mut impl Conn,
+    account: &AccountId,
+) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    let greatest = match conn.dialect() {
+        Dialect::Sqlite => "max",
+        Dialect::Postgres => "GREATEST",
+    };
+    let mut q = SqlBuilder::new(
+        conn.dialect(),
+        "INSERT INTO account_clocks (account_id, last_us) VALUES (",
+    );
+    q.bind(text(account.as_str()))
+        .push(", ")
+        .bind(Param::Int(now_micros().timestamp_micros()))
+        .push(") ON CONFLICT (account_id) DO UPDATE SET last_us = ")
+        .push(greatest)
+        .push("(account_clocks.last_us + 1, excluded.last_us) RETURNING last_us");
+    let micros = conn
+        .fetch_i64(q)
+        .await?
+        .ok_or_else(|| StoreError::Other("clock returned no row".into()))?;
+    Ok(micros_to_time(micros))
+}
+
+/// Checks what only the database knows: `contact_for` names live customers
+/// of the account and `term.id` names live terms.
+pub(super) async fn check_references(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    data: &CustomerData,
+) -> Result<(), StoreError> {
+    let mut errors = Errors::default();
+    let wanted = data.contact_ids();
+    if !wanted.is_empty() {
+        let mut q = SqlBuilder::new(
+            conn.dialect(),
+            "SELECT customer_id FROM customers WHERE account_id = ",
+        );
+        q.bind(text(account.as_str()))
+            .push(" AND deleted_at IS NULL AND customer_id IN (");
+        query::push_list(&mut q, wanted.iter().map(|id| text(id)));
+        q.push(")");
+        let found = conn.fetch_strings(q).await?;
+        for (i, id) in wanted.iter().enumerate() {
+            if !found.iter().any(|f| f == id) {
+                errors.add(
+                    format!("contact_for[{i}].customer_id"),
+                    "not_found",
+                    "names no customer of this account",
+                );
+            }
+        }
+    }
+    if let Some(term) = &data.term {
+        let exists = match Uuid::parse_str(&term.id) {
+            Ok(id) => {
+                let mut q = SqlBuilder::new(
+                    conn.dialect(),
+                    "SELECT count(*) FROM terms WHERE account_id = ",
+                );
+                q.bind(text(account.as_str()))
+                    .push(" AND id = ")
+                    .bind(Param::Id(id))
+                    .push(" AND deleted_at IS NULL");
+                conn.fetch_i64(q).await?.unwrap_or(0) > 0
+            }
+            Err(_) => false,
+        };
+        if !exists {
+            errors.add("term.id", "not_found", "names no terms of this account");
+        }
+    }
+    errors.into_result().map_err(StoreError::Invalid)
+}
+
+pub(super) async fn replace_attributes(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    id: Uuid,
+    rows: &[(String, Option<String>)],
+) -> Result<(), StoreError> {
+    let mut q = SqlBuilder::new(
+        conn.dialect(),
+        "DELETE FROM customer_attributes WHERE customer_pk = ",
+    );
+    q.bind(Param::Id(id));
+    conn.execute(q).await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut q = SqlBuilder::new(
+        conn.dialect(),
+        "INSERT INTO customer_attributes (customer_pk, account_id, key, value) VALUES ",
+    );
+    for (i, (key, value)) in rows.iter().enumerate() {
+        q.push(if i == 0 { "(" } else { ", (" });
+        query::push_list(
+            &mut q,
+            [
+                Param::Id(id),
+                text(account.as_str()),
+                text(key),
+                opt_text(value.as_ref()),
+            ],
+        );
+        q.push(")");
+    }
+    conn.execute(q).await?;
+    Ok(())
+}
+
+pub(super) async fn create_customer(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    new: NewCustomer,
+    actor: &str,
+) -> Result<Customer, StoreError> {
+    check_references(conn, account, &new.data).await?;
+    let at = tick(conn, account).await?;
+    let customer_id = new
+        .customer_id
+        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    let id = new_id();
+    let cols = IndexedColumns::of(&customer_id, &new.data);
+    let mut q = SqlBuilder::new(
+        conn.dialect(),
+        "INSERT INTO customers (id, account_id, customer_id, customer_id_lower, type, email, email_lower, \
+         phone_number, phone_unique, first_name_lower, last_name_lower, full_name_lower, doc, created_at, \
+         created_by, updated_at) VALUES (",
+    );
+    query::push_list(
+        &mut q,
+        [
+            Param::Id(id),
+            text(account.as_str()),
+            text(&customer_id),
+            text(&cols.customer_id_lower),
+            text(new.data.customer_type.as_str()),
+            opt_text(cols.email.as_ref()),
+            opt_text(cols.email_lower.as_ref()),
+            opt_text(cols.phone_number.as_ref()),
+            opt_text(cols.phone_number.as_ref()),
+            opt_text(cols.first_name_lower.as_ref()),
+            opt_text(cols.last_name_lower.as_ref()),
+            opt_text(cols.full_name_lower.as_ref()),
+            Param::Json(
+                serde_json::to_value(&new.data).map_err(|e| StoreError::Other(e.to_string()))?,
+            ),
+            Param::Time(at),
+            text(actor),
+            Param::Time(at),
+        ],
+    );
+    q.push(")");
+    conn.execute(q).await?;
+    replace_attributes(conn, account, id, &cols.attributes).await?;
+    Ok(Customer {
+        id,
+        customer_id,
+        data: Some(new.data),
+        created_at: at,
+        created_by: actor.to_owned(),
+        updated_at: at,
+        deleted_at: None,
+        deleted_by: None,
+    })
+}
+
+/// The customer with this `customer_id`; with `lock`, its row stays locked
+/// until the transaction ends (SQLite's `BEGIN IMMEDIATE` already excludes
+/// other writers).
+pub(super) async fn select_by_customer_id(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    customer_id: &str,
+    lock: bool,
+) -> Result<Option<Customer>, StoreError> {
+    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
+    q.push(CUSTOMER_COLUMNS)
+        .push(" FROM customers c WHERE c.account_id = ")
+        .bind(text(account.as_str()))
+        .push(" AND c.customer_id = ")
+        .bind(text(customer_id));
+    if lock && conn.dialect() == Dialect::Postgres {
+        q.push(" FOR UPDATE");
+    }
+    Ok(conn.fetch_customers(q).await?.into_iter().next())
+}
+
+pub(super) async fn live_for_update(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    customer_id: &str,
+) -> Result<Customer, StoreError> {
+    match select_by_customer_id(conn, account, customer_id, true).await? {
+        Some(c) if !c.is_deleted() => Ok(c),
+        _ => Err(StoreError::NotFound),
+    }
+}
+
+/// Writes a customer's data and index columns; returns the stored record.
+pub(super) async fn write_data(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    current: Customer,
+    customer_id: String,
+    data: CustomerData,
+) -> Result<Customer, StoreError> {
+    let at = tick(conn, account).await?;
+    let cols = IndexedColumns::of(&customer_id, &data);
+    let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customers SET ");
+    let assignments = [
+        ("customer_id", text(&customer_id)),
+        ("customer_id_lower", text(&cols.customer_id_lower)),
+        ("type", text(data.customer_type.as_str())),
+        ("email", opt_text(cols.email.as_ref())),
+        ("email_lower", opt_text(cols.email_lower.as_ref())),
+        ("phone_number", opt_text(cols.phone_number.as_ref())),
+        ("phone_unique", opt_text(cols.phone_number.as_ref())),
+        ("first_name_lower", opt_text(cols.first_name_lower.as_ref())),
+        ("last_name_lower", opt_text(cols.last_name_lower.as_ref())),
+        ("full_name_lower", opt_text(cols.full_name_lower.as_ref())),
+        (
+            "doc",
+            Param::Json(serde_json::to_value(&data).map_err(|e| StoreError::Other(e.to_string()))?),
+        ),
+        ("updated_at", Param::Time(at)),
+    ];
+    query::push_assignments(&mut q, assignments);
+    q.push(" WHERE id = ").bind(Param::Id(current.id));
+    conn.execute(q).await?;
+    replace_attributes(conn, account, current.id, &cols.attributes).await?;
+    Ok(Customer {
+        customer_id,
+        data: Some(data),
+        updated_at: at,
+        ..current
+    })
+}
+
+pub(super) async fn update_customer(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    customer_id: &str,
+    patch: Patcher,
+) -> Result<Customer, StoreError> {
+    let current = live_for_update(conn, account, customer_id).await?;
+    let data = patch(&current).map_err(StoreError::Rejected)?;
+    check_references(conn, account, &data).await?;
+    let customer_id = current.customer_id.clone();
+    write_data(conn, account, current, customer_id, data).await
+}
+
+pub(super) async fn change_customer_id(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    customer_id: &str,
+    new_customer_id: &str,
+    actor: &str,
+) -> Result<Customer, StoreError> {
+    let current = live_for_update(conn, account, customer_id).await?;
+    let mut data = current.data.clone().unwrap_or_default();
+    let at = now_micros();
+    let record = json!({
+        "created_at": at,
+        "created_by": actor,
+        "old": customer_id,
+        "new": new_customer_id,
+    });
+    data.metadata.get_or_insert_with(Default::default).insert(
+        change_customer_id_key(at, customer_id, new_customer_id),
+        record,
+    );
+    write_data(conn, account, current, new_customer_id.to_owned(), data).await
+}
+
+/// Soft delete with erasure (§4.2): one statement nulls every personal
+/// column and empties the document, in the caller's transaction.
+pub(super) async fn delete_customer(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    customer_id: &str,
+    actor: &str,
+) -> Result<Customer, StoreError> {
+    let current = live_for_update(conn, account, customer_id).await?;
+    let at = tick(conn, account).await?;
+    let mut q = SqlBuilder::new(
+        conn.dialect(),
+        "UPDATE customers SET email = NULL, email_lower = NULL, phone_number = NULL, phone_unique = NULL, \
+         first_name_lower = NULL, last_name_lower = NULL, full_name_lower = NULL, ",
+    );
+    query::push_assignments(
+        &mut q,
+        [
+            ("doc", Param::Json(json!({}))),
+            ("updated_at", Param::Time(at)),
+            ("deleted_at", Param::Time(at)),
+            ("deleted_by", text(actor)),
+        ],
+    );
+    q.push(" WHERE id = ").bind(Param::Id(current.id));
+    conn.execute(q).await?;
+    replace_attributes(conn, account, current.id, &[]).await?;
+    Ok(Customer {
+        data: None,
+        updated_at: at,
+        deleted_at: Some(at),
+        deleted_by: Some(actor.to_owned()),
+        ..current
+    })
+}
+
+pub(super) async fn list_customers(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    params: &ListParams,
+) -> Result<CustomerPage, StoreError> {
+    let cursor = match params.starting_after {
+        Some(id) => Some(cursor_position(conn, account, id).await?),
+        None => None,
+    };
+    let q = query::list_page(conn.dialect(), account, params, cursor.as_ref());
+    let mut customers = conn.fetch_customers(q).await?;
+    let has_more = customers.len() > params.limit as usize;
+    customers.truncate(params.limit as usize);
+    let total = if params.total {
+        let q = query::count(conn.dialect(), account, &params.filter);
+        conn.fetch_i64(q).await?
+    } else {
+        None
+    };
+    let related = contacts_targets(conn, account, &customers).await?;
+    Ok(CustomerPage {
+        customers,
+        related,
+        has_more,
+        total,
+    })
+}
+
+pub(super) async fn cursor_position(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    id: Uuid,
+) -> Result<CursorPosition, StoreError> {
+    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
+    q.push(CUSTOMER_COLUMNS)
+        .push(" FROM customers c WHERE c.account_id = ")
+        .bind(text(account.as_str()))
+        .push(" AND c.id = ")
+        .bind(Param::Id(id));
+    match conn.fetch_customers(q).await?.into_iter().next() {
+        Some(c) => Ok(CursorPosition {
+            created_at: c.created_at,
+            id: c.id,
+        }),
+        None => {
+            let mut errors = Errors::default();
+            errors.add(
+                "starting_after",
+                "invalid_cursor",
+                "names no customer of this account",
+            );
+            Err(StoreError::Invalid(errors.into_result().unwrap_err()))
+        }
+    }
+}
+
+/// The customers that contacts on this page are `contact_for`, each once and
+/// not repeating a customer already on the page.
+pub(super) async fn contacts_targets(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    page: &[Customer],
+) -> Result<Vec<Customer>, StoreError> {
+    let mut wanted: Vec<&str> = Vec::new();
+    for id in page
+        .iter()
+        .filter_map(|c| c.data.as_ref())
+        .flat_map(CustomerData::contact_ids)
+    {
+        if !wanted.contains(&id) && !page.iter().any(|c| c.customer_id == id) {
+            wanted.push(id);
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
+    q.push(CUSTOMER_COLUMNS)
+        .push(" FROM customers c WHERE c.account_id = ")
+        .bind(text(account.as_str()))
+        .push(" AND c.deleted_at IS NULL AND c.customer_id IN (");
+    query::push_list(&mut q, wanted.iter().map(|id| text(id)));
+    q.push(") ORDER BY c.created_at DESC, c.id ASC");
+    conn.fetch_customers(q).await
+}
