@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -67,21 +65,13 @@ pub struct Keys {
 impl Keys {
     /// Loads the deployment's key, creating it on first start. Concurrent
     /// first starts race on one database row and all adopt the winner.
-    pub async fn load_or_create(
-        store: &dyn Store,
-        issuer: &str,
-        token_ttl: Duration,
-    ) -> anyhow::Result<Self> {
+    pub async fn load_or_create(store: &dyn Store, issuer: &str, token_ttl: Duration) -> anyhow::Result<Self> {
         let candidate = generate_key()?;
         let record = store.ensure_signing_key(candidate).await?;
         Self::from_record(&record, issuer, token_ttl)
     }
 
-    fn from_record(
-        record: &SigningKeyRecord,
-        issuer: &str,
-        token_ttl: Duration,
-    ) -> anyhow::Result<Self> {
+    fn from_record(record: &SigningKeyRecord, issuer: &str, token_ttl: Duration) -> anyhow::Result<Self> {
         Ed25519KeyPair::from_pkcs8(&record.private_pkcs8)
             .map_err(|_| anyhow::anyhow!("stored signing key is corrupt"))?;
         Ok(Self {
@@ -96,19 +86,10 @@ impl Keys {
 
     /// The audience string for an account: `<issuer>/v1/accounts/<aid>`.
     pub fn audience(&self, account: &AccountId) -> String {
-        format!(
-            "{}/v1/accounts/{account}",
-            self.issuer.trim_end_matches('/')
-        )
+        format!("{}/v1/accounts/{account}", self.issuer.trim_end_matches('/'))
     }
 
-    pub fn issue(
-        &self,
-        account: &AccountId,
-        subject: &str,
-        scopes: &[Scope],
-        ttl: Duration,
-    ) -> anyhow::Result<String> {
+    pub fn issue(&self, account: &AccountId, subject: &str, scopes: &[Scope], ttl: Duration) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -145,17 +126,10 @@ impl Keys {
             .claims;
         let token_account = claims
             .aud
-            .strip_prefix(&format!(
-                "{}/v1/accounts/",
-                self.issuer.trim_end_matches('/')
-            ))
+            .strip_prefix(&format!("{}/v1/accounts/", self.issuer.trim_end_matches('/')))
             .and_then(AccountId::parse)
             .ok_or(TokenError::Invalid)?;
-        let scopes: Vec<Scope> = claims
-            .scope
-            .split_whitespace()
-            .filter_map(Scope::parse)
-            .collect();
+        let scopes: Vec<Scope> = claims.scope.split_whitespace().filter_map(Scope::parse).collect();
         if token_account != *account {
             return Err(TokenError::OtherAccount);
         }
@@ -183,10 +157,8 @@ impl Keys {
 
 fn generate_key() -> anyhow::Result<SigningKeyRecord> {
     let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
-        .map_err(|_| anyhow::anyhow!("cannot generate a key"))?;
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
-        .map_err(|_| anyhow::anyhow!("cannot read the new key"))?;
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| anyhow::anyhow!("cannot generate a key"))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| anyhow::anyhow!("cannot read the new key"))?;
     let public_key = pair.public_key().as_ref().to_vec();
     let kid: String = Sha256::digest(&public_key)
         .iter()
@@ -219,11 +191,7 @@ pub fn hash_secret(secret: &str) -> anyhow::Result<String> {
 /// Constant-time check of a secret against its stored Argon2 hash.
 pub fn verify_secret(secret: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(secret.as_bytes(), &parsed)
-                .is_ok()
-        })
+        .map(|parsed| Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok())
         .unwrap_or(false)
 }
 
@@ -243,15 +211,12 @@ pub async fn create_client(
         scopes: Scope::join(scopes),
         created_at: now_micros(),
     };
-    store
-        .insert_client(record.clone())
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::Conflict { .. } => {
-                anyhow::anyhow!("client id `{}` exists already", record.client_id)
-            }
-            other => anyhow::Error::new(other),
-        })?;
+    store.insert_client(record.clone()).await.map_err(|e| match e {
+        crate::store::StoreError::Conflict { .. } => {
+            anyhow::anyhow!("client id `{}` exists already", record.client_id)
+        }
+        other => anyhow::Error::new(other),
+    })?;
     Ok((record, secret))
 }
 
@@ -260,12 +225,7 @@ mod tests {
     use super::*;
 
     fn keys() -> Keys {
-        Keys::from_record(
-            &generate_key().unwrap(),
-            "http://issuer",
-            Duration::from_secs(60),
-        )
-        .unwrap()
+        Keys::from_record(&generate_key().unwrap(), "http://issuer", Duration::from_secs(60)).unwrap()
     }
 
     fn account(raw: &str) -> AccountId {
@@ -276,9 +236,7 @@ mod tests {
     fn issued_tokens_verify_for_their_account_only() {
         let keys = keys();
         let a = account("T00000001");
-        let token = keys
-            .issue(&a, "client-1", &[Scope::Read], keys.token_ttl)
-            .unwrap();
+        let token = keys.issue(&a, "client-1", &[Scope::Read], keys.token_ttl).unwrap();
         let principal = keys.verify(&token, &a).unwrap();
         assert_eq!(principal.subject, "client-1");
         assert_eq!(principal.scopes, vec![Scope::Read]);
@@ -292,19 +250,14 @@ mod tests {
     fn tokens_of_another_key_or_tampered_are_invalid() {
         let (mine, theirs) = (keys(), keys());
         let a = account("T00000001");
-        let foreign = theirs
-            .issue(&a, "x", &[Scope::Admin], theirs.token_ttl)
-            .unwrap();
+        let foreign = theirs.issue(&a, "x", &[Scope::Admin], theirs.token_ttl).unwrap();
         assert_eq!(mine.verify(&foreign, &a).unwrap_err(), TokenError::Invalid);
         let token = mine.issue(&a, "x", &[Scope::Read], mine.token_ttl).unwrap();
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         let forged = serde_json::json!({"iss": "http://issuer", "aud": mine.audience(&a), "sub": "x",
             "scope": "admin:customers", "iat": 0, "exp": 9_999_999_999i64, "jti": "j"});
         parts[1] = URL_SAFE_NO_PAD.encode(forged.to_string());
-        assert_eq!(
-            mine.verify(&parts.join("."), &a).unwrap_err(),
-            TokenError::Invalid
-        );
+        assert_eq!(mine.verify(&parts.join("."), &a).unwrap_err(), TokenError::Invalid);
     }
 
     #[test]
@@ -338,14 +291,8 @@ mod tests {
                 "iat": iat, "exp": exp, "nbf": nbf, "jti": "j"})
         };
         let valid = signed(&keys, claims("http://issuer", now, now + 60, now));
-        assert!(
-            keys.verify(&valid, &a).is_ok(),
-            "the baseline token must verify"
-        );
-        let expired = signed(
-            &keys,
-            claims("http://issuer", now - 600, now - 300, now - 600),
-        );
+        assert!(keys.verify(&valid, &a).is_ok(), "the baseline token must verify");
+        let expired = signed(&keys, claims("http://issuer", now - 600, now - 300, now - 600));
         let not_yet = signed(&keys, claims("http://issuer", now, now + 600, now + 300));
         let foreign = signed(&keys, claims("http://elsewhere", now, now + 60, now));
         for token in [expired, not_yet, foreign] {
@@ -362,12 +309,7 @@ mod tests {
             "scope": "admin:customers", "iat": now, "exp": now + 60, "jti": "j"});
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(keys.kid.clone());
-        let forged = jsonwebtoken::encode(
-            &header,
-            &claims,
-            &EncodingKey::from_secret(&keys.public_key),
-        )
-        .unwrap();
+        let forged = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&keys.public_key)).unwrap();
         assert_eq!(keys.verify(&forged, &a).unwrap_err(), TokenError::Invalid);
     }
 

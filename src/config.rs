@@ -77,9 +77,6 @@ mod tests {
             super::redact("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
-        assert_eq!(
-            super::redact("sqlite://customers.db"),
-            "sqlite://customers.db"
-        );
+        assert_eq!(super::redact("sqlite://customers.db"), "sqlite://customers.db");
     }
 }

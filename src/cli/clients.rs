@@ -36,14 +36,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     let store = opts.db.open().await?;
     store.migrate().await?;
     let scopes: Vec<Scope> = opts.scopes.0;
-    let (client, secret) = crate::auth::create_client(
-        &*store,
-        &opts.account,
-        &scopes,
-        opts.client_id,
-        opts.client_secret,
-    )
-    .await?;
+    let (client, secret) =
+        crate::auth::create_client(&*store, &opts.account, &scopes, opts.client_id, opts.client_secret).await?;
     println!(
         "{}",
         json!({

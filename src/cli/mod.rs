@@ -48,8 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 pub fn parse_account(raw: &str) -> Result<AccountId, String> {
-    AccountId::parse(raw)
-        .ok_or_else(|| format!("`{raw}` is not an account id (T or P and 8 digits)"))
+    AccountId::parse(raw).ok_or_else(|| format!("`{raw}` is not an account id (T or P and 8 digits)"))
 }
 
 /// A space-separated scope list given as one argument.

@@ -49,12 +49,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             tracing::info!(migration = %name, "applied migration");
         }
     }
-    let keys = Keys::load_or_create(
-        &*store,
-        &opts.token.issuer,
-        Duration::from_secs(opts.token_ttl),
-    )
-    .await?;
+    let keys = Keys::load_or_create(&*store, &opts.token.issuer, Duration::from_secs(opts.token_ttl)).await?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding {}", opts.listen))?;
@@ -79,16 +74,11 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
 
 /// On a database with no API client, creates an admin client for the
 /// bootstrap account and prints its credentials once, with a ready curl.
-async fn bootstrap_first_client(
-    store: &dyn Store,
-    account: &AccountId,
-    address: SocketAddr,
-) -> anyhow::Result<()> {
+async fn bootstrap_first_client(store: &dyn Store, account: &AccountId, address: SocketAddr) -> anyhow::Result<()> {
     if store.has_clients().await? {
         return Ok(());
     }
-    let (client, secret) =
-        crate::auth::create_client(store, account, &[Scope::Admin], None, None).await?;
+    let (client, secret) = crate::auth::create_client(store, account, &[Scope::Admin], None, None).await?;
     let base = format!("http://{address}");
     println!(
         "\nNo API client existed, so an admin client was created for account {account}.\n\

@@ -295,10 +295,7 @@ pub struct Identity<'a> {
 
 impl CustomerInput {
     /// Builds the data of a new customer, and the caller's `customer_id` if given.
-    pub fn into_new(
-        self,
-        now: DateTime<Utc>,
-    ) -> Result<(Option<String>, CustomerData), Vec<FieldError>> {
+    pub fn into_new(self, now: DateTime<Utc>) -> Result<(Option<String>, CustomerData), Vec<FieldError>> {
         let mut errors = Errors::default();
         let customer_id = self.customer_id.clone().into_option();
         if let Some(id) = &customer_id {
@@ -344,16 +341,9 @@ impl CustomerInput {
         if matches!(self.customer_type, Patch::Null) {
             errors.add("type", "required", "cannot be null");
         }
-        let marketing_consent = merge_consent(
-            current.marketing_consent.clone(),
-            self.marketing_consent,
-            now,
-        );
+        let marketing_consent = merge_consent(current.marketing_consent.clone(), self.marketing_consent, now);
         let data = CustomerData {
-            customer_type: self
-                .customer_type
-                .into_option()
-                .unwrap_or(current.customer_type),
+            customer_type: self.customer_type.into_option().unwrap_or(current.customer_type),
             first_name: self.first_name.apply_to(current.first_name),
             last_name: self.last_name.apply_to(current.last_name),
             email: self.email.apply_to(current.email),
@@ -459,10 +449,7 @@ impl CustomerData {
                 errors.text("enrolled_by.type", kind, MAX_TEXT);
             }
         }
-        for (field, object) in [
-            ("metadata", &self.metadata),
-            ("attributes", &self.attributes),
-        ] {
+        for (field, object) in [("metadata", &self.metadata), ("attributes", &self.attributes)] {
             if let Some(map) = object {
                 validate::check_json(errors, field, map);
             }
@@ -499,11 +486,7 @@ impl CustomerData {
                 errors.add("company", "required", "is required for type company");
             }
             Some(_) if !matches!(kind, CustomerType::Company | CustomerType::Other) => {
-                errors.add(
-                    "company",
-                    "not_allowed",
-                    "is allowed only for types company and other",
-                );
+                errors.add("company", "not_allowed", "is allowed only for types company and other");
             }
             Some(company) if company.bussiness_name.trim().is_empty() => {
                 errors.add("company.bussiness_name", "required", "must not be empty");
@@ -512,19 +495,11 @@ impl CustomerData {
         }
         match &self.contact_for {
             Some(_) if kind != CustomerType::Contact => {
-                errors.add(
-                    "contact_for",
-                    "not_allowed",
-                    "is allowed only for type contact",
-                );
+                errors.add("contact_for", "not_allowed", "is allowed only for type contact");
             }
             Some(list) => {
                 for (i, contact) in list.iter().enumerate() {
-                    validate::check_customer_id(
-                        errors,
-                        &format!("contact_for[{i}].customer_id"),
-                        &contact.customer_id,
-                    );
+                    validate::check_customer_id(errors, &format!("contact_for[{i}].customer_id"), &contact.customer_id);
                 }
             }
             None => {}
@@ -556,25 +531,11 @@ fn validate_address(errors: &mut Errors, i: usize, address: &Address) {
             "must be an ISO 3166-1 alpha-2 code such as NO",
         );
     }
-    if address
-        .latitude
-        .is_some_and(|v| !(-90.0..=90.0).contains(&v))
-    {
-        errors.add(
-            field("latitude"),
-            "out_of_range",
-            "must be between -90 and 90",
-        );
+    if address.latitude.is_some_and(|v| !(-90.0..=90.0).contains(&v)) {
+        errors.add(field("latitude"), "out_of_range", "must be between -90 and 90");
     }
-    if address
-        .longitude
-        .is_some_and(|v| !(-180.0..=180.0).contains(&v))
-    {
-        errors.add(
-            field("longitude"),
-            "out_of_range",
-            "must be between -180 and 180",
-        );
+    if address.longitude.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
+        errors.add(field("longitude"), "out_of_range", "must be between -180 and 180");
     }
     for (name, value) in [
         ("address_line", Some(&address.address_line)),
@@ -604,18 +565,14 @@ mod tests {
     }
 
     fn codes(errors: &[FieldError]) -> Vec<(&str, &str)> {
-        errors
-            .iter()
-            .map(|e| (e.field.as_str(), e.code.as_str()))
-            .collect()
+        errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect()
     }
 
     #[test]
     fn create_defaults_to_type_customer_and_keeps_given_fields() {
-        let (id, data) =
-            input(json!({"customer_id": "c1", "first_name": "Ada", "email": "ada@x.io"}))
-                .into_new(now())
-                .unwrap();
+        let (id, data) = input(json!({"customer_id": "c1", "first_name": "Ada", "email": "ada@x.io"}))
+            .into_new(now())
+            .unwrap();
         assert_eq!(id.as_deref(), Some("c1"));
         assert_eq!(data.customer_type, CustomerType::Customer);
         assert_eq!(data.first_name.as_deref(), Some("Ada"));
@@ -623,8 +580,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let err =
-            serde_json::from_value::<CustomerInput>(json!({"frist_name": "Ada"})).unwrap_err();
+        let err = serde_json::from_value::<CustomerInput>(json!({"frist_name": "Ada"})).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
     }
 
@@ -641,19 +597,15 @@ mod tests {
 
     #[test]
     fn company_is_required_for_companies_and_refused_for_persons() {
-        let errors = input(json!({"type": "company"}))
-            .into_new(now())
-            .unwrap_err();
+        let errors = input(json!({"type": "company"})).into_new(now()).unwrap_err();
         assert_eq!(codes(&errors), vec![("company", "required")]);
         let errors = input(json!({"company": {"bussiness_name": "ACME"}}))
             .into_new(now())
             .unwrap_err();
         assert_eq!(codes(&errors), vec![("company", "not_allowed")]);
-        assert!(
-            input(json!({"type": "other", "company": {"bussiness_name": "ACME"}}))
-                .into_new(now())
-                .is_ok()
-        );
+        assert!(input(json!({"type": "other", "company": {"bussiness_name": "ACME"}}))
+            .into_new(now())
+            .is_ok());
     }
 
     #[test]
@@ -662,11 +614,9 @@ mod tests {
             .into_new(now())
             .unwrap_err();
         assert_eq!(codes(&errors), vec![("contact_for", "not_allowed")]);
-        assert!(
-            input(json!({"type": "contact", "contact_for": [{"customer_id": "a"}]}))
-                .into_new(now())
-                .is_ok()
-        );
+        assert!(input(json!({"type": "contact", "contact_for": [{"customer_id": "a"}]}))
+            .into_new(now())
+            .is_ok());
     }
 
     #[test]
@@ -694,11 +644,7 @@ mod tests {
         .1
     }
 
-    fn update(
-        current: CustomerData,
-        body: Value,
-        at: DateTime<Utc>,
-    ) -> Result<CustomerData, Vec<FieldError>> {
+    fn update(current: CustomerData, body: Value, at: DateTime<Utc>) -> Result<CustomerData, Vec<FieldError>> {
         let identity = Identity {
             id: Uuid::nil(),
             customer_id: "c1",
@@ -717,10 +663,7 @@ mod tests {
     #[test]
     fn metadata_merges_key_by_key() {
         let updated = update(stored(), json!({"metadata": {"a": null, "c": 3}}), now()).unwrap();
-        assert_eq!(
-            Value::Object(updated.metadata.unwrap()),
-            json!({"b": 2, "c": 3})
-        );
+        assert_eq!(Value::Object(updated.metadata.unwrap()), json!({"b": 2, "c": 3}));
         let cleared = update(stored(), json!({"metadata": null}), now()).unwrap();
         assert_eq!(cleared.metadata, None);
     }
@@ -734,10 +677,7 @@ mod tests {
             later,
         )
         .unwrap();
-        assert_eq!(
-            same.marketing_consent.unwrap().sms.unwrap().updated_at,
-            Some(now())
-        );
+        assert_eq!(same.marketing_consent.unwrap().sms.unwrap().updated_at, Some(now()));
         let changed = update(
             stored(),
             json!({"marketing_consent": {"sms": {"consent": false}, "email": {"consent": true}}}),
@@ -751,22 +691,9 @@ mod tests {
 
     #[test]
     fn update_cannot_change_customer_id_or_id() {
-        let errors = update(
-            stored(),
-            json!({"customer_id": "other", "id": Uuid::new_v4()}),
-            now(),
-        )
-        .unwrap_err();
-        assert_eq!(
-            codes(&errors),
-            vec![("customer_id", "read_only"), ("id", "read_only")]
-        );
-        assert!(update(
-            stored(),
-            json!({"customer_id": "c1", "id": Uuid::nil()}),
-            now()
-        )
-        .is_ok());
+        let errors = update(stored(), json!({"customer_id": "other", "id": Uuid::new_v4()}), now()).unwrap_err();
+        assert_eq!(codes(&errors), vec![("customer_id", "read_only"), ("id", "read_only")]);
+        assert!(update(stored(), json!({"customer_id": "c1", "id": Uuid::nil()}), now()).is_ok());
     }
 
     #[test]

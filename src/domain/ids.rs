@@ -12,9 +12,7 @@ pub struct AccountId(String);
 impl AccountId {
     pub fn parse(raw: &str) -> Option<Self> {
         let bytes = raw.as_bytes();
-        let valid = bytes.len() == 9
-            && matches!(bytes[0], b'T' | b'P')
-            && bytes[1..].iter().all(u8::is_ascii_digit);
+        let valid = bytes.len() == 9 && matches!(bytes[0], b'T' | b'P') && bytes[1..].iter().all(u8::is_ascii_digit);
         valid.then(|| Self(raw.to_owned()))
     }
 
@@ -85,11 +83,7 @@ impl Scope {
     }
 
     pub fn join(scopes: &[Scope]) -> String {
-        scopes
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
+        scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -101,14 +95,7 @@ mod tests {
     fn account_ids_are_t_or_p_and_eight_digits() {
         assert!(AccountId::parse("T00000001").is_some());
         assert!(AccountId::parse("P12345678").is_some());
-        for bad in [
-            "",
-            "T0000001",
-            "T000000011",
-            "X00000001",
-            "t00000001",
-            "T0000000a",
-        ] {
+        for bad in ["", "T0000001", "T000000011", "X00000001", "t00000001", "T0000000a"] {
             assert!(AccountId::parse(bad).is_none(), "{bad}");
         }
     }

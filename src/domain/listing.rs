@@ -79,6 +79,9 @@ pub struct CustomerFilter {
     pub attributes: Vec<AttributeFilter>,
     pub include_deleted: bool,
     pub since: Option<DateTime<Utc>>,
+    pub tag_id: Option<Uuid>,
+    pub token_type: Option<String>,
+    pub token_value: Option<String>,
 }
 
 impl Default for CustomerFilter {
@@ -91,6 +94,9 @@ impl Default for CustomerFilter {
             attributes: Vec::new(),
             include_deleted: false,
             since: None,
+            tag_id: None,
+            token_type: None,
+            token_value: None,
         }
     }
 }
@@ -117,11 +123,7 @@ impl ListParams {
 
         for (name, value) in pairs {
             if name.contains('\0') || value.contains('\0') {
-                errors.add(
-                    name,
-                    "invalid_characters",
-                    "must not contain NUL characters",
-                );
+                errors.add(name, "invalid_characters", "must not contain NUL characters");
                 continue;
             }
             let repeatable = matches!(name.as_str(), "attributes_keys" | "attributes_values");
@@ -145,11 +147,15 @@ impl ListParams {
                         ),
                     },
                 },
+                "tag_id" => match Uuid::parse_str(value) {
+                    Ok(id) => filter.tag_id = Some(id),
+                    Err(_) => errors.add(name, "invalid_value", "must be the id of a tag"),
+                },
+                "token_type" => filter.token_type = non_empty(value).map(str::to_owned),
+                "token_value" => filter.token_value = non_empty(value).map(str::to_owned),
                 "attributes_keys" => keys.push(value.clone()),
                 "attributes_values" => values.push(value.clone()),
-                "include_deleted" => {
-                    parse_bool(&mut errors, name, value, &mut filter.include_deleted)
-                }
+                "include_deleted" => parse_bool(&mut errors, name, value, &mut filter.include_deleted),
                 "total" => parse_bool(&mut errors, name, value, &mut total),
                 "since_datetime" => match DateTime::parse_from_rfc3339(value) {
                     Ok(t) => filter.since = Some(t.with_timezone(&Utc)),
@@ -167,11 +173,7 @@ impl ListParams {
                     Ok(id) => starting_after = Some(id),
                     Err(_) => errors.add(name, "invalid_cursor", "must be the id of a customer"),
                 },
-                _ => errors.add(
-                    name,
-                    "unknown_parameter",
-                    "is not a parameter of this endpoint",
-                ),
+                _ => errors.add(name, "unknown_parameter", "is not a parameter of this endpoint"),
             }
         }
 
@@ -194,11 +196,7 @@ impl ListParams {
             })
             .collect();
         if filter.since.is_some() && starting_after.is_some() {
-            errors.add(
-                "starting_after",
-                "conflict",
-                "cannot be combined with since_datetime",
-            );
+            errors.add("starting_after", "conflict", "cannot be combined with since_datetime");
         }
 
         errors.into_result().map(|()| ListParams {
@@ -227,18 +225,12 @@ mod tests {
     use super::*;
 
     fn parse(query: &str) -> Result<ListParams, Vec<FieldError>> {
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect();
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         ListParams::parse(&pairs)
     }
 
     fn error_fields(query: &str) -> Vec<String> {
-        parse(query)
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect()
+        parse(query).unwrap_err().into_iter().map(|e| e.field).collect()
     }
 
     #[test]
@@ -282,10 +274,7 @@ mod tests {
     #[test]
     fn bad_values_and_unknown_parameters_are_errors() {
         assert_eq!(error_fields("type=person"), vec!["type"]);
-        assert_eq!(
-            error_fields("since_datetime=yesterday"),
-            vec!["since_datetime"]
-        );
+        assert_eq!(error_fields("since_datetime=yesterday"), vec!["since_datetime"]);
         assert_eq!(error_fields("total=yes"), vec!["total"]);
         assert_eq!(error_fields("starting_after=abc"), vec!["starting_after"]);
         assert_eq!(error_fields("colour=red"), vec!["colour"]);
@@ -314,9 +303,99 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(
-            error_fields("attributes_values=1"),
-            vec!["attributes_values"]
-        );
+        assert_eq!(error_fields("attributes_values=1"), vec!["attributes_values"]);
+    }
+}
+
+/// Paging of the simpler lists (terms, tokens, token events): `limit`,
+/// `starting_after`, `total`, `include_deleted`, plus the list's own
+/// parameters, returned in `extra` when their name is in `allowed`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PageParams {
+    pub limit: u32,
+    pub starting_after: Option<String>,
+    pub total: bool,
+    pub include_deleted: bool,
+    pub extra: Vec<(String, String)>,
+}
+
+impl PageParams {
+    pub fn parse(pairs: &[(String, String)], allowed: &[&str]) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Errors::default();
+        let mut params = PageParams {
+            limit: DEFAULT_LIMIT,
+            ..Default::default()
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, value) in pairs {
+            if name.contains('\0') || value.contains('\0') {
+                errors.add(name, "invalid_characters", "must not contain NUL characters");
+                continue;
+            }
+            if seen.contains(&name.as_str()) {
+                errors.add(name, "duplicate_parameter", "may be given only once");
+                continue;
+            }
+            seen.push(name);
+            match name.as_str() {
+                "limit" => match value.parse::<u32>() {
+                    Ok(n) if (1..=MAX_LIMIT).contains(&n) => params.limit = n,
+                    _ => errors.add(
+                        name,
+                        "out_of_range",
+                        format!("must be an integer from 1 to {MAX_LIMIT}"),
+                    ),
+                },
+                "starting_after" if !value.is_empty() => params.starting_after = Some(value.clone()),
+                "total" => parse_bool(&mut errors, name, value, &mut params.total),
+                "include_deleted" => parse_bool(&mut errors, name, value, &mut params.include_deleted),
+                other if allowed.contains(&other) => params.extra.push((name.clone(), value.clone())),
+                _ => errors.add(name, "unknown_parameter", "is not a parameter of this endpoint"),
+            }
+        }
+        errors.into_result().map(|()| params)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.extra.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// An RFC 3339 extra parameter.
+    pub fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, Vec<FieldError>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(raw) => DateTime::parse_from_rfc3339(raw)
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(|_| {
+                    let mut errors = Errors::default();
+                    errors.add(name, "invalid_datetime", "must be an RFC 3339 date-time");
+                    errors.into_result().unwrap_err()
+                }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+
+    fn parse(query: &str, allowed: &[&str]) -> Result<PageParams, Vec<FieldError>> {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        PageParams::parse(&pairs, allowed)
+    }
+
+    #[test]
+    fn page_parameters_and_extras() {
+        let p = parse("limit=5&type=card&total=true&starting_after=t1", &["type"]).unwrap();
+        assert_eq!((p.limit, p.total, p.get("type")), (5, true, Some("card")));
+        assert_eq!(p.starting_after.as_deref(), Some("t1"));
+        assert!(parse("type=card", &[]).is_err());
+        assert!(parse("limit=0", &[]).is_err());
+        let t = parse("since_datetime=2026-01-01T00:00:00Z", &["since_datetime"]).unwrap();
+        assert!(t.time("since_datetime").unwrap().is_some());
+        assert!(parse("since_datetime=x", &["since_datetime"])
+            .unwrap()
+            .time("since_datetime")
+            .is_err());
     }
 }

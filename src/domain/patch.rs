@@ -77,9 +77,6 @@ mod tests {
         let current = Some("old".to_string());
         assert_eq!(Patch::Absent.apply_to(current.clone()), current);
         assert_eq!(Patch::<String>::Null.apply_to(current.clone()), None);
-        assert_eq!(
-            Patch::Value("new".to_string()).apply_to(current),
-            Some("new".into())
-        );
+        assert_eq!(Patch::Value("new".to_string()).apply_to(current), Some("new".into()));
     }
 }

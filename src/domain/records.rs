@@ -279,12 +279,7 @@ mod tests {
             value: "v".into(),
             metadata: None,
         };
-        let fields: Vec<String> = token
-            .validate()
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
+        let fields: Vec<String> = token.validate().unwrap_err().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["token_id", "type"]);
         assert!(TagInput {
             tag: " ".into(),

@@ -143,9 +143,7 @@ impl Settings {
             for (i, token) in list.iter().enumerate() {
                 let field = format!("auto_tokens.{source}[{i}].secret");
                 match (token.kind, &token.secret) {
-                    (AutoTokenType::HmacSha256, None) => {
-                        errors.add(field, "required", "HMAC-SHA256 needs a secret")
-                    }
+                    (AutoTokenType::HmacSha256, None) => errors.add(field, "required", "HMAC-SHA256 needs a secret"),
                     (AutoTokenType::HmacSha256, Some(s)) if s.len() < 16 => {
                         errors.add(field, "too_short", "must be at least 16 characters")
                     }
@@ -176,10 +174,7 @@ impl Settings {
                     "must be 1 second to 100 years",
                 );
             }
-            if self.tokens.event_expiry[..i]
-                .iter()
-                .any(|e| e.status == expiry.status)
-            {
+            if self.tokens.event_expiry[..i].iter().any(|e| e.status == expiry.status) {
                 errors.add(format!("{field}.status"), "duplicate", "each status once");
             }
         }
@@ -189,10 +184,7 @@ impl Settings {
                 errors.add(&field, "required", "must not be empty");
             }
             errors.text(&field, &definition.name, 255);
-            if self.attributes[..i]
-                .iter()
-                .any(|d| d.name == definition.name)
-            {
+            if self.attributes[..i].iter().any(|d| d.name == definition.name) {
                 errors.add(&field, "duplicate", "each attribute once");
             }
         }
@@ -215,12 +207,7 @@ impl Settings {
                 match value {
                     Value::Array(items) => {
                         for (i, item) in items.iter().enumerate() {
-                            check_attribute_value(
-                                errors,
-                                &format!("{field}[{i}]"),
-                                definition.kind,
-                                item,
-                            );
+                            check_attribute_value(errors, &format!("{field}[{i}]"), definition.kind, item);
                         }
                     }
                     _ => errors.add(field, "invalid_type", "must be a list (multiple_values)"),
@@ -232,10 +219,7 @@ impl Settings {
     }
 
     pub fn private_attributes(&self) -> impl Iterator<Item = &str> {
-        self.attributes
-            .iter()
-            .filter(|d| d.private)
-            .map(|d| d.name.as_str())
+        self.attributes.iter().filter(|d| d.private).map(|d| d.name.as_str())
     }
 
     /// Removes private attributes (for `user:customers` callers).
@@ -344,11 +328,7 @@ fn check_attribute_value(errors: &mut Errors, field: &str, kind: AttributeType, 
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        errors.add(
-            field,
-            "invalid_attribute",
-            format!("must be of type {kind}"),
-        );
+        errors.add(field, "invalid_attribute", format!("must be of type {kind}"));
     }
 }
 
@@ -377,12 +357,7 @@ mod tests {
             "tokens": {"event_expiry": [{"status": "A", "time_to_live": 0}, {"status": "A", "time_to_live": 5}]},
             "attributes": [{"name": "a", "type": "string"}, {"name": "a", "type": "integer"}]
         }));
-        let fields: Vec<String> = bad
-            .validate()
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
+        let fields: Vec<String> = bad.validate().unwrap_err().into_iter().map(|e| e.field).collect();
         assert_eq!(
             fields,
             [
@@ -413,12 +388,7 @@ mod tests {
             "t": "yesterday", "s": 1, "m": [1, "2"]});
         let mut errors = Errors::default();
         s.check_attributes(bad.as_object(), &mut errors);
-        let fields: Vec<String> = errors
-            .into_result()
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
+        let fields: Vec<String> = errors.into_result().unwrap_err().into_iter().map(|e| e.field).collect();
         assert_eq!(fields.len(), 9, "{fields:?}");
         assert!(fields.contains(&"attributes.m[1]".to_string()));
     }
@@ -430,8 +400,7 @@ mod tests {
             "phone_number": [{"type": "HMAC-SHA256", "secret": "0123456789abcdef"}]
         }}));
         let data: CustomerData =
-            serde_json::from_value(json!({"email": " Ada@X.io", "phone_number": "4799999999"}))
-                .unwrap();
+            serde_json::from_value(json!({"email": " Ada@X.io", "phone_number": "4799999999"})).unwrap();
         let tokens = s.auto_tokens_for(&data);
         assert_eq!(tokens.len(), 2);
         assert_eq!(tokens[0].kind, "SHA256");
@@ -451,10 +420,7 @@ mod tests {
         let mut data: CustomerData =
             serde_json::from_value(json!({"attributes": {"score": 5, "tier": "gold"}})).unwrap();
         s.hide_private(&mut data);
-        assert_eq!(
-            Value::Object(data.attributes.unwrap()),
-            json!({"tier": "gold"})
-        );
+        assert_eq!(Value::Object(data.attributes.unwrap()), json!({"tier": "gold"}));
         assert_eq!(s.without_secrets().auto_tokens.email[0].secret, None);
     }
 }

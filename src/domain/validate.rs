@@ -42,48 +42,27 @@ impl Errors {
     pub fn text(&mut self, field: &str, value: &str, max_chars: usize) {
         let chars = value.chars().count();
         if chars > max_chars {
-            self.add(
-                field,
-                "too_long",
-                format!("must be at most {max_chars} characters"),
-            );
+            self.add(field, "too_long", format!("must be at most {max_chars} characters"));
         }
-        if value
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            self.add(
-                field,
-                "invalid_characters",
-                "must not contain control characters",
-            );
+        if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            self.add(field, "invalid_characters", "must not contain control characters");
         }
     }
 }
 
 /// Caller-defined JSON (`metadata`, `attributes`) may hold anything but NUL
 /// characters, which PostgreSQL cannot store in `jsonb`.
-pub fn check_json(
-    errors: &mut Errors,
-    field: &str,
-    object: &serde_json::Map<String, serde_json::Value>,
-) {
+pub fn check_json(errors: &mut Errors, field: &str, object: &serde_json::Map<String, serde_json::Value>) {
     fn has_nul(value: &serde_json::Value) -> bool {
         match value {
             serde_json::Value::String(s) => s.contains('\0'),
             serde_json::Value::Array(items) => items.iter().any(has_nul),
-            serde_json::Value::Object(map) => {
-                map.iter().any(|(k, v)| k.contains('\0') || has_nul(v))
-            }
+            serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
             _ => false,
         }
     }
     if object.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
-        errors.add(
-            field,
-            "invalid_characters",
-            "must not contain NUL characters",
-        );
+        errors.add(field, "invalid_characters", "must not contain NUL characters");
     }
 }
 
@@ -120,9 +99,7 @@ pub fn is_valid_email(email: &str) -> bool {
 pub fn is_valid_phone(phone: &str) -> bool {
     let digits = phone.strip_prefix('+').unwrap_or(phone);
     let bytes = digits.as_bytes();
-    (2..=15).contains(&bytes.len())
-        && (b'1'..=b'9').contains(&bytes[0])
-        && bytes.iter().all(u8::is_ascii_digit)
+    (2..=15).contains(&bytes.len()) && (b'1'..=b'9').contains(&bytes[0]) && bytes.iter().all(u8::is_ascii_digit)
 }
 
 /// ISO 3166-1 alpha-2 codes (officially assigned).
@@ -138,17 +115,9 @@ pub fn check_customer_id(errors: &mut Errors, field: &str, value: &str) {
     if chars == 0 || chars > 255 {
         errors.add(field, "invalid_length", "must be 1 to 255 characters");
     } else if value.trim() != value {
-        errors.add(
-            field,
-            "invalid_whitespace",
-            "must not start or end with whitespace",
-        );
+        errors.add(field, "invalid_whitespace", "must not start or end with whitespace");
     } else if value.chars().any(char::is_control) {
-        errors.add(
-            field,
-            "invalid_characters",
-            "must not contain control characters",
-        );
+        errors.add(field, "invalid_characters", "must not contain control characters");
     }
 }
 
@@ -158,11 +127,7 @@ mod tests {
 
     #[test]
     fn emails() {
-        for good in [
-            "a@x.io",
-            "first.last+tag@sub.example.com",
-            "ÆØÅ@eksempel.no",
-        ] {
+        for good in ["a@x.io", "first.last+tag@sub.example.com", "ÆØÅ@eksempel.no"] {
             assert!(is_valid_email(good), "{good}");
         }
         for bad in [
@@ -177,15 +142,7 @@ mod tests {
         for good in ["+4799999999", "4799999999", "+12", "+123456789012345"] {
             assert!(is_valid_phone(good), "{good}");
         }
-        for bad in [
-            "",
-            "+",
-            "+0123",
-            "+1",
-            "+1234567890123456",
-            "+47 999",
-            "abc",
-        ] {
+        for bad in ["", "+", "+0123", "+1", "+1234567890123456", "+47 999", "abc"] {
             assert!(!is_valid_phone(bad), "{bad}");
         }
     }

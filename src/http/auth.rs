@@ -83,11 +83,7 @@ pub async fn issue_token(
         ));
     }
 
-    let scopes: Vec<Scope> = client
-        .scopes
-        .split_whitespace()
-        .filter_map(Scope::parse)
-        .collect();
+    let scopes: Vec<Scope> = client.scopes.split_whitespace().filter_map(Scope::parse).collect();
     let ttl = state.keys.token_ttl;
     let access_token = state
         .keys
@@ -102,9 +98,7 @@ pub async fn issue_token(
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))?;
+    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     Some((id.to_owned(), secret.to_owned()))
@@ -132,9 +126,7 @@ fn parse_token_request(headers: &HeaderMap, body: &[u8]) -> ApiResult<TokenReque
     } else if is_json(headers) {
         parse_json(body)
     } else {
-        Err(ApiError::from_status(
-            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ))
+        Err(ApiError::from_status(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE))
     }
 }
 

@@ -10,9 +10,10 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::domain::customer::{Customer, CustomerInput, Identity};
-use crate::domain::ids::Scope;
+use crate::domain::ids::{AccountId, Scope};
 use crate::domain::listing::ListParams;
-use crate::domain::validate::{self, Errors};
+use crate::domain::settings::Settings;
+use crate::domain::validate::{self, Errors, FieldError};
 use crate::store::{now_micros, NewCustomer, PatchError, StoreError};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
@@ -23,15 +24,11 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/accounts/{aid}/customers/users",
-            get(list_customers)
-                .post(create_customer)
-                .head(head_customers),
+            get(list_customers).post(create_customer).head(head_customers),
         )
         .route(
             "/v1/accounts/{aid}/customers/users/{customer_id}",
-            get(get_customer)
-                .put(update_customer)
-                .delete(delete_customer),
+            get(get_customer).put(update_customer).delete(delete_customer),
         )
         .route(
             "/v1/accounts/{aid}/customers/users/{customer_id}/change_customer_id",
@@ -76,11 +73,7 @@ pub async fn create_customer(
     }
     let customer = state
         .store
-        .create_customer(
-            &auth.account,
-            NewCustomer { customer_id, data },
-            &auth.subject,
-        )
+        .create_customer(&auth.account, NewCustomer { customer_id, data }, &auth.subject)
         .await?;
     Ok(Json(customer))
 }
@@ -99,17 +92,25 @@ pub async fn get_customer(
 ) -> ApiResult<Json<Customer>> {
     require(&auth, &[Scope::Admin, Scope::Read, Scope::User])?;
     query.flags(&[])?;
-    let found = state
-        .store
-        .get_customer(&auth.account, &customer_id)
-        .await?;
+    let found = state.store.get_customer(&auth.account, &customer_id).await?;
     let own_only = !auth.has_any(READERS);
     match found {
         Some(c) if own_only && c.id.to_string() != auth.subject => Err(not_own_record()),
+        Some(c) if !c.is_deleted() && own_only => Ok(Json(hide_private(&state, &auth.account, c).await?)),
         Some(c) if !c.is_deleted() => Ok(Json(c)),
         _ if own_only => Err(not_own_record()),
         _ => Err(ApiError::customer_not_found()),
     }
+}
+
+/// A customer as a `user:customers` caller may see it: without the
+/// attributes the account's settings mark private.
+async fn hide_private(state: &AppState, account: &AccountId, mut customer: Customer) -> ApiResult<Customer> {
+    let settings = state.store.get_settings(account).await?;
+    if let Some(data) = customer.data.as_mut() {
+        settings.hide_private(data);
+    }
+    Ok(customer)
 }
 
 fn not_own_record() -> ApiError {
@@ -134,19 +135,30 @@ pub async fn update_customer(
     query.flags(&[])?;
     let privileged = auth.has_any(WRITERS);
     let own_only = (!privileged).then(|| auth.subject.clone());
-    let patch = Box::new(move |current: &Customer| {
-        if own_only.is_some_and(|subject| subject != current.id.to_string()) {
+    let patch = Box::new(move |current: &Customer, settings: &Settings| {
+        if own_only
+            .as_ref()
+            .is_some_and(|subject| *subject != current.id.to_string())
+        {
             return Err(PatchError::Forbidden(
                 "a user:customers token may only access its own customer",
             ));
         }
         let data = current.data.clone().unwrap_or_default();
         let was_privileged = data.customer_type.is_privileged();
+        let private: Vec<String> = settings.private_attributes().map(str::to_owned).collect();
+        if own_only.is_some() {
+            reject_private_attributes(&input, &private)?;
+        }
+        let kept: Vec<(String, serde_json::Value)> = private
+            .iter()
+            .filter_map(|name| Some((name.clone(), data.attributes.as_ref()?.get(name)?.clone())))
+            .collect();
         let identity = Identity {
             id: current.id,
             customer_id: &current.customer_id,
         };
-        let updated = input
+        let mut updated = input
             .apply_to(data, identity, now_micros())
             .map_err(PatchError::Invalid)?;
         if !privileged && (was_privileged || updated.customer_type.is_privileged()) {
@@ -154,15 +166,43 @@ pub async fn update_customer(
                 "customers of type employee or other need admin or write scope",
             ));
         }
+        if own_only.is_some() && !kept.is_empty() {
+            // The caller cannot see private attributes, so replacing the
+            // attributes object must not drop them.
+            updated.attributes.get_or_insert_with(Default::default).extend(kept);
+        }
         Ok(updated)
     });
+    let restricted = !privileged;
     match state
         .store
-        .update_customer(&auth.account, &customer_id, patch)
+        .update_customer(&auth.account, &customer_id, patch, &auth.subject)
         .await
     {
-        Err(StoreError::NotFound) if !privileged => Err(not_own_record()),
+        Err(StoreError::NotFound) if restricted => Err(not_own_record()),
+        Ok(customer) if restricted => Ok(Json(hide_private(&state, &auth.account, customer).await?)),
         result => Ok(Json(result?)),
+    }
+}
+
+/// A `user:customers` caller may not set attributes it cannot see.
+fn reject_private_attributes(input: &CustomerInput, private: &[String]) -> Result<(), PatchError> {
+    let Some(attributes) = input.attributes.as_value() else {
+        return Ok(());
+    };
+    let errors: Vec<FieldError> = private
+        .iter()
+        .filter(|name| attributes.contains_key(*name))
+        .map(|name| FieldError {
+            field: format!("attributes.{name}"),
+            code: "not_allowed".to_owned(),
+            message: "is a private attribute".to_owned(),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(PatchError::Invalid(errors))
     }
 }
 
@@ -180,11 +220,10 @@ pub async fn delete_customer(
     query: QueryPairs,
 ) -> ApiResult<Json<Customer>> {
     require(&auth, WRITERS)?;
-    // Tokens arrive with the tokens API; until then a customer has none.
-    let _delete_tokens = query.flags(&["delete_tokens"])?[0];
+    let delete_tokens = query.flags(&["delete_tokens"])?[0];
     let customer = state
         .store
-        .delete_customer(&auth.account, &customer_id, &auth.subject)
+        .delete_customer(&auth.account, &customer_id, &auth.subject, delete_tokens)
         .await?;
     Ok(Json(customer))
 }
@@ -215,21 +254,12 @@ pub async fn change_customer_id(
     let mut errors = Errors::default();
     validate::check_customer_id(&mut errors, "customer_id", &body.customer_id);
     if body.customer_id == customer_id {
-        errors.add(
-            "customer_id",
-            "unchanged",
-            "must differ from the current customer_id",
-        );
+        errors.add("customer_id", "unchanged", "must differ from the current customer_id");
     }
     errors.into_result().map_err(ApiError::invalid)?;
     let customer = state
         .store
-        .change_customer_id(
-            &auth.account,
-            &customer_id,
-            &body.customer_id,
-            &auth.subject,
-        )
+        .change_customer_id(&auth.account, &customer_id, &body.customer_id, &auth.subject)
         .await?;
     Ok(Json(customer))
 }
@@ -241,6 +271,8 @@ pub async fn change_customer_id(
         ("phone_number" = Option<String>, Query, description = "prefix"),
         ("type" = Option<String>, Query, description = "customer, company, contact, employee, other or any"),
         ("search" = Option<String>, Query, description = "case-insensitive prefix of names, phone, customer_id, email"),
+        ("tag_id" = Option<String>, Query, description = "customers carrying this tag"),
+        ("token_type" = Option<String>, Query), ("token_value" = Option<String>, Query),
         ("attributes_keys" = Option<Vec<String>>, Query),
         ("attributes_values" = Option<Vec<String>>, Query),
         ("include_deleted" = Option<bool>, Query),
@@ -262,10 +294,7 @@ pub async fn list_customers(
     let page = state.store.list_customers(&auth.account, &params).await?;
     let mut headers = HeaderMap::new();
     if let Some(total) = page.total {
-        headers.insert(
-            HeaderName::from_static("total-count"),
-            HeaderValue::from(total),
-        );
+        headers.insert(HeaderName::from_static("total-count"), HeaderValue::from(total));
     }
     if let (true, Some(last)) = (page.has_more, page.customers.last()) {
         let link = next_link(uri.path(), &pairs, &params, last);
@@ -280,12 +309,7 @@ pub async fn list_customers(
 
 /// The `Link: <…>; rel="next"` value: the same query with the cursor moved
 /// past `last` (for a `since_datetime` feed, the time just after its change).
-fn next_link(
-    path: &str,
-    pairs: &[(String, String)],
-    params: &ListParams,
-    last: &Customer,
-) -> String {
+fn next_link(path: &str, pairs: &[(String, String)], params: &ListParams, last: &Customer) -> String {
     let (key, value) = if params.filter.since.is_some() {
         let next = last.updated_at + chrono::Duration::microseconds(1);
         (
@@ -303,15 +327,47 @@ fn next_link(
     format!("<{path}?{}>; rel=\"next\"", query.finish())
 }
 
-/// `HEAD /customers/users`: disabled until the account enables it in its
-/// settings (`users.head.enabled`), which this version does not offer yet.
+/// `HEAD /customers/users?email=…&phone_number=…`: 200 when a live customer
+/// has them, 404 when none does, 405 unless the account's settings enable it.
 #[utoipa::path(head, path = "/v1/accounts/{aid}/customers/users", tag = "customers",
-    params(("aid" = String, Path)),
-    responses((status = 405, description = "HEAD is disabled for this account")))]
-pub async fn head_customers(_auth: Auth) -> ApiResult<StatusCode> {
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "HEAD is disabled; enable users.head.enabled in settings",
-    ))
+    params(("aid" = String, Path),
+        ("email" = Option<String>, Query, description = "exact, case-insensitive"),
+        ("phone_number" = Option<String>, Query, description = "exact")),
+    responses((status = 200, description = "a customer matches"), (status = 404, description = "none matches"),
+        (status = 405, description = "HEAD is disabled for this account")),
+    security(("bearer" = ["admin:customers", "read:customers", "public:customers"])))]
+pub async fn head_customers(
+    State(state): State<AppState>,
+    Auth(auth): Auth,
+    QueryPairs(pairs): QueryPairs,
+) -> ApiResult<StatusCode> {
+    require(&auth, &[Scope::Admin, Scope::Read, Scope::Public])?;
+    if !state.store.get_settings(&auth.account).await?.users.head.enabled {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "HEAD is disabled; enable users.head.enabled in settings",
+        ));
+    }
+    let (mut email, mut phone) = (None, None);
+    let mut errors = Errors::default();
+    for (name, value) in &pairs {
+        match name.as_str() {
+            "email" => email = Some(value.as_str()),
+            "phone_number" => phone = Some(value.as_str()),
+            _ => errors.add(name, "unknown_parameter", "is not a parameter of this endpoint"),
+        }
+        if value.contains('\0') || value.is_empty() {
+            errors.add(name, "invalid_value", "must be a non-empty value");
+        }
+    }
+    if email.is_none() && phone.is_none() {
+        errors.add("email", "required", "give email, phone_number or both");
+    }
+    errors.into_result().map_err(ApiError::invalid)?;
+    if state.store.customer_exists(&auth.account, email, phone).await? {
+        Ok(StatusCode::OK)
+    } else {
+        Ok(StatusCode::NOT_FOUND)
+    }
 }

@@ -70,11 +70,7 @@ impl ApiError {
     }
 
     pub fn customer_not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "customer_not_found",
-            "no such customer",
-        )
+        Self::new(StatusCode::NOT_FOUND, "customer_not_found", "no such customer")
     }
 
     pub fn internal() -> Self {
@@ -90,23 +86,13 @@ impl ApiError {
     pub fn from_status(status: StatusCode) -> Self {
         let (code, message) = match status {
             StatusCode::NOT_FOUND => ("not_found", "no such resource"),
-            StatusCode::METHOD_NOT_ALLOWED => {
-                ("method_not_allowed", "method not allowed on this resource")
-            }
+            StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed on this resource"),
             StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-                "unsupported_media_type",
-                "the body must be application/json",
-            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "the body must be application/json"),
             StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long"),
-            StatusCode::SERVICE_UNAVAILABLE => (
-                "service_unavailable",
-                "the service is unavailable, try again",
-            ),
+            StatusCode::SERVICE_UNAVAILABLE => ("service_unavailable", "the service is unavailable, try again"),
             StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests"),
-            StatusCode::UNAUTHORIZED => {
-                ("unauthorized", "missing, invalid or expired access token")
-            }
+            StatusCode::UNAUTHORIZED => ("unauthorized", "missing, invalid or expired access token"),
             StatusCode::FORBIDDEN => ("forbidden", "not allowed"),
             s if s.is_client_error() => ("bad_request", "the request is invalid"),
             _ => ("internal_error", "an internal error occurred"),
@@ -142,9 +128,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound => Self::customer_not_found(),
             StoreError::Conflict { constraint } => duplicate(constraint),
-            StoreError::Invalid(errors) | StoreError::Rejected(PatchError::Invalid(errors)) => {
-                Self::invalid(errors)
-            }
+            StoreError::Invalid(errors) | StoreError::Rejected(PatchError::Invalid(errors)) => Self::invalid(errors),
             StoreError::Rejected(PatchError::Forbidden(message)) => Self::forbidden(message),
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");

@@ -30,12 +30,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Account {
             .find(|(name, _)| *name == "aid")
             .map(|(_, value)| value)
             .unwrap_or_default();
-        AccountId::parse(raw).map(Account).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_account_id",
-                "the account id must match ^[PT]\\d{8}$",
-            )
-        })
+        AccountId::parse(raw)
+            .map(Account)
+            .ok_or_else(|| ApiError::bad_request("invalid_account_id", "the account id must match ^[PT]\\d{8}$"))
     }
 }
 
@@ -51,18 +48,13 @@ impl FromRequestParts<AppState> for Auth {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or_else(ApiError::unauthorized)?;
         match state.keys.verify(token, &account) {
             Ok(principal) => Ok(Auth(principal)),
             Err(TokenError::Invalid) => Err(ApiError::unauthorized()),
-            Err(TokenError::OtherAccount) => Err(ApiError::forbidden(
-                "the token was issued for another account",
-            )),
+            Err(TokenError::OtherAccount) => Err(ApiError::forbidden("the token was issued for another account")),
         }
     }
 }
@@ -105,20 +97,11 @@ impl QueryPairs {
         let mut values = vec![false; allowed.len()];
         for (name, value) in &self.0 {
             match allowed.iter().position(|a| a == name) {
-                Some(i) => {
-                    crate::domain::listing::parse_bool(&mut errors, name, value, &mut values[i])
-                }
-                None => errors.add(
-                    name,
-                    "unknown_parameter",
-                    "is not a parameter of this endpoint",
-                ),
+                Some(i) => crate::domain::listing::parse_bool(&mut errors, name, value, &mut values[i]),
+                None => errors.add(name, "unknown_parameter", "is not a parameter of this endpoint"),
             }
         }
-        errors
-            .into_result()
-            .map(|()| values)
-            .map_err(ApiError::invalid)
+        errors.into_result().map(|()| values).map_err(ApiError::invalid)
     }
 }
 
@@ -152,8 +135,7 @@ pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
         .and_then(|v| v.split(';').next())
         .map(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json"
-                || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
         .unwrap_or(false)
 }
@@ -162,14 +144,11 @@ pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
 /// field error. (serde would also accept an array for a struct, by position;
 /// the contract's bodies are objects.)
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let invalid_json =
-        || ApiError::bad_request("invalid_json", "the request body is not valid JSON");
+    let invalid_json = || ApiError::bad_request("invalid_json", "the request body is not valid JSON");
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Err(invalid_json()),
         Some(b'{') => {}
-        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() => {
-            return Err(invalid_json())
-        }
+        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() => return Err(invalid_json()),
         Some(_) => {
             let mut errors = Errors::default();
             errors.add("body", "invalid_type", "must be a JSON object");
@@ -207,11 +186,7 @@ fn field_error(path: &str, error: &serde_json::Error) -> FieldError {
         (parent.to_owned(), "invalid_value")
     };
     FieldError {
-        field: if field.is_empty() {
-            "body".to_owned()
-        } else {
-            field
-        },
+        field: if field.is_empty() { "body".to_owned() } else { field },
         code: code.to_owned(),
         message,
     }
@@ -252,21 +227,14 @@ mod tests {
                 "addresses[0].postal_place",
                 "required",
             ),
-            (
-                r#"{"date_of_birth":"2020-02-30"}"#,
-                "date_of_birth",
-                "invalid_value",
-            ),
+            (r#"{"date_of_birth":"2020-02-30"}"#, "date_of_birth", "invalid_value"),
             ("[]", "body", "invalid_type"),
         ];
         for (body, field, code) in cases {
             let error = error_of(body);
             assert_eq!(error.code, "validation_error", "{body}");
             assert_eq!(
-                (
-                    error.errors[0].field.as_str(),
-                    error.errors[0].code.as_str()
-                ),
+                (error.errors[0].field.as_str(), error.errors[0].code.as_str()),
                 (field, code),
                 "{body}"
             );

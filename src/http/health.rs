@@ -31,9 +31,7 @@ pub async fn live() -> Json<serde_json::Value> {
     responses((status = 200), (status = 503, body = super::error::ErrorBody)))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     match state.store.ping().await {
-        Ok(()) => Ok(Json(
-            json!({"status": "ok", "database": state.store.backend()}),
-        )),
+        Ok(()) => Ok(Json(json!({"status": "ok", "database": state.store.backend()}))),
         Err(_) => Err(ApiError::from_status(StatusCode::SERVICE_UNAVAILABLE)),
     }
 }

@@ -74,16 +74,11 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         .merge(auth::router())
         .merge(health::router())
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
-        .method_not_allowed_fallback(|| async {
-            ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED)
-        })
+        .method_not_allowed_fallback(|| async { ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED) })
         .with_state(state)
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(
-                    x_request_id.clone(),
-                    MakeRequestUuid,
-                ))
+                .layer(SetRequestIdLayer::new(x_request_id.clone(), MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
@@ -91,9 +86,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::new(x_request_id))
-                .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::internal().into_response()
-                }))
+                .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
                 .layer(middleware::from_fn(json_errors))
                 .layer(middleware::from_fn(record_metrics))
                 .layer(TimeoutLayer::with_status_code(

@@ -4,8 +4,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::domain::customer::{
-    Address, AddressType, Company, Consent, ContactRef, Customer, CustomerData, CustomerInput,
-    CustomerType, EnrolledBy, MarketingConsent, Term,
+    Address, AddressType, Company, Consent, ContactRef, Customer, CustomerData, CustomerInput, CustomerType,
+    EnrolledBy, MarketingConsent, Term,
 };
 use crate::domain::validate::FieldError;
 
@@ -45,9 +45,6 @@ impl Modify for Security {
                     .build(),
             ),
         );
-        components.add_security_scheme(
-            "basic",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
-        );
+        components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
     }
 }

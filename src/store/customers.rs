@@ -5,18 +5,20 @@
 use serde_json::json;
 use uuid::Uuid;
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::customer::{Customer, CustomerData};
 use crate::domain::ids::AccountId;
 use crate::domain::listing::ListParams;
+use crate::domain::settings::{AutoTokenValue, CustomerIdFormat, Settings};
 use crate::domain::validate::Errors;
 
 use super::ops::Conn;
-use super::query::{
-    self, opt_text, text, CursorPosition, Dialect, Param, SqlBuilder, CUSTOMER_COLUMNS,
-};
+use super::query::{self, opt_text, text, CursorPosition, Dialect, Param, SqlBuilder, CUSTOMER_COLUMNS};
+use super::rows::SettingsRow;
 use super::{
-    change_customer_id_key, micros_to_time, new_id, now_micros, CustomerPage, IndexedColumns,
-    NewCustomer, Patcher, StoreError,
+    change_customer_id_key, micros_to_time, new_id, now_micros, CustomerPage, IndexedColumns, NewCustomer, Patcher,
+    StoreError,
 };
 
 /// Takes the account's next write timestamp. The row lock this takes is
@@ -25,10 +27,7 @@ pub(super) async fn tick(
     conn: &mut impl Conn,
     account: &AccountId,
 ) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
-    let greatest = match conn.dialect() {
-        Dialect::Sqlite => "max",
-        Dialect::Postgres => "GREATEST",
-    };
+    let greatest = greatest(conn.dialect());
     let mut q = SqlBuilder::new(
         conn.dialect(),
         "INSERT INTO account_clocks (account_id, last_us) VALUES (",
@@ -46,20 +45,28 @@ pub(super) async fn tick(
     Ok(micros_to_time(micros))
 }
 
-/// Checks what only the database knows: `contact_for` names live customers
-/// of the account and `term.id` names live terms.
-pub(super) async fn check_references(
+/// The account's settings, or the defaults when it has stored none.
+pub(super) async fn load_settings(conn: &mut impl Conn, account: &AccountId) -> Result<Settings, StoreError> {
+    let mut q = SqlBuilder::new(conn.dialect(), "SELECT doc FROM account_settings WHERE account_id = ");
+    q.bind(text(account.as_str()));
+    let rows: Vec<SettingsRow> = conn.fetch_all(q).await?;
+    Ok(rows.into_iter().next().map(|r| r.doc.0).unwrap_or_default())
+}
+
+/// Checks what only the database and the settings know: `contact_for` names
+/// live customers of the account, `term.id` names live terms, attributes
+/// have their defined types.
+pub(super) async fn check_rules(
     conn: &mut impl Conn,
     account: &AccountId,
     data: &CustomerData,
+    settings: &Settings,
 ) -> Result<(), StoreError> {
     let mut errors = Errors::default();
+    settings.check_attributes(data.attributes.as_ref(), &mut errors);
     let wanted = data.contact_ids();
     if !wanted.is_empty() {
-        let mut q = SqlBuilder::new(
-            conn.dialect(),
-            "SELECT customer_id FROM customers WHERE account_id = ",
-        );
+        let mut q = SqlBuilder::new(conn.dialect(), "SELECT customer_id FROM customers WHERE account_id = ");
         q.bind(text(account.as_str()))
             .push(" AND deleted_at IS NULL AND customer_id IN (");
         query::push_list(&mut q, wanted.iter().map(|id| text(id)));
@@ -78,10 +85,7 @@ pub(super) async fn check_references(
     if let Some(term) = &data.term {
         let exists = match Uuid::parse_str(&term.id) {
             Ok(id) => {
-                let mut q = SqlBuilder::new(
-                    conn.dialect(),
-                    "SELECT count(*) FROM terms WHERE account_id = ",
-                );
+                let mut q = SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM terms WHERE account_id = ");
                 q.bind(text(account.as_str()))
                     .push(" AND id = ")
                     .bind(Param::Id(id))
@@ -97,16 +101,101 @@ pub(super) async fn check_references(
     errors.into_result().map_err(StoreError::Invalid)
 }
 
+/// The next `sequence` customer id: one above the highest numeric
+/// customer_id the account has used. Runs after [`tick`], whose row lock
+/// makes concurrent creates take distinct, increasing numbers.
+async fn next_customer_number(conn: &mut impl Conn, account: &AccountId) -> Result<i64, StoreError> {
+    let mut q = SqlBuilder::new(
+        conn.dialect(),
+        "UPDATE account_clocks SET last_number = last_number + 1 WHERE account_id = ",
+    );
+    q.bind(text(account.as_str())).push(" RETURNING last_number");
+    conn.fetch_i64(q)
+        .await?
+        .ok_or_else(|| StoreError::Other("no clock row for the account".into()))
+}
+
+/// Remembers a caller-chosen numeric customer_id, so `sequence` ids never
+/// collide with it.
+async fn note_customer_number(conn: &mut impl Conn, account: &AccountId, customer_id: &str) -> Result<(), StoreError> {
+    let numeric = customer_id.len() <= 18 && customer_id.bytes().all(|b| b.is_ascii_digit());
+    let Some(number) = numeric.then(|| customer_id.parse::<i64>().ok()).flatten() else {
+        return Ok(());
+    };
+    let greatest = greatest(conn.dialect());
+    let mut q = SqlBuilder::new(conn.dialect(), "UPDATE account_clocks SET last_number = ");
+    q.push(greatest)
+        .push("(last_number, ")
+        .bind(Param::Int(number))
+        .push(") WHERE account_id = ")
+        .bind(text(account.as_str()));
+    conn.execute(q).await.map(drop)
+}
+
+pub(super) fn greatest(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "max",
+        Dialect::Postgres => "GREATEST",
+    }
+}
+
+/// Keeps a customer's auto tokens (§6) equal to what its current email and
+/// phone number call for: stale ones are deleted, missing ones added. A
+/// value another customer already holds as a token stays with that one.
+async fn sync_auto_tokens(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    customer_pk: Uuid,
+    wanted: &[AutoTokenValue],
+    at: DateTime<Utc>,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customer_tokens SET ");
+    query::push_assignments(&mut q, [("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
+    q.push(" WHERE customer_pk = ")
+        .bind(Param::Id(customer_pk))
+        .push(" AND source IS NOT NULL AND deleted_at IS NULL");
+    for token in wanted {
+        q.push(" AND NOT (type = ")
+            .bind(text(token.kind))
+            .push(" AND value = ")
+            .bind(text(&token.value))
+            .push(")");
+    }
+    conn.execute(q).await?;
+    for token in wanted {
+        let mut q = SqlBuilder::new(
+            conn.dialect(),
+            "INSERT INTO customer_tokens (pk, account_id, token_id, customer_pk, type, value, source, created_at, \
+             created_by) VALUES (",
+        );
+        query::push_list(
+            &mut q,
+            [
+                Param::Id(new_id()),
+                text(account.as_str()),
+                text(&Uuid::new_v4().to_string()),
+                Param::Id(customer_pk),
+                text(token.kind),
+                text(&token.value),
+                text(token.source),
+                Param::Time(at),
+                text(actor),
+            ],
+        );
+        q.push(") ON CONFLICT DO NOTHING");
+        conn.execute(q).await?;
+    }
+    Ok(())
+}
+
 pub(super) async fn replace_attributes(
     conn: &mut impl Conn,
     account: &AccountId,
     id: Uuid,
     rows: &[(String, Option<String>)],
 ) -> Result<(), StoreError> {
-    let mut q = SqlBuilder::new(
-        conn.dialect(),
-        "DELETE FROM customer_attributes WHERE customer_pk = ",
-    );
+    let mut q = SqlBuilder::new(conn.dialect(), "DELETE FROM customer_attributes WHERE customer_pk = ");
     q.bind(Param::Id(id));
     conn.execute(q).await?;
     if rows.is_empty() {
@@ -139,45 +228,44 @@ pub(super) async fn create_customer(
     new: NewCustomer,
     actor: &str,
 ) -> Result<Customer, StoreError> {
-    check_references(conn, account, &new.data).await?;
+    let settings = load_settings(conn, account).await?;
+    check_rules(conn, account, &new.data, &settings).await?;
     let at = tick(conn, account).await?;
-    let customer_id = new
-        .customer_id
-        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    let customer_id = match new.customer_id {
+        Some(id) => {
+            note_customer_number(conn, account, &id).await?;
+            id
+        }
+        None if settings.users.customer_id_format == CustomerIdFormat::Sequence => {
+            next_customer_number(conn, account).await?.to_string()
+        }
+        None => Uuid::new_v4().to_string(),
+    };
     let id = new_id();
     let cols = IndexedColumns::of(&customer_id, &new.data);
     let mut q = SqlBuilder::new(
         conn.dialect(),
-        "INSERT INTO customers (id, account_id, customer_id, customer_id_lower, type, email, email_lower, \
-         phone_number, phone_unique, first_name_lower, last_name_lower, full_name_lower, doc, created_at, \
-         created_by, updated_at) VALUES (",
+        "INSERT INTO customers (id, account_id, customer_id, created_at, created_by, ",
     );
+    let columns = customer_columns(&cols, &new.data, &settings, at)?;
+    q.push(&columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "))
+        .push(") VALUES (");
     query::push_list(
         &mut q,
         [
             Param::Id(id),
             text(account.as_str()),
             text(&customer_id),
-            text(&cols.customer_id_lower),
-            text(new.data.customer_type.as_str()),
-            opt_text(cols.email.as_ref()),
-            opt_text(cols.email_lower.as_ref()),
-            opt_text(cols.phone_number.as_ref()),
-            opt_text(cols.phone_number.as_ref()),
-            opt_text(cols.first_name_lower.as_ref()),
-            opt_text(cols.last_name_lower.as_ref()),
-            opt_text(cols.full_name_lower.as_ref()),
-            Param::Json(
-                serde_json::to_value(&new.data).map_err(|e| StoreError::Other(e.to_string()))?,
-            ),
             Param::Time(at),
             text(actor),
-            Param::Time(at),
-        ],
+        ]
+        .into_iter()
+        .chain(columns.into_iter().map(|(_, p)| p)),
     );
     q.push(")");
     conn.execute(q).await?;
     replace_attributes(conn, account, id, &cols.attributes).await?;
+    sync_auto_tokens(conn, account, id, &settings.auto_tokens_for(&new.data), at, actor).await?;
     Ok(Customer {
         id,
         customer_id,
@@ -188,6 +276,34 @@ pub(super) async fn create_customer(
         deleted_at: None,
         deleted_by: None,
     })
+}
+
+/// The columns a customer's data writes, in one place for insert and update.
+fn customer_columns(
+    cols: &IndexedColumns,
+    data: &CustomerData,
+    settings: &Settings,
+    at: DateTime<Utc>,
+) -> Result<Vec<(&'static str, Param)>, StoreError> {
+    let phone_unique = if settings.users.phone_number_validation.allow_duplicates {
+        Param::Null
+    } else {
+        opt_text(cols.phone_number.as_ref())
+    };
+    let doc = serde_json::to_value(data).map_err(|e| StoreError::Other(e.to_string()))?;
+    Ok(vec![
+        ("customer_id_lower", text(&cols.customer_id_lower)),
+        ("type", text(data.customer_type.as_str())),
+        ("email", opt_text(cols.email.as_ref())),
+        ("email_lower", opt_text(cols.email_lower.as_ref())),
+        ("phone_number", opt_text(cols.phone_number.as_ref())),
+        ("phone_unique", phone_unique),
+        ("first_name_lower", opt_text(cols.first_name_lower.as_ref())),
+        ("last_name_lower", opt_text(cols.last_name_lower.as_ref())),
+        ("full_name_lower", opt_text(cols.full_name_lower.as_ref())),
+        ("doc", Param::Json(doc)),
+        ("updated_at", Param::Time(at)),
+    ])
 }
 
 /// The customer with this `customer_id`; with `lock`, its row stays locked
@@ -223,37 +339,25 @@ pub(super) async fn live_for_update(
 }
 
 /// Writes a customer's data and index columns; returns the stored record.
-pub(super) async fn write_data(
+async fn write_data(
     conn: &mut impl Conn,
     account: &AccountId,
     current: Customer,
     customer_id: String,
     data: CustomerData,
+    settings: &Settings,
+    actor: &str,
 ) -> Result<Customer, StoreError> {
     let at = tick(conn, account).await?;
     let cols = IndexedColumns::of(&customer_id, &data);
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customers SET ");
-    let assignments = [
-        ("customer_id", text(&customer_id)),
-        ("customer_id_lower", text(&cols.customer_id_lower)),
-        ("type", text(data.customer_type.as_str())),
-        ("email", opt_text(cols.email.as_ref())),
-        ("email_lower", opt_text(cols.email_lower.as_ref())),
-        ("phone_number", opt_text(cols.phone_number.as_ref())),
-        ("phone_unique", opt_text(cols.phone_number.as_ref())),
-        ("first_name_lower", opt_text(cols.first_name_lower.as_ref())),
-        ("last_name_lower", opt_text(cols.last_name_lower.as_ref())),
-        ("full_name_lower", opt_text(cols.full_name_lower.as_ref())),
-        (
-            "doc",
-            Param::Json(serde_json::to_value(&data).map_err(|e| StoreError::Other(e.to_string()))?),
-        ),
-        ("updated_at", Param::Time(at)),
-    ];
+    let mut assignments = vec![("customer_id", text(&customer_id))];
+    assignments.extend(customer_columns(&cols, &data, settings, at)?);
     query::push_assignments(&mut q, assignments);
     q.push(" WHERE id = ").bind(Param::Id(current.id));
     conn.execute(q).await?;
     replace_attributes(conn, account, current.id, &cols.attributes).await?;
+    sync_auto_tokens(conn, account, current.id, &settings.auto_tokens_for(&data), at, actor).await?;
     Ok(Customer {
         customer_id,
         data: Some(data),
@@ -267,12 +371,14 @@ pub(super) async fn update_customer(
     account: &AccountId,
     customer_id: &str,
     patch: Patcher,
+    actor: &str,
 ) -> Result<Customer, StoreError> {
     let current = live_for_update(conn, account, customer_id).await?;
-    let data = patch(&current).map_err(StoreError::Rejected)?;
-    check_references(conn, account, &data).await?;
+    let settings = load_settings(conn, account).await?;
+    let data = patch(&current, &settings).map_err(StoreError::Rejected)?;
+    check_rules(conn, account, &data, &settings).await?;
     let customer_id = current.customer_id.clone();
-    write_data(conn, account, current, customer_id, data).await
+    write_data(conn, account, current, customer_id, data, &settings, actor).await
 }
 
 pub(super) async fn change_customer_id(
@@ -283,6 +389,7 @@ pub(super) async fn change_customer_id(
     actor: &str,
 ) -> Result<Customer, StoreError> {
     let current = live_for_update(conn, account, customer_id).await?;
+    let settings = load_settings(conn, account).await?;
     let mut data = current.data.clone().unwrap_or_default();
     let at = now_micros();
     let record = json!({
@@ -291,11 +398,21 @@ pub(super) async fn change_customer_id(
         "old": customer_id,
         "new": new_customer_id,
     });
-    data.metadata.get_or_insert_with(Default::default).insert(
-        change_customer_id_key(at, customer_id, new_customer_id),
-        record,
-    );
-    write_data(conn, account, current, new_customer_id.to_owned(), data).await
+    data.metadata
+        .get_or_insert_with(Default::default)
+        .insert(change_customer_id_key(at, customer_id, new_customer_id), record);
+    let changed = write_data(
+        conn,
+        account,
+        current,
+        new_customer_id.to_owned(),
+        data,
+        &settings,
+        actor,
+    )
+    .await?;
+    note_customer_number(conn, account, new_customer_id).await?;
+    Ok(changed)
 }
 
 /// Soft delete with erasure (§4.2): one statement nulls every personal
@@ -305,6 +422,7 @@ pub(super) async fn delete_customer(
     account: &AccountId,
     customer_id: &str,
     actor: &str,
+    delete_tokens: bool,
 ) -> Result<Customer, StoreError> {
     let current = live_for_update(conn, account, customer_id).await?;
     let at = tick(conn, account).await?;
@@ -325,6 +443,17 @@ pub(super) async fn delete_customer(
     q.push(" WHERE id = ").bind(Param::Id(current.id));
     conn.execute(q).await?;
     replace_attributes(conn, account, current.id, &[]).await?;
+    if delete_tokens {
+        let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customer_tokens SET ");
+        query::push_assignments(&mut q, [("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
+        q.push(" WHERE customer_pk = ")
+            .bind(Param::Id(current.id))
+            .push(" AND deleted_at IS NULL");
+        conn.execute(q).await?;
+    } else {
+        // Auto tokens derive from the erased email and phone number.
+        sync_auto_tokens(conn, account, current.id, &[], at, actor).await?;
+    }
     Ok(Customer {
         data: None,
         updated_at: at,
@@ -380,11 +509,7 @@ pub(super) async fn cursor_position(
         }),
         None => {
             let mut errors = Errors::default();
-            errors.add(
-                "starting_after",
-                "invalid_cursor",
-                "names no customer of this account",
-            );
+            errors.add("starting_after", "invalid_cursor", "names no customer of this account");
             Err(StoreError::Invalid(errors.into_result().unwrap_err()))
         }
     }

@@ -10,13 +10,16 @@ use uuid::Uuid;
 
 use crate::domain::customer::{Customer, CustomerData};
 use crate::domain::ids::AccountId;
-use crate::domain::listing::ListParams;
+use crate::domain::listing::{ListParams, PageParams};
+use crate::domain::records::{Tag, TagInput, Terms, Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput};
+use crate::domain::settings::Settings;
 use crate::domain::validate::FieldError;
 
 mod customers;
 mod ops;
 pub mod postgres;
 pub mod query;
+mod records;
 mod rows;
 pub mod sqlite;
 
@@ -47,9 +50,18 @@ pub enum PatchError {
     Forbidden(&'static str),
 }
 
-/// Computes a customer's new data from its current state. Runs inside the
-/// store's transaction with the row locked, so concurrent updates serialise.
-pub type Patcher = Box<dyn FnOnce(&Customer) -> Result<CustomerData, PatchError> + Send>;
+/// Computes a customer's new data from its current state and the account's
+/// settings. Runs inside the store's transaction with the row locked, so
+/// concurrent updates serialise.
+pub type Patcher = Box<dyn FnOnce(&Customer, &Settings) -> Result<CustomerData, PatchError> + Send>;
+
+/// One page of a simpler list (terms, tokens, token events).
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_more: bool,
+    pub total: Option<i64>,
+}
 
 #[derive(Debug, Clone)]
 pub struct NewCustomer {
@@ -93,36 +105,29 @@ pub trait Store: Send + Sync {
     async fn close(&self);
 
     /// Stores `candidate` unless a key exists already; returns the key in force.
-    async fn ensure_signing_key(
-        &self,
-        candidate: SigningKeyRecord,
-    ) -> Result<SigningKeyRecord, StoreError>;
+    async fn ensure_signing_key(&self, candidate: SigningKeyRecord) -> Result<SigningKeyRecord, StoreError>;
     async fn insert_client(&self, client: ClientRecord) -> Result<(), StoreError>;
     async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
     async fn has_clients(&self) -> Result<bool, StoreError>;
 
-    async fn create_customer(
-        &self,
-        account: &AccountId,
-        new: NewCustomer,
-        actor: &str,
-    ) -> Result<Customer, StoreError>;
-    async fn get_customer(
-        &self,
-        account: &AccountId,
-        customer_id: &str,
-    ) -> Result<Option<Customer>, StoreError>;
+    async fn create_customer(&self, account: &AccountId, new: NewCustomer, actor: &str)
+        -> Result<Customer, StoreError>;
+    async fn get_customer(&self, account: &AccountId, customer_id: &str) -> Result<Option<Customer>, StoreError>;
     async fn update_customer(
         &self,
         account: &AccountId,
         customer_id: &str,
         patch: Patcher,
+        actor: &str,
     ) -> Result<Customer, StoreError>;
+    /// Soft delete with erasure; also deletes the customer's tokens when
+    /// `delete_tokens` (its auto tokens always go: they derive from erased data).
     async fn delete_customer(
         &self,
         account: &AccountId,
         customer_id: &str,
         actor: &str,
+        delete_tokens: bool,
     ) -> Result<Customer, StoreError>;
     async fn change_customer_id(
         &self,
@@ -131,11 +136,86 @@ pub trait Store: Send + Sync {
         new_customer_id: &str,
         actor: &str,
     ) -> Result<Customer, StoreError>;
-    async fn list_customers(
+    async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError>;
+    /// Whether a live customer has exactly this email (any case) and/or phone.
+    async fn customer_exists(
         &self,
         account: &AccountId,
-        params: &ListParams,
-    ) -> Result<CustomerPage, StoreError>;
+        email: Option<&str>,
+        phone_number: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// The account's settings (defaults when it has none stored).
+    async fn get_settings(&self, account: &AccountId) -> Result<Settings, StoreError>;
+    async fn put_settings(&self, account: &AccountId, settings: Settings, actor: &str) -> Result<Settings, StoreError>;
+
+    async fn create_terms(&self, account: &AccountId, terms: &str, actor: &str) -> Result<Terms, StoreError>;
+    async fn get_terms(&self, account: &AccountId, id: Uuid) -> Result<Option<Terms>, StoreError>;
+    async fn list_terms(&self, account: &AccountId, params: &PageParams) -> Result<Page<Terms>, StoreError>;
+    async fn delete_terms(&self, account: &AccountId, id: Uuid, actor: &str) -> Result<Terms, StoreError>;
+
+    async fn create_tag(&self, account: &AccountId, tag: TagInput, actor: &str) -> Result<Tag, StoreError>;
+    async fn list_tags(&self, account: &AccountId) -> Result<Vec<Tag>, StoreError>;
+    /// Deletes a tag and takes it off every customer.
+    async fn delete_tag(&self, account: &AccountId, id: Uuid) -> Result<Tag, StoreError>;
+    async fn customer_tags(&self, account: &AccountId, customer_id: &str) -> Result<Vec<Tag>, StoreError>;
+    async fn set_customer_tags(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        tags: &[Uuid],
+    ) -> Result<Vec<Tag>, StoreError>;
+
+    async fn add_token(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        token: TokenInput,
+        delete_events: bool,
+        actor: &str,
+    ) -> Result<Token, StoreError>;
+    /// `params.extra` may hold `type`.
+    async fn list_tokens(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        params: &PageParams,
+    ) -> Result<Page<Token>, StoreError>;
+    async fn delete_token(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        token_id: &str,
+        actor: &str,
+    ) -> Result<Token, StoreError>;
+
+    async fn record_token_event(
+        &self,
+        account: &AccountId,
+        request: TokenEventRequest,
+        actor: &str,
+    ) -> Result<TokenDetail, StoreError>;
+    async fn list_token_events(
+        &self,
+        account: &AccountId,
+        params: &EventListParams,
+    ) -> Result<Page<TokenEvent>, StoreError>;
+    async fn clear_token_events(
+        &self,
+        account: &AccountId,
+        request: TokenEventRequest,
+        actor: &str,
+    ) -> Result<(), StoreError>;
+}
+
+/// `GET /customers/tokens/events`: changes since a time, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventListParams {
+    pub limit: u32,
+    pub starting_after: Option<Uuid>,
+    pub since: Option<DateTime<Utc>>,
+    /// List events cleared at or after this time instead of live ones.
+    pub deleted_since: Option<DateTime<Utc>>,
 }
 
 /// Opens the store a database URL names. Accepted: `sqlite://PATH`,
@@ -228,11 +308,14 @@ fn attribute_rows(data: &CustomerData) -> Vec<(String, Option<String>)> {
 /// Maps a unique-index name (as named in both migration sets) to the static
 /// name the HTTP layer matches on.
 pub fn known_constraint(name: &str) -> &'static str {
-    const KNOWN: [&str; 4] = [
+    const KNOWN: [&str; 7] = [
         "customers_customer_id_key",
         "customers_email_key",
         "customers_phone_number_key",
         "api_clients_pkey",
+        "tags_tag_key",
+        "customer_tokens_token_id_key",
+        "customer_tokens_value_key",
     ];
     KNOWN.into_iter().find(|k| *k == name).unwrap_or("unknown")
 }
@@ -256,10 +339,7 @@ pub fn change_customer_id_key(at: DateTime<Utc>, old: &str, new: &str) -> String
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{old}\u{0}{new}\u{0}{}", at.timestamp_micros()));
     let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!(
-        "dintero_change_customer_id_{}.{hash}",
-        at.timestamp_millis()
-    )
+    format!("dintero_change_customer_id_{}.{hash}", at.timestamp_millis())
 }
 
 #[cfg(test)]
@@ -299,10 +379,7 @@ mod tests {
     fn change_key_has_timestamp_and_hash() {
         let at: DateTime<Utc> = "2026-01-02T03:04:05Z".parse().unwrap();
         let key = change_customer_id_key(at, "a", "b");
-        assert!(
-            key.starts_with("dintero_change_customer_id_1767323045000."),
-            "{key}"
-        );
+        assert!(key.starts_with("dintero_change_customer_id_1767323045000."), "{key}");
         assert_ne!(key, change_customer_id_key(at, "a", "c"));
     }
 }

@@ -9,14 +9,19 @@ use crate::domain::ids::AccountId;
 use crate::domain::listing::ListParams;
 
 use super::customers::{
-    change_customer_id, create_customer, delete_customer, list_customers, select_by_customer_id,
+    change_customer_id, create_customer, delete_customer, list_customers, load_settings, select_by_customer_id,
     update_customer,
 };
 use super::query::{self, text, Dialect, Param, SqlBuilder};
+use super::records;
 use super::rows::{ClientRow, CustomerRow, DbRow, KeyRow};
 use super::{
-    ClientRecord, CustomerPage, NewCustomer, Patcher, SigningKeyRecord, Store, StoreError,
+    ClientRecord, CustomerPage, EventListParams, NewCustomer, Page, Patcher, SigningKeyRecord, Store, StoreError,
 };
+use crate::domain::listing::PageParams;
+use crate::domain::records::{Tag, TagInput, Terms, Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput};
+use crate::domain::settings::Settings;
+use uuid::Uuid;
 
 /// What a flow needs from a backend connection (plain or in a transaction).
 #[async_trait]
@@ -109,10 +114,7 @@ impl<B: Backend> Store for SqlStore<B> {
         self.0.close().await
     }
 
-    async fn ensure_signing_key(
-        &self,
-        candidate: SigningKeyRecord,
-    ) -> Result<SigningKeyRecord, StoreError> {
+    async fn ensure_signing_key(&self, candidate: SigningKeyRecord) -> Result<SigningKeyRecord, StoreError> {
         in_write_tx!(self.0, |conn| {
             let mut q = SqlBuilder::new(
                 conn.dialect(),
@@ -185,17 +187,10 @@ impl<B: Backend> Store for SqlStore<B> {
         new: NewCustomer,
         actor: &str,
     ) -> Result<Customer, StoreError> {
-        in_write_tx!(self.0, |conn| create_customer(
-            &mut conn, account, new, actor
-        )
-        .await)
+        in_write_tx!(self.0, |conn| create_customer(&mut conn, account, new, actor).await)
     }
 
-    async fn get_customer(
-        &self,
-        account: &AccountId,
-        customer_id: &str,
-    ) -> Result<Option<Customer>, StoreError> {
+    async fn get_customer(&self, account: &AccountId, customer_id: &str) -> Result<Option<Customer>, StoreError> {
         let mut conn = self.0.read().await?;
         select_by_customer_id(&mut conn, account, customer_id, false).await
     }
@@ -205,12 +200,14 @@ impl<B: Backend> Store for SqlStore<B> {
         account: &AccountId,
         customer_id: &str,
         patch: Patcher,
+        actor: &str,
     ) -> Result<Customer, StoreError> {
         in_write_tx!(self.0, |conn| update_customer(
             &mut conn,
             account,
             customer_id,
-            patch
+            patch,
+            actor
         )
         .await)
     }
@@ -220,14 +217,11 @@ impl<B: Backend> Store for SqlStore<B> {
         account: &AccountId,
         customer_id: &str,
         actor: &str,
+        delete_tokens: bool,
     ) -> Result<Customer, StoreError> {
-        in_write_tx!(self.0, |conn| delete_customer(
-            &mut conn,
-            account,
-            customer_id,
-            actor
-        )
-        .await)
+        in_write_tx!(self.0, |conn| {
+            delete_customer(&mut conn, account, customer_id, actor, delete_tokens).await
+        })
     }
 
     async fn change_customer_id(
@@ -242,13 +236,158 @@ impl<B: Backend> Store for SqlStore<B> {
         })
     }
 
-    async fn list_customers(
-        &self,
-        account: &AccountId,
-        params: &ListParams,
-    ) -> Result<CustomerPage, StoreError> {
+    async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError> {
         let mut conn = self.0.read().await?;
         list_customers(&mut conn, account, params).await
+    }
+
+    async fn customer_exists(
+        &self,
+        account: &AccountId,
+        email: Option<&str>,
+        phone_number: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.0.read().await?;
+        records::customer_exists(&mut conn, account, email, phone_number).await
+    }
+
+    async fn get_settings(&self, account: &AccountId) -> Result<Settings, StoreError> {
+        let mut conn = self.0.read().await?;
+        load_settings(&mut conn, account).await
+    }
+
+    async fn put_settings(&self, account: &AccountId, settings: Settings, actor: &str) -> Result<Settings, StoreError> {
+        in_write_tx!(self.0, |conn| records::put_settings(
+            &mut conn, account, settings, actor
+        )
+        .await)
+    }
+
+    async fn create_terms(&self, account: &AccountId, terms: &str, actor: &str) -> Result<Terms, StoreError> {
+        in_write_tx!(self.0, |conn| records::create_terms(&mut conn, account, terms, actor)
+            .await)
+    }
+
+    async fn get_terms(&self, account: &AccountId, id: Uuid) -> Result<Option<Terms>, StoreError> {
+        let mut conn = self.0.read().await?;
+        records::get_terms(&mut conn, account, id).await
+    }
+
+    async fn list_terms(&self, account: &AccountId, params: &PageParams) -> Result<Page<Terms>, StoreError> {
+        let mut conn = self.0.read().await?;
+        records::list_terms(&mut conn, account, params).await
+    }
+
+    async fn delete_terms(&self, account: &AccountId, id: Uuid, actor: &str) -> Result<Terms, StoreError> {
+        in_write_tx!(self.0, |conn| records::delete_terms(&mut conn, account, id, actor)
+            .await)
+    }
+
+    async fn create_tag(&self, account: &AccountId, tag: TagInput, actor: &str) -> Result<Tag, StoreError> {
+        in_write_tx!(self.0, |conn| records::create_tag(&mut conn, account, tag, actor).await)
+    }
+
+    async fn list_tags(&self, account: &AccountId) -> Result<Vec<Tag>, StoreError> {
+        let mut conn = self.0.read().await?;
+        records::list_tags(&mut conn, account).await
+    }
+
+    async fn delete_tag(&self, account: &AccountId, id: Uuid) -> Result<Tag, StoreError> {
+        in_write_tx!(self.0, |conn| records::delete_tag(&mut conn, account, id).await)
+    }
+
+    async fn customer_tags(&self, account: &AccountId, customer_id: &str) -> Result<Vec<Tag>, StoreError> {
+        let mut conn = self.0.read().await?;
+        let customer = records::live_customer_pk(&mut conn, account, customer_id).await?;
+        records::customer_tags(&mut conn, account, customer.id).await
+    }
+
+    async fn set_customer_tags(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        tags: &[Uuid],
+    ) -> Result<Vec<Tag>, StoreError> {
+        in_write_tx!(self.0, |conn| records::set_customer_tags(
+            &mut conn,
+            account,
+            customer_id,
+            tags
+        )
+        .await)
+    }
+
+    async fn add_token(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        token: TokenInput,
+        delete_events: bool,
+        actor: &str,
+    ) -> Result<Token, StoreError> {
+        in_write_tx!(self.0, |conn| {
+            records::add_token(&mut conn, account, customer_id, token, delete_events, actor).await
+        })
+    }
+
+    async fn list_tokens(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        params: &PageParams,
+    ) -> Result<Page<Token>, StoreError> {
+        let mut conn = self.0.read().await?;
+        records::list_tokens(&mut conn, account, customer_id, params).await
+    }
+
+    async fn delete_token(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        token_id: &str,
+        actor: &str,
+    ) -> Result<Token, StoreError> {
+        in_write_tx!(self.0, |conn| records::delete_token(
+            &mut conn,
+            account,
+            customer_id,
+            token_id,
+            actor
+        )
+        .await)
+    }
+
+    async fn record_token_event(
+        &self,
+        account: &AccountId,
+        request: TokenEventRequest,
+        actor: &str,
+    ) -> Result<TokenDetail, StoreError> {
+        in_write_tx!(self.0, |conn| records::record_token_event(
+            &mut conn, account, request, actor
+        )
+        .await)
+    }
+
+    async fn list_token_events(
+        &self,
+        account: &AccountId,
+        params: &EventListParams,
+    ) -> Result<Page<TokenEvent>, StoreError> {
+        let mut conn = self.0.read().await?;
+        records::list_token_events(&mut conn, account, params).await
+    }
+
+    async fn clear_token_events(
+        &self,
+        account: &AccountId,
+        request: TokenEventRequest,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self.0, |conn| records::clear_token_events(
+            &mut conn, account, request, actor
+        )
+        .await)
     }
 }
 
@@ -262,10 +401,7 @@ macro_rules! impl_conn {
                 $dialect
             }
 
-            async fn execute(
-                &mut self,
-                q: $crate::store::query::SqlBuilder,
-            ) -> Result<u64, StoreError> {
+            async fn execute(&mut self, q: $crate::store::query::SqlBuilder) -> Result<u64, StoreError> {
                 let args = $arguments(q.params())?;
                 let done = sqlx::query_with(q.sql(), args)
                     .execute(self.raw())
@@ -285,10 +421,7 @@ macro_rules! impl_conn {
                     .map_err($translate)
             }
 
-            async fn fetch_i64(
-                &mut self,
-                q: $crate::store::query::SqlBuilder,
-            ) -> Result<Option<i64>, StoreError> {
+            async fn fetch_i64(&mut self, q: $crate::store::query::SqlBuilder) -> Result<Option<i64>, StoreError> {
                 let args = $arguments(q.params())?;
                 sqlx::query_scalar_with(q.sql(), args)
                     .fetch_optional(self.raw())
@@ -296,10 +429,7 @@ macro_rules! impl_conn {
                     .map_err($translate)
             }
 
-            async fn fetch_strings(
-                &mut self,
-                q: $crate::store::query::SqlBuilder,
-            ) -> Result<Vec<String>, StoreError> {
+            async fn fetch_strings(&mut self, q: $crate::store::query::SqlBuilder) -> Result<Vec<String>, StoreError> {
                 let args = $arguments(q.params())?;
                 sqlx::query_scalar_with(q.sql(), args)
                     .fetch_all(self.raw())
@@ -338,10 +468,7 @@ where
         .map(|m| m.version)
         .collect();
     drop(conn);
-    migrator
-        .run(pool)
-        .await
-        .map_err(|e| StoreError::Other(e.to_string()))?;
+    migrator.run(pool).await.map_err(|e| StoreError::Other(e.to_string()))?;
     Ok(migrator
         .iter()
         .filter(|m| !applied.contains(&m.version))

@@ -40,11 +40,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn read(&self) -> Result<Self::Conn, StoreError> {
-        self.pool
-            .acquire()
-            .await
-            .map(Handle::Pooled)
-            .map_err(translate)
+        self.pool.acquire().await.map(Handle::Pooled).map_err(translate)
     }
 
     async fn write(&self) -> Result<Self::Conn, StoreError> {
@@ -73,6 +69,8 @@ fn arguments(params: &[Param]) -> Result<PgArguments, StoreError> {
             Param::Json(v) => args.add(Json(v.clone())),
             Param::Bytes(v) => args.add(v.clone()),
             Param::Null => args.add(Option::<String>::None),
+            Param::NullTime => args.add(Option::<chrono::DateTime<chrono::Utc>>::None),
+            Param::NullJson => args.add(Option::<Json<serde_json::Value>>::None),
         };
         added.map_err(|e| StoreError::Other(e.to_string()))?;
     }
@@ -97,16 +95,15 @@ fn translate(error: sqlx::Error) -> StoreError {
         // Class 08 (connection exception), 57P (operator intervention, e.g.
         // shutdown), 53 (insufficient resources).
         sqlx::Error::Database(db)
-            if db.code().is_some_and(|c| {
-                c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")
-            }) =>
+            if db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")) =>
         {
             StoreError::Unavailable(db.message().to_owned())
         }
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => StoreError::Unavailable(error.to_string()),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(error.to_string())
+        }
         _ => StoreError::Other(error.to_string()),
     }
 }

@@ -27,6 +27,10 @@ pub enum Param {
     Bytes(Vec<u8>),
     /// A text-typed NULL.
     Null,
+    /// A timestamp-typed NULL.
+    NullTime,
+    /// A JSON-typed NULL.
+    NullJson,
 }
 
 pub fn text(value: &str) -> Param {
@@ -139,8 +143,7 @@ pub fn list_page(
         }
         q.push(" ORDER BY c.created_at DESC, c.id ASC");
     }
-    q.push(" LIMIT ")
-        .bind(Param::Int(i64::from(params.limit) + 1));
+    q.push(" LIMIT ").bind(Param::Int(i64::from(params.limit) + 1));
     q
 }
 
@@ -152,8 +155,7 @@ pub fn count(dialect: Dialect, account: &AccountId, filter: &CustomerFilter) -> 
 }
 
 fn push_filter(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter) {
-    q.push("c.account_id = ")
-        .bind(Param::Text(account.as_str().to_owned()));
+    q.push("c.account_id = ").bind(Param::Text(account.as_str().to_owned()));
     if !filter.include_deleted {
         q.push(" AND c.deleted_at IS NULL");
     }
@@ -164,8 +166,7 @@ fn push_filter(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter)
                 .bind(Param::Text(CustomerType::Contact.as_str().into()));
         }
         TypeFilter::Only(t) => {
-            q.push(" AND c.type = ")
-                .bind(Param::Text(t.as_str().into()));
+            q.push(" AND c.type = ").bind(Param::Text(t.as_str().into()));
         }
     }
     if let Some(prefix) = &filter.email {
@@ -194,6 +195,21 @@ fn push_filter(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter)
         }
         q.push(")");
     }
+    if let Some(tag) = filter.tag_id {
+        q.push(" AND EXISTS (SELECT 1 FROM customer_tags ct WHERE ct.customer_pk = c.id AND ct.tag_id = ")
+            .bind(Param::Id(tag))
+            .push(")");
+    }
+    if filter.token_type.is_some() || filter.token_value.is_some() {
+        q.push(" AND EXISTS (SELECT 1 FROM customer_tokens t WHERE t.customer_pk = c.id AND t.deleted_at IS NULL");
+        if let Some(kind) = &filter.token_type {
+            q.push(" AND t.type = ").bind(Param::Text(kind.clone()));
+        }
+        if let Some(value) = &filter.token_value {
+            q.push(" AND t.value = ").bind(Param::Text(value.clone()));
+        }
+        q.push(")");
+    }
     if let Some(since) = filter.since {
         q.push(" AND c.updated_at >= ").bind(Param::Time(since));
     }
@@ -215,10 +231,7 @@ fn push_range(q: &mut SqlBuilder, column: &str, prefix: &Prefix) {
         .push(" >= ")
         .bind(Param::Text(prefix.low.clone()));
     if let Some(high) = &prefix.high {
-        q.push(" AND ")
-            .push(column)
-            .push(" < ")
-            .bind(Param::Text(high.clone()));
+        q.push(" AND ").push(column).push(" < ").bind(Param::Text(high.clone()));
     }
     q.push(")");
 }
@@ -228,9 +241,7 @@ mod tests {
     use super::*;
 
     fn params(query: &str) -> ListParams {
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect();
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         ListParams::parse(&pairs).unwrap()
     }
 
@@ -243,16 +254,13 @@ mod tests {
         let p = params("email=ad&type=company");
         let pg = list_page(Dialect::Postgres, &account(), &p, None);
         assert!(
-            pg.sql()
-                .contains("c.email_lower >= $3 AND c.email_lower < $4"),
+            pg.sql().contains("c.email_lower >= $3 AND c.email_lower < $4"),
             "{}",
             pg.sql()
         );
         assert!(pg.sql().ends_with("LIMIT $5"));
         let lite = list_page(Dialect::Sqlite, &account(), &p, None);
-        assert!(lite
-            .sql()
-            .contains("c.email_lower >= ? AND c.email_lower < ?"));
+        assert!(lite.sql().contains("c.email_lower >= ? AND c.email_lower < ?"));
         assert_eq!(pg.params(), lite.params());
         assert_eq!(pg.params()[4], Param::Int(11));
     }
@@ -276,9 +284,7 @@ mod tests {
         let q = list_page(Dialect::Sqlite, &account(), &params(""), Some(&cursor));
         assert!(q.sql().contains("c.deleted_at IS NULL"));
         assert!(q.sql().contains("c.type <> ?"));
-        assert!(q
-            .sql()
-            .contains("c.created_at <= ? AND (c.created_at < ? OR c.id > ?)"));
+        assert!(q.sql().contains("c.created_at <= ? AND (c.created_at < ? OR c.id > ?)"));
         assert!(q.sql().contains("ORDER BY c.created_at DESC, c.id ASC"));
     }
 
@@ -297,18 +303,28 @@ mod tests {
     }
 
     #[test]
+    fn tag_and_token_filters_are_exists_subqueries() {
+        let tag = Uuid::new_v4();
+        let q = count(
+            Dialect::Sqlite,
+            &account(),
+            &params(&format!("tag_id={tag}&token_type=card&token_value=123")).filter,
+        );
+        assert!(q
+            .sql()
+            .contains("FROM customer_tags ct WHERE ct.customer_pk = c.id AND ct.tag_id = ?"));
+        assert!(q.sql().contains("t.deleted_at IS NULL AND t.type = ? AND t.value = ?"));
+        assert!(q.params().contains(&Param::Id(tag)));
+    }
+
+    #[test]
     fn attribute_filters_are_exists_subqueries() {
         let q = count(
             Dialect::Postgres,
             &account(),
             &params("attributes_keys=tier&attributes_values=gold&attributes_keys=vip").filter,
         );
-        assert_eq!(
-            q.sql()
-                .matches("EXISTS (SELECT 1 FROM customer_attributes")
-                .count(),
-            2
-        );
+        assert_eq!(q.sql().matches("EXISTS (SELECT 1 FROM customer_attributes").count(), 2);
         assert!(q.sql().contains("a.key = $3 AND a.value = $4"));
     }
 }

@@ -10,6 +10,7 @@ use sqlx::{Decode, Postgres, Sqlite, Type};
 use uuid::Uuid;
 
 use crate::domain::customer::{Customer, CustomerData};
+use crate::domain::settings::Settings;
 
 use super::{micros_to_time, ClientRecord, SigningKeyRecord};
 
@@ -51,10 +52,7 @@ impl<'r> Decode<'r, Postgres> for Ts {
 
 /// A row type both backends can decode.
 pub trait DbRow:
-    for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
-    + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-    + Send
-    + Unpin
+    for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin
 {
 }
 
@@ -133,4 +131,9 @@ impl From<KeyRow> for SigningKeyRecord {
             created_at: row.created_at.0,
         }
     }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct SettingsRow {
+    pub doc: Json<Settings>,
 }

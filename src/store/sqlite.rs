@@ -6,9 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Arguments, Sqlite, SqlitePool};
 
 use super::ops::{impl_conn, run_migrations, Backend, Handle, SqlStore};
@@ -49,11 +47,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn read(&self) -> Result<Self::Conn, StoreError> {
-        self.pool
-            .acquire()
-            .await
-            .map(Handle::Pooled)
-            .map_err(translate)
+        self.pool.acquire().await.map(Handle::Pooled).map_err(translate)
     }
 
     async fn write(&self) -> Result<Self::Conn, StoreError> {
@@ -85,7 +79,8 @@ fn arguments(params: &[Param]) -> Result<SqliteArguments<'static>, StoreError> {
             Param::Id(v) => args.add(*v),
             Param::Json(v) => args.add(v.to_string()),
             Param::Bytes(v) => args.add(v.clone()),
-            Param::Null => args.add(Option::<String>::None),
+            Param::Null | Param::NullJson => args.add(Option::<String>::None),
+            Param::NullTime => args.add(Option::<i64>::None),
         };
         added.map_err(|e| StoreError::Other(e.to_string()))?;
     }
@@ -104,6 +99,9 @@ fn translate(error: sqlx::Error) -> StoreError {
                 ("customers.phone_unique", "customers_phone_number_key"),
                 ("customers.customer_id", "customers_customer_id_key"),
                 ("api_clients.client_id", "api_clients_pkey"),
+                (" tags.tag", "tags_tag_key"),
+                ("customer_tokens.token_id", "customer_tokens_token_id_key"),
+                ("customer_tokens.value", "customer_tokens_value_key"),
             ]
             .into_iter()
             .find(|(column, _)| message.contains(column))
@@ -112,9 +110,7 @@ fn translate(error: sqlx::Error) -> StoreError {
         }
         // SQLITE_BUSY / SQLITE_LOCKED after the busy timeout, SQLITE_FULL,
         // SQLITE_READONLY, SQLITE_CANTOPEN: the database cannot take writes.
-        sqlx::Error::Database(db)
-            if matches!(db.code().as_deref(), Some("5" | "6" | "13" | "8" | "14")) =>
-        {
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5" | "6" | "13" | "8" | "14")) => {
             StoreError::Unavailable(db.message().to_owned())
         }
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {

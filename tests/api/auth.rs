@@ -11,20 +11,13 @@ use crate::helpers::{TestApp, ACCOUNT, ISSUER, OTHER_ACCOUNT};
 
 async fn client(app: &TestApp, account: &str, scopes: &[Scope]) -> (String, String) {
     let account = AccountId::parse(account).unwrap();
-    let (record, secret) =
-        customers::auth::create_client(&*app.store, &account, scopes, None, None)
-            .await
-            .unwrap();
+    let (record, secret) = customers::auth::create_client(&*app.store, &account, scopes, None, None)
+        .await
+        .unwrap();
     (record.client_id, secret)
 }
 
-async fn request_token(
-    app: &TestApp,
-    account: &str,
-    id: &str,
-    secret: &str,
-    body: Value,
-) -> (StatusCode, Value) {
+async fn request_token(app: &TestApp, account: &str, id: &str, secret: &str, body: Value) -> (StatusCode, Value) {
     let response = app
         .client
         .post(app.url(&format!("/v1/accounts/{account}/auth/token")))
@@ -200,10 +193,5 @@ both_backends! {
 
 fn jsonwebtoken_header(token: &str) -> Value {
     let header = token.split('.').next().unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(header)
-            .unwrap(),
-    )
-    .unwrap()
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap()
 }

@@ -23,11 +23,7 @@ async fn raw(
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.json().await.expect("a JSON error body");
-    crate::helpers::Reply {
-        status,
-        headers,
-        body,
-    }
+    crate::helpers::Reply { status, headers, body }
 }
 
 both_backends! {

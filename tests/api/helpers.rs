@@ -52,8 +52,7 @@ macro_rules! both_backends {
 
 /// The PostgreSQL server tests use: `TEST_DATABASE_URL`, else the local one.
 pub fn postgres_base_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
 /// A database for one test: a temp SQLite file, or a PostgreSQL schema that
@@ -207,9 +206,7 @@ impl Reply {
 
     /// The error code of a contract error body.
     pub fn code(&self) -> &str {
-        self.body["error"]["code"]
-            .as_str()
-            .unwrap_or("<no error code>")
+        self.body["error"]["code"].as_str().unwrap_or("<no error code>")
     }
 }
 
@@ -298,13 +295,7 @@ impl TestApp {
             .unwrap()
     }
 
-    pub async fn send(
-        &self,
-        method: Method,
-        url: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Reply {
+    pub async fn send(&self, method: Method, url: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
         let mut request = self.client.request(method, url);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -317,11 +308,7 @@ impl TestApp {
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
     pub async fn get(&self, url: &str) -> Reply {
@@ -329,29 +316,21 @@ impl TestApp {
     }
 
     pub async fn post(&self, url: &str, body: &Value) -> Reply {
-        self.send(Method::POST, url, Some(&self.admin()), Some(body))
-            .await
+        self.send(Method::POST, url, Some(&self.admin()), Some(body)).await
     }
 
     pub async fn put(&self, url: &str, body: &Value) -> Reply {
-        self.send(Method::PUT, url, Some(&self.admin()), Some(body))
-            .await
+        self.send(Method::PUT, url, Some(&self.admin()), Some(body)).await
     }
 
     pub async fn delete(&self, url: &str) -> Reply {
-        self.send(Method::DELETE, url, Some(&self.admin()), None)
-            .await
+        self.send(Method::DELETE, url, Some(&self.admin()), None).await
     }
 
     /// Creates a customer as admin and returns it; panics unless 200.
     pub async fn create(&self, body: Value) -> Value {
         let reply = self.post(&self.users_url(), &body).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::OK,
-            "create failed: {}",
-            reply.body
-        );
+        assert_eq!(reply.status, StatusCode::OK, "create failed: {}", reply.body);
         reply.body
     }
 

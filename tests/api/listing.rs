@@ -20,17 +20,14 @@ fn next_query(reply: &Reply) -> Option<String> {
 async fn seed_people(app: &TestApp) {
     for (id, first, last, email, phone) in [
         ("p1", "Anna", "Berg", "anna.berg@example.com", "+4791111111"),
-        (
-            "p2",
-            "Andreas",
-            "Dahl",
-            "andreas@Example.com",
-            "+4792222222",
-        ),
+        ("p2", "Andreas", "Dahl", "andreas@Example.com", "+4792222222"),
         ("p3", "Bjørn", "Anders", "bjorn@sample.org", "+4691111111"),
         ("p4", "Carl", "Nilsen", "carl@sample.org", "+4793333333"),
     ] {
-        app.create(json!({"customer_id": id, "first_name": first, "last_name": last, "email": email, "phone_number": phone})).await;
+        app.create(
+            json!({"customer_id": id, "first_name": first, "last_name": last, "email": email, "phone_number": phone}),
+        )
+        .await;
     }
 }
 

@@ -131,10 +131,16 @@ async fn serve_bootstraps_a_client_and_stops_on_sigterm() {
             .to_owned();
 
         let client = reqwest::Client::new();
-        let token: Value = client.post(format!("{base}/v1/accounts/{ACCOUNT}/auth/token"))
+        let token: Value = client
+            .post(format!("{base}/v1/accounts/{ACCOUNT}/auth/token"))
             .basic_auth(&id, Some(&secret))
             .json(&json!({"grant_type": "client_credentials", "audience": format!("{base}/v1/accounts/{ACCOUNT}")}))
-            .send().await.unwrap().json().await.unwrap();
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let listed = client
             .get(format!("{base}/v1/accounts/{ACCOUNT}/customers/users"))
             .bearer_auth(token["access_token"].as_str().unwrap())
