@@ -2,7 +2,7 @@
 //! scopes, call the domain and the store, and shape the response.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,6 +18,7 @@ use crate::store::{now_micros, NewCustomer, PatchError, StoreError};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{require, ApiJson, Auth, QueryPairs};
+use super::paging::page_headers;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -41,7 +42,7 @@ pub fn router() -> Router<AppState> {
 pub struct CustomerPath {
     #[allow(dead_code)]
     aid: String,
-    customer_id: String,
+    pub customer_id: String,
 }
 
 const READERS: &[Scope] = &[Scope::Admin, Scope::Read];
@@ -292,39 +293,24 @@ pub async fn list_customers(
     require(&auth, READERS)?;
     let params = ListParams::parse(&pairs).map_err(ApiError::invalid)?;
     let page = state.store.list_customers(&auth.account, &params).await?;
-    let mut headers = HeaderMap::new();
-    if let Some(total) = page.total {
-        headers.insert(HeaderName::from_static("total-count"), HeaderValue::from(total));
-    }
-    if let (true, Some(last)) = (page.has_more, page.customers.last()) {
-        let link = next_link(uri.path(), &pairs, &params, last);
-        if let Ok(value) = HeaderValue::from_str(&link) {
-            headers.insert(axum::http::header::LINK, value);
+    let next = page.customers.last().filter(|_| page.has_more).map(|last| {
+        if params.filter.since.is_some() {
+            // The contract forbids starting_after with since_datetime: move
+            // the time past the last change instead (update times are unique
+            // per account).
+            let after = last.updated_at + chrono::Duration::microseconds(1);
+            (
+                "since_datetime",
+                after.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            )
+        } else {
+            ("starting_after", last.id.to_string())
         }
-    }
+    });
+    let headers = page_headers(uri.path(), &pairs, next, page.total);
     let mut body = page.customers;
     body.extend(page.related);
     Ok((headers, Json(body)).into_response())
-}
-
-/// The `Link: <…>; rel="next"` value: the same query with the cursor moved
-/// past `last` (for a `since_datetime` feed, the time just after its change).
-fn next_link(path: &str, pairs: &[(String, String)], params: &ListParams, last: &Customer) -> String {
-    let (key, value) = if params.filter.since.is_some() {
-        let next = last.updated_at + chrono::Duration::microseconds(1);
-        (
-            "since_datetime",
-            next.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        )
-    } else {
-        ("starting_after", last.id.to_string())
-    };
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs.iter().filter(|(k, _)| k != key) {
-        query.append_pair(k, v);
-    }
-    query.append_pair(key, &value);
-    format!("<{path}?{}>; rel=\"next\"", query.finish())
 }
 
 /// `HEAD /customers/users?email=…&phone_number=…`: 200 when a live customer

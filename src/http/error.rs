@@ -73,6 +73,18 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "customer_not_found", "no such customer")
     }
 
+    pub fn not_found(code: &'static str, message: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// A store error where `NotFound` means the named record, not a customer.
+    pub fn missing(code: &'static str, message: &'static str) -> impl Fn(StoreError) -> ApiError {
+        move |error| match error {
+            StoreError::NotFound => Self::not_found(code, message),
+            other => other.into(),
+        }
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -148,6 +160,9 @@ fn duplicate(constraint: &str) -> ApiError {
         "customers_customer_id_key" => ("duplicate_customer_id", "customer_id"),
         "customers_email_key" => ("duplicate_email", "email"),
         "customers_phone_number_key" => ("duplicate_phone_number", "phone_number"),
+        "tags_tag_key" => ("duplicate_tag", "tag"),
+        "customer_tokens_value_key" => ("duplicate_token", "value"),
+        "customer_tokens_token_id_key" => ("duplicate_token_id", "token_id"),
         _ => {
             tracing::error!(constraint, "unexpected unique violation");
             return ApiError::internal();
@@ -157,9 +172,9 @@ fn duplicate(constraint: &str) -> ApiError {
         errors: vec![FieldError {
             field: field.to_owned(),
             code: "duplicate".to_owned(),
-            message: format!("another customer has this {field}"),
+            message: format!("another record has this {field}"),
         }],
-        ..ApiError::bad_request(code, format!("a customer with this {field} exists already"))
+        ..ApiError::bad_request(code, format!("a record with this {field} exists already"))
     }
 }
 

@@ -105,27 +105,43 @@ impl QueryPairs {
     }
 }
 
-/// A JSON body: `application/json` only (415 otherwise), within the body
-/// limit (413), well-formed (400 `invalid_json`) and of the right shape (400
-/// naming the field).
+/// A JSON object body: `application/json` only (415 otherwise), within the
+/// body limit (413), well-formed (400 `invalid_json`) and of the right shape
+/// (400 naming the field).
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        if !is_json(req.headers()) {
-            return Err(ApiError::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::from_status(StatusCode::PAYLOAD_TOO_LARGE)
-            } else {
-                ApiError::bad_request("invalid_body", "the request body could not be read")
-            }
-        })?;
-        parse_json(&bytes).map(ApiJson)
+        let bytes = json_body(req, state).await?;
+        parse_json_shaped(&bytes, b'{').map(ApiJson)
     }
+}
+
+/// A JSON array body, with the same checks as [`ApiJson`].
+pub struct ApiJsonList<T>(pub Vec<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJsonList<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = json_body(req, state).await?;
+        parse_json_shaped(&bytes, b'[').map(ApiJsonList)
+    }
+}
+
+async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    if !is_json(req.headers()) {
+        return Err(ApiError::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::from_status(StatusCode::PAYLOAD_TOO_LARGE)
+        } else {
+            ApiError::bad_request("invalid_body", "the request body could not be read")
+        }
+    })
 }
 
 pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
@@ -144,14 +160,24 @@ pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
 /// field error. (serde would also accept an array for a struct, by position;
 /// the contract's bodies are objects.)
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    parse_json_shaped(bytes, b'{')
+}
+
+/// Deserialises a body that must open with `opening` (`{` or `[`).
+fn parse_json_shaped<T: DeserializeOwned>(bytes: &[u8], opening: u8) -> Result<T, ApiError> {
     let invalid_json = || ApiError::bad_request("invalid_json", "the request body is not valid JSON");
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Err(invalid_json()),
-        Some(b'{') => {}
+        Some(b) if *b == opening => {}
         Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() => return Err(invalid_json()),
         Some(_) => {
             let mut errors = Errors::default();
-            errors.add("body", "invalid_type", "must be a JSON object");
+            let shape = if opening == b'[' {
+                "a JSON array"
+            } else {
+                "a JSON object"
+            };
+            errors.add("body", "invalid_type", format!("must be {shape}"));
             return Err(ApiError::invalid(errors.into_result().unwrap_err()));
         }
     }

@@ -29,6 +29,10 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod openapi;
+pub mod paging;
+pub mod settings;
+pub mod tags;
+pub mod tokens;
 
 use error::ApiError;
 
@@ -71,6 +75,9 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(customers::router())
+        .merge(settings::router())
+        .merge(tags::router())
+        .merge(tokens::router())
         .merge(auth::router())
         .merge(health::router())
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })

@@ -7,10 +7,18 @@ use crate::domain::customer::{
     Address, AddressType, Company, Consent, ContactRef, Customer, CustomerData, CustomerInput, CustomerType,
     EnrolledBy, MarketingConsent, Term,
 };
+use crate::domain::records::{
+    EventInput, Tag, TagInput, Terms, TermsInput, Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput,
+    TokenRef,
+};
+use crate::domain::settings::{
+    AttributeDefinition, AttributeType, AutoToken, AutoTokenType, AutoTokens, CustomerIdFormat, EventExpiry,
+    HeadSettings, PhoneNumberValidation, Settings, TokenSettings, UserSettings,
+};
 use crate::domain::validate::FieldError;
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{auth, customers, health};
+use super::{auth, customers, health, settings, tags, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,12 +28,21 @@ use super::{auth, customers, health};
         customers::create_customer, customers::list_customers, customers::head_customers,
         customers::get_customer, customers::update_customer, customers::delete_customer,
         customers::change_customer_id,
+        settings::get_settings, settings::put_settings,
+        settings::create_terms, settings::list_terms, settings::get_terms, settings::delete_terms,
+        tags::list_tags, tags::create_tag, tags::delete_tag, tags::get_customer_tags, tags::set_customer_tags,
+        tokens::list_tokens, tokens::add_token, tokens::delete_token,
+        tokens::record_event, tokens::list_events, tokens::clear_events,
         health::live, health::ready, health::metrics, health::openapi,
     ),
     components(schemas(
         Customer, CustomerData, CustomerInput, CustomerType, Address, AddressType, Company, Consent,
         ContactRef, EnrolledBy, MarketingConsent, Term, FieldError, ErrorBody, ErrorDetail,
         customers::ChangeCustomerId, auth::TokenRequest, auth::TokenResponse,
+        Settings, UserSettings, HeadSettings, PhoneNumberValidation, CustomerIdFormat, AutoTokens, AutoToken,
+        AutoTokenType, TokenSettings, EventExpiry, AttributeDefinition, AttributeType,
+        Terms, TermsInput, Tag, TagInput, Token, TokenInput, TokenRef, EventInput, TokenEventRequest, TokenEvent,
+        TokenDetail,
     )),
     modifiers(&Security),
 )]

@@ -8,3 +8,6 @@ mod customers;
 mod errors;
 mod listing;
 mod operations;
+mod settings;
+mod tags;
+mod tokens;
