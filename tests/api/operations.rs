@@ -47,7 +47,13 @@ both_backends! {
         assert!(doc.body["openapi"].as_str().unwrap().starts_with("3."));
         let paths = doc.body["paths"].as_object().unwrap();
         for path in ["/v1/accounts/{aid}/customers/users", "/v1/accounts/{aid}/customers/users/{customer_id}",
-                     "/v1/accounts/{aid}/customers/users/{customer_id}/change_customer_id", "/v1/accounts/{aid}/auth/token"] {
+                     "/v1/accounts/{aid}/customers/users/{customer_id}/change_customer_id", "/v1/accounts/{aid}/auth/token",
+                     "/v1/accounts/{aid}/customers/tags", "/v1/accounts/{aid}/customers/tags/{tag_id}",
+                     "/v1/accounts/{aid}/customers/users/{customer_id}/tags",
+                     "/v1/accounts/{aid}/customers/users/{customer_id}/tokens",
+                     "/v1/accounts/{aid}/customers/users/{customer_id}/tokens/{token_id}",
+                     "/v1/accounts/{aid}/customers/tokens/events", "/v1/accounts/{aid}/customers/settings",
+                     "/v1/accounts/{aid}/customers/terms", "/v1/accounts/{aid}/customers/terms/{tid}"] {
             assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
         }
     }

@@ -159,3 +159,19 @@ both_backends! {
         assert_eq!(live.body.as_array().unwrap().len(), 2);
     }
 }
+
+both_backends! {
+    async fn sequence_ids_stay_distinct_across_two_servers(app: &TestApp) {
+        put_settings(app, json!({"users": {"customer_id_format": "sequence"}})).await;
+        let sibling = app.sibling().await;
+        let creates = (0..20).map(|i| {
+            let url = if i % 2 == 0 { app.users_url() } else { sibling.rebase(app, &app.users_url()) };
+            async move { app.send(Method::POST, &url, Some(&app.admin()), Some(&json!({}))).await }
+        });
+        let mut numbers: Vec<i64> = futures::future::join_all(creates).await.iter()
+            .map(|r| r.body["customer_id"].as_str().unwrap().parse().unwrap())
+            .collect();
+        numbers.sort();
+        assert_eq!(numbers, (1..=20).collect::<Vec<i64>>());
+    }
+}

@@ -155,3 +155,29 @@ both_backends! {
         assert_eq!(app.get(&format!("{}?since_datetime=x", events_url(app))).await.status, StatusCode::BAD_REQUEST);
     }
 }
+
+both_backends! {
+    async fn adding_a_token_with_delete_token_events_clears_its_history(app: &TestApp) {
+        let token = json!({"type": "card", "value": "7777"});
+        app.post(&events_url(app), &json!({"token": token, "event": {"event": "seen", "status": "SEEN"}})).await;
+        app.create(json!({"customer_id": "c"})).await;
+        let added = app.post(&format!("{}?delete_token_events=true", tokens_url(app, "c")), &token).await;
+        assert_eq!(added.status, StatusCode::CREATED);
+        let detail = app.post(&events_url(app), &json!({"token": token})).await;
+        assert_eq!(detail.body["events"], json!([]));
+        assert_eq!(detail.body["status"], "UNKNOWN", "an owner without status and no events");
+    }
+
+    async fn hmac_auto_tokens_use_the_configured_secret(app: &TestApp) {
+        use hmac::{Hmac, Mac};
+        let settings = json!({"auto_tokens": {"phone_number": [{"type": "HMAC-SHA256", "secret": "0123456789abcdef"}]}});
+        app.put(&app.url(&format!("/v1/accounts/{ACCOUNT}/customers/settings")), &settings).await;
+        app.create(json!({"customer_id": "h", "phone_number": "4798765432"})).await;
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"0123456789abcdef").unwrap();
+        mac.update(b"+4798765432");
+        let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let listed = app.get(&tokens_url(app, "h")).await;
+        assert_eq!(listed.body[0]["type"], "HMAC-SHA256");
+        assert_eq!(listed.body[0]["value"], expected);
+    }
+}
