@@ -121,9 +121,8 @@ impl Keys {
         // The audience names the account; it is compared below so that a
         // token for another account is told apart (403, not 401).
         validation.validate_aud = false;
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .map_err(|_| TokenError::Invalid)?
-            .claims;
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|_| TokenError::Invalid)?.claims;
         let token_account = claims
             .aud
             .strip_prefix(&format!("{}/v1/accounts/", self.issuer.trim_end_matches('/')))
@@ -133,11 +132,7 @@ impl Keys {
         if token_account != *account {
             return Err(TokenError::OtherAccount);
         }
-        Ok(Principal {
-            account: token_account,
-            subject: claims.sub,
-            scopes,
-        })
+        Ok(Principal { account: token_account, subject: claims.sub, scopes })
     }
 
     /// The public key as a JSON Web Key Set (RFC 8037 OKP key).
@@ -160,17 +155,8 @@ fn generate_key() -> anyhow::Result<SigningKeyRecord> {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| anyhow::anyhow!("cannot generate a key"))?;
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| anyhow::anyhow!("cannot read the new key"))?;
     let public_key = pair.public_key().as_ref().to_vec();
-    let kid: String = Sha256::digest(&public_key)
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok(SigningKeyRecord {
-        kid,
-        private_pkcs8: pkcs8.as_ref().to_vec(),
-        public_key,
-        created_at: now_micros(),
-    })
+    let kid: String = Sha256::digest(&public_key).iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Ok(SigningKeyRecord { kid, private_pkcs8: pkcs8.as_ref().to_vec(), public_key, created_at: now_micros() })
 }
 
 /// A fresh random secret, URL-safe.
@@ -240,10 +226,7 @@ mod tests {
         let principal = keys.verify(&token, &a).unwrap();
         assert_eq!(principal.subject, "client-1");
         assert_eq!(principal.scopes, vec![Scope::Read]);
-        assert_eq!(
-            keys.verify(&token, &account("T00000002")).unwrap_err(),
-            TokenError::OtherAccount
-        );
+        assert_eq!(keys.verify(&token, &account("T00000002")).unwrap_err(), TokenError::OtherAccount);
     }
 
     #[test]
@@ -269,10 +252,7 @@ mod tests {
             r#"{{"iss":"http://issuer","aud":"{}","sub":"x","scope":"admin:customers","iat":0,"exp":9999999999}}"#,
             keys.audience(&a)
         ));
-        assert_eq!(
-            keys.verify(&format!("{header}.{claims}."), &a).unwrap_err(),
-            TokenError::Invalid
-        );
+        assert_eq!(keys.verify(&format!("{header}.{claims}."), &a).unwrap_err(), TokenError::Invalid);
     }
 
     fn signed(keys: &Keys, claims: serde_json::Value) -> String {

@@ -11,11 +11,7 @@ use crate::store::PoolOptions;
 #[derive(Args, Clone)]
 pub struct DatabaseArgs {
     /// Database URL: sqlite://PATH, sqlite:///absolute/path or postgres://user@host:port/db
-    #[arg(
-        long = "database",
-        env = "CUSTOMERS_DATABASE_URL",
-        default_value = "sqlite://customers.db"
-    )]
+    #[arg(long = "database", env = "CUSTOMERS_DATABASE_URL", default_value = "sqlite://customers.db")]
     pub url: String,
     /// Most database connections this process opens.
     #[arg(long, env = "CUSTOMERS_DB_MAX_CONNECTIONS", default_value_t = 16)]
@@ -73,10 +69,7 @@ pub fn redact(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            super::redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
+        assert_eq!(super::redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(super::redact("sqlite://customers.db"), "sqlite://customers.db");
     }
 }

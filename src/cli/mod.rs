@@ -11,11 +11,7 @@ pub mod serve;
 pub mod tokens;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "customers",
-    version,
-    about = "Customer records, following the Dintero Customers API"
-)]
+#[command(name = "customers", version, about = "Customer records, following the Dintero Customers API")]
 pub struct Cli {
     /// Log format.
     #[arg(long, env = "CUSTOMERS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]

@@ -50,21 +50,13 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         }
     }
     let keys = Keys::load_or_create(&*store, &opts.token.issuer, Duration::from_secs(opts.token_ttl)).await?;
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("binding {}", opts.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(opts.listen).await.with_context(|| format!("binding {}", opts.listen))?;
     let address = listener.local_addr()?;
     bootstrap_first_client(&*store, &opts.bootstrap_account, address).await?;
 
-    let state = AppState {
-        store: store.clone(),
-        keys: Arc::new(keys),
-        metrics: metrics_handle(),
-    };
-    let limits = HttpLimits {
-        request_timeout: Duration::from_secs(opts.request_timeout),
-        body_limit: opts.body_limit,
-    };
+    let state = AppState { store: store.clone(), keys: Arc::new(keys), metrics: metrics_handle() };
+    let limits = HttpLimits { request_timeout: Duration::from_secs(opts.request_timeout), body_limit: opts.body_limit };
     tracing::info!(%address, backend = store.backend(), ready_in_ms = started.elapsed().as_millis() as u64, "listening");
     crate::serve(listener, crate::app(state, &limits), shutdown_signal()).await?;
     store.close().await;

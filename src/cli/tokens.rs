@@ -43,10 +43,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     let keys = Keys::load_or_create(&*store, &opts.token.issuer, ttl).await?;
     let scopes: Vec<Scope> = opts.scopes.0;
     let token = keys.issue(&opts.account, &opts.subject, &scopes, ttl)?;
-    println!(
-        "{}",
-        json!({"access_token": token, "token_type": "Bearer", "expires_in": opts.ttl})
-    );
+    println!("{}", json!({"access_token": token, "token_type": "Bearer", "expires_in": opts.ttl}));
     store.close().await;
     Ok(())
 }

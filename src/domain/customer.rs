@@ -316,11 +316,7 @@ impl CustomerInput {
         let mut errors = Errors::default();
         if let Some(given) = self.customer_id.as_value() {
             if given != identity.customer_id {
-                errors.add(
-                    "customer_id",
-                    "read_only",
-                    "cannot be changed here; use change_customer_id",
-                );
+                errors.add("customer_id", "read_only", "cannot be changed here; use change_customer_id");
             }
         }
         if matches!(self.customer_id, Patch::Null) {
@@ -396,10 +392,7 @@ fn merge_consent(
     let stamp = |old: Option<&Consent>, new: Option<Consent>| {
         new.map(|new| match old {
             Some(old) if old.consent == new.consent => old.clone(),
-            _ => Consent {
-                consent: new.consent,
-                updated_at: Some(now),
-            },
+            _ => Consent { consent: new.consent, updated_at: Some(now) },
         })
     };
     match patch {
@@ -436,11 +429,7 @@ impl CustomerData {
         }
         if let Some(phone) = &self.phone_number {
             if !validate::is_valid_phone(phone) {
-                errors.add(
-                    "phone_number",
-                    "invalid_phone_number",
-                    "must be an E.164 number such as +4799999999",
-                );
+                errors.add("phone_number", "invalid_phone_number", "must be an E.164 number such as +4799999999");
             }
         }
         if let Some(enrolled) = &self.enrolled_by {
@@ -508,11 +497,7 @@ impl CustomerData {
 
     /// The customer ids this record says it is a contact for.
     pub fn contact_ids(&self) -> Vec<&str> {
-        self.contact_for
-            .iter()
-            .flatten()
-            .map(|c| c.customer_id.as_str())
-            .collect()
+        self.contact_for.iter().flatten().map(|c| c.customer_id.as_str()).collect()
     }
 }
 
@@ -525,11 +510,7 @@ fn validate_address(errors: &mut Errors, i: usize, address: &Address) {
         errors.add(field("postal_place"), "required", "must not be empty");
     }
     if !validate::is_valid_country(&address.country) {
-        errors.add(
-            field("country"),
-            "invalid_country",
-            "must be an ISO 3166-1 alpha-2 code such as NO",
-        );
+        errors.add(field("country"), "invalid_country", "must be an ISO 3166-1 alpha-2 code such as NO");
     }
     if address.latitude.is_some_and(|v| !(-90.0..=90.0).contains(&v)) {
         errors.add(field("latitude"), "out_of_range", "must be between -90 and 90");
@@ -570,9 +551,8 @@ mod tests {
 
     #[test]
     fn create_defaults_to_type_customer_and_keeps_given_fields() {
-        let (id, data) = input(json!({"customer_id": "c1", "first_name": "Ada", "email": "ada@x.io"}))
-            .into_new(now())
-            .unwrap();
+        let (id, data) =
+            input(json!({"customer_id": "c1", "first_name": "Ada", "email": "ada@x.io"})).into_new(now()).unwrap();
         assert_eq!(id.as_deref(), Some("c1"));
         assert_eq!(data.customer_type, CustomerType::Customer);
         assert_eq!(data.first_name.as_deref(), Some("Ada"));
@@ -586,9 +566,8 @@ mod tests {
 
     #[test]
     fn all_field_errors_are_reported_together() {
-        let errors = input(json!({"email": "nope", "phone_number": "012", "customer_id": " x"}))
-            .into_new(now())
-            .unwrap_err();
+        let errors =
+            input(json!({"email": "nope", "phone_number": "012", "customer_id": " x"})).into_new(now()).unwrap_err();
         let codes = codes(&errors);
         assert!(codes.contains(&("email", "invalid_email")));
         assert!(codes.contains(&("phone_number", "invalid_phone_number")));
@@ -599,24 +578,16 @@ mod tests {
     fn company_is_required_for_companies_and_refused_for_persons() {
         let errors = input(json!({"type": "company"})).into_new(now()).unwrap_err();
         assert_eq!(codes(&errors), vec![("company", "required")]);
-        let errors = input(json!({"company": {"bussiness_name": "ACME"}}))
-            .into_new(now())
-            .unwrap_err();
+        let errors = input(json!({"company": {"bussiness_name": "ACME"}})).into_new(now()).unwrap_err();
         assert_eq!(codes(&errors), vec![("company", "not_allowed")]);
-        assert!(input(json!({"type": "other", "company": {"bussiness_name": "ACME"}}))
-            .into_new(now())
-            .is_ok());
+        assert!(input(json!({"type": "other", "company": {"bussiness_name": "ACME"}})).into_new(now()).is_ok());
     }
 
     #[test]
     fn contact_for_only_on_contacts() {
-        let errors = input(json!({"contact_for": [{"customer_id": "a"}]}))
-            .into_new(now())
-            .unwrap_err();
+        let errors = input(json!({"contact_for": [{"customer_id": "a"}]})).into_new(now()).unwrap_err();
         assert_eq!(codes(&errors), vec![("contact_for", "not_allowed")]);
-        assert!(input(json!({"type": "contact", "contact_for": [{"customer_id": "a"}]}))
-            .into_new(now())
-            .is_ok());
+        assert!(input(json!({"type": "contact", "contact_for": [{"customer_id": "a"}]})).into_new(now()).is_ok());
     }
 
     #[test]
@@ -626,10 +597,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             codes(&errors),
-            vec![
-                ("addresses[0].country", "invalid_country"),
-                ("addresses[0].latitude", "out_of_range")
-            ]
+            vec![("addresses[0].country", "invalid_country"), ("addresses[0].latitude", "out_of_range")]
         );
     }
 
@@ -645,10 +613,7 @@ mod tests {
     }
 
     fn update(current: CustomerData, body: Value, at: DateTime<Utc>) -> Result<CustomerData, Vec<FieldError>> {
-        let identity = Identity {
-            id: Uuid::nil(),
-            customer_id: "c1",
-        };
+        let identity = Identity { id: Uuid::nil(), customer_id: "c1" };
         input(body).apply_to(current, identity, at)
     }
 
@@ -671,12 +636,7 @@ mod tests {
     #[test]
     fn consent_stamp_changes_only_when_the_value_changes() {
         let later: DateTime<Utc> = "2026-02-01T00:00:00Z".parse().unwrap();
-        let same = update(
-            stored(),
-            json!({"marketing_consent": {"sms": {"consent": true}}}),
-            later,
-        )
-        .unwrap();
+        let same = update(stored(), json!({"marketing_consent": {"sms": {"consent": true}}}), later).unwrap();
         assert_eq!(same.marketing_consent.unwrap().sms.unwrap().updated_at, Some(now()));
         let changed = update(
             stored(),

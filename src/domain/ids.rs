@@ -39,14 +39,8 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
-        Scope::Admin,
-        Scope::Read,
-        Scope::Write,
-        Scope::CreateUsers,
-        Scope::User,
-        Scope::Public,
-    ];
+    pub const ALL: [Scope; 6] =
+        [Scope::Admin, Scope::Read, Scope::Write, Scope::CreateUsers, Scope::User, Scope::Public];
 
     pub fn as_str(self) -> &'static str {
         match self {

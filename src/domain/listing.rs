@@ -37,10 +37,7 @@ impl Prefix {
 
     /// Exact-case prefix (phone numbers and other case-free values).
     pub fn exact(raw: &str) -> Self {
-        Self {
-            low: raw.to_owned(),
-            high: successor(raw),
-        }
+        Self { low: raw.to_owned(), high: successor(raw) }
     }
 }
 
@@ -163,11 +160,7 @@ impl ListParams {
                 },
                 "limit" => match value.parse::<u32>() {
                     Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
-                    _ => errors.add(
-                        name,
-                        "out_of_range",
-                        format!("must be an integer from 1 to {MAX_LIMIT}"),
-                    ),
+                    _ => errors.add(name, "out_of_range", format!("must be an integer from 1 to {MAX_LIMIT}")),
                 },
                 "starting_after" => match Uuid::parse_str(value) {
                     Ok(id) => starting_after = Some(id),
@@ -188,23 +181,12 @@ impl ListParams {
             errors.add("attributes_keys", "invalid_value", "must not be empty");
         }
         let mut values = values.into_iter();
-        filter.attributes = keys
-            .into_iter()
-            .map(|key| AttributeFilter {
-                key,
-                value: values.next(),
-            })
-            .collect();
+        filter.attributes = keys.into_iter().map(|key| AttributeFilter { key, value: values.next() }).collect();
         if filter.since.is_some() && starting_after.is_some() {
             errors.add("starting_after", "conflict", "cannot be combined with since_datetime");
         }
 
-        errors.into_result().map(|()| ListParams {
-            filter,
-            limit,
-            starting_after,
-            total,
-        })
+        errors.into_result().map(|()| ListParams { filter, limit, starting_after, total })
     }
 }
 
@@ -293,14 +275,8 @@ mod tests {
         assert_eq!(
             p.filter.attributes,
             vec![
-                AttributeFilter {
-                    key: "a".into(),
-                    value: Some("1".into())
-                },
-                AttributeFilter {
-                    key: "b".into(),
-                    value: None
-                },
+                AttributeFilter { key: "a".into(), value: Some("1".into()) },
+                AttributeFilter { key: "b".into(), value: None },
             ]
         );
         assert_eq!(error_fields("attributes_values=1"), vec!["attributes_values"]);
@@ -322,10 +298,7 @@ pub struct PageParams {
 impl PageParams {
     pub fn parse(pairs: &[(String, String)], allowed: &[&str]) -> Result<Self, Vec<FieldError>> {
         let mut errors = Errors::default();
-        let mut params = PageParams {
-            limit: DEFAULT_LIMIT,
-            ..Default::default()
-        };
+        let mut params = PageParams { limit: DEFAULT_LIMIT, ..Default::default() };
         let mut seen: Vec<&str> = Vec::new();
         for (name, value) in pairs {
             if name.contains('\0') || value.contains('\0') {
@@ -340,11 +313,7 @@ impl PageParams {
             match name.as_str() {
                 "limit" => match value.parse::<u32>() {
                     Ok(n) if (1..=MAX_LIMIT).contains(&n) => params.limit = n,
-                    _ => errors.add(
-                        name,
-                        "out_of_range",
-                        format!("must be an integer from 1 to {MAX_LIMIT}"),
-                    ),
+                    _ => errors.add(name, "out_of_range", format!("must be an integer from 1 to {MAX_LIMIT}")),
                 },
                 "starting_after" if !value.is_empty() => params.starting_after = Some(value.clone()),
                 "total" => parse_bool(&mut errors, name, value, &mut params.total),
@@ -364,13 +333,11 @@ impl PageParams {
     pub fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, Vec<FieldError>> {
         match self.get(name) {
             None => Ok(None),
-            Some(raw) => DateTime::parse_from_rfc3339(raw)
-                .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|_| {
-                    let mut errors = Errors::default();
-                    errors.add(name, "invalid_datetime", "must be an RFC 3339 date-time");
-                    errors.into_result().unwrap_err()
-                }),
+            Some(raw) => DateTime::parse_from_rfc3339(raw).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| {
+                let mut errors = Errors::default();
+                errors.add(name, "invalid_datetime", "must be an RFC 3339 date-time");
+                errors.into_result().unwrap_err()
+            }),
         }
     }
 }
@@ -393,9 +360,6 @@ mod page_tests {
         assert!(parse("limit=0", &[]).is_err());
         let t = parse("since_datetime=2026-01-01T00:00:00Z", &["since_datetime"]).unwrap();
         assert!(t.time("since_datetime").unwrap().is_some());
-        assert!(parse("since_datetime=x", &["since_datetime"])
-            .unwrap()
-            .time("since_datetime")
-            .is_err());
+        assert!(parse("since_datetime=x", &["since_datetime"]).unwrap().time("since_datetime").is_err());
     }
 }

@@ -242,10 +242,7 @@ mod tests {
         let at = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
         TokenEvent {
             id: Uuid::new_v4(),
-            token: TokenRef {
-                kind: "card".into(),
-                value: "1".into(),
-            },
+            token: TokenRef { kind: "card".into(), value: "1".into() },
             event: "e".into(),
             status: Some(status.into()),
             metadata: None,
@@ -261,11 +258,7 @@ mod tests {
     fn status_is_the_newest_unexpired_event_or_unknown() {
         let now = DateTime::from_timestamp(100, 0).unwrap();
         assert_eq!(token_status(None, &[], now), "UNKNOWN");
-        let events = [
-            event("OLD", 10, None),
-            event("NEW", 20, None),
-            event("EXPIRED", 30, Some(50)),
-        ];
+        let events = [event("OLD", 10, None), event("NEW", 20, None), event("EXPIRED", 30, Some(50))];
         assert_eq!(token_status(None, &events, now), "NEW");
         let only_expired = [event("EXPIRED", 30, Some(50))];
         assert_eq!(token_status(None, &only_expired, now), "UNKNOWN");
@@ -273,24 +266,10 @@ mod tests {
 
     #[test]
     fn inputs_are_validated() {
-        let token = TokenInput {
-            token_id: Some(" x".into()),
-            kind: "".into(),
-            value: "v".into(),
-            metadata: None,
-        };
+        let token = TokenInput { token_id: Some(" x".into()), kind: "".into(), value: "v".into(), metadata: None };
         let fields: Vec<String> = token.validate().unwrap_err().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["token_id", "type"]);
-        assert!(TagInput {
-            tag: " ".into(),
-            metadata: None
-        }
-        .validate()
-        .is_err());
-        assert!(TermsInput {
-            terms: "Be nice.".into()
-        }
-        .validate()
-        .is_ok());
+        assert!(TagInput { tag: " ".into(), metadata: None }.validate().is_err());
+        assert!(TermsInput { terms: "Be nice.".into() }.validate().is_ok());
     }
 }

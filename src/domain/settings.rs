@@ -136,10 +136,7 @@ impl Settings {
     /// Checks the settings document itself.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Errors::default();
-        for (source, list) in [
-            ("email", &self.auto_tokens.email),
-            ("phone_number", &self.auto_tokens.phone_number),
-        ] {
+        for (source, list) in [("email", &self.auto_tokens.email), ("phone_number", &self.auto_tokens.phone_number)] {
             for (i, token) in list.iter().enumerate() {
                 let field = format!("auto_tokens.{source}[{i}].secret");
                 match (token.kind, &token.secret) {
@@ -153,11 +150,7 @@ impl Settings {
                     _ => {}
                 }
                 if list[..i].iter().any(|t| t.kind == token.kind) {
-                    errors.add(
-                        format!("auto_tokens.{source}[{i}].type"),
-                        "duplicate",
-                        "each type once per field",
-                    );
+                    errors.add(format!("auto_tokens.{source}[{i}].type"), "duplicate", "each type once per field");
                 }
             }
         }
@@ -168,11 +161,7 @@ impl Settings {
             }
             errors.text(&format!("{field}.status"), &expiry.status, 255);
             if expiry.time_to_live == 0 || expiry.time_to_live > 100 * 365 * 86_400 {
-                errors.add(
-                    format!("{field}.time_to_live"),
-                    "out_of_range",
-                    "must be 1 second to 100 years",
-                );
+                errors.add(format!("{field}.time_to_live"), "out_of_range", "must be 1 second to 100 years");
             }
             if self.tokens.event_expiry[..i].iter().any(|e| e.status == expiry.status) {
                 errors.add(format!("{field}.status"), "duplicate", "each status once");
@@ -235,16 +224,8 @@ impl Settings {
     pub fn auto_tokens_for(&self, data: &CustomerData) -> Vec<AutoTokenValue> {
         let mut tokens = Vec::new();
         let sources = [
-            (
-                "email",
-                data.email.as_deref().map(normalise_email),
-                &self.auto_tokens.email,
-            ),
-            (
-                "phone_number",
-                data.phone_number.as_deref().map(normalise_phone),
-                &self.auto_tokens.phone_number,
-            ),
+            ("email", data.email.as_deref().map(normalise_email), &self.auto_tokens.email),
+            ("phone_number", data.phone_number.as_deref().map(normalise_phone), &self.auto_tokens.phone_number),
         ];
         for (source, value, wanted) in sources {
             let Some(value) = value else { continue };
@@ -260,11 +241,7 @@ impl Settings {
                     }
                     (AutoTokenType::HmacSha256, None) => continue,
                 };
-                tokens.push(AutoTokenValue {
-                    kind: token.kind.as_str(),
-                    value: digest,
-                    source,
-                });
+                tokens.push(AutoTokenValue { kind: token.kind.as_str(), value: digest, source });
             }
         }
         tokens
@@ -272,12 +249,7 @@ impl Settings {
 
     /// The settings as shown to a caller who may not see secrets.
     pub fn without_secrets(mut self) -> Self {
-        for token in self
-            .auto_tokens
-            .email
-            .iter_mut()
-            .chain(self.auto_tokens.phone_number.iter_mut())
-        {
+        for token in self.auto_tokens.email.iter_mut().chain(self.auto_tokens.phone_number.iter_mut()) {
             token.secret = None;
         }
         self
@@ -285,11 +257,7 @@ impl Settings {
 
     /// Seconds an event with `status` counts, if the settings say.
     pub fn event_ttl(&self, status: &str) -> Option<u64> {
-        self.tokens
-            .event_expiry
-            .iter()
-            .find(|e| e.status == status)
-            .map(|e| e.time_to_live)
+        self.tokens.event_expiry.iter().find(|e| e.status == status).map(|e| e.time_to_live)
     }
 }
 
@@ -316,18 +284,11 @@ fn check_attribute_value(errors: &mut Errors, field: &str, kind: AttributeType, 
         AttributeType::Boolean => value.is_boolean(),
         AttributeType::Email => value.as_str().is_some_and(validate::is_valid_email),
         AttributeType::Phonenumber => value.as_str().is_some_and(validate::is_valid_phone),
-        AttributeType::Date => value
-            .as_str()
-            .is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()),
-        AttributeType::DateTime => value
-            .as_str()
-            .is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
+        AttributeType::Date => value.as_str().is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()),
+        AttributeType::DateTime => value.as_str().is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
     };
     if !ok {
-        let kind = serde_json::to_value(kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let kind = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         errors.add(field, "invalid_attribute", format!("must be of type {kind}"));
     }
 }

@@ -19,11 +19,7 @@ pub struct Errors(Vec<FieldError>);
 
 impl Errors {
     pub fn add(&mut self, field: impl Into<String>, code: &str, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.into(),
-            code: code.to_owned(),
-            message: message.into(),
-        });
+        self.0.push(FieldError { field: field.into(), code: code.to_owned(), message: message.into() });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -130,9 +126,7 @@ mod tests {
         for good in ["a@x.io", "first.last+tag@sub.example.com", "ÆØÅ@eksempel.no"] {
             assert!(is_valid_email(good), "{good}");
         }
-        for bad in [
-            "", "a", "a@", "@x.io", "a@x", "a b@x.io", "a@x..io", ".a@x.io", "a@-x.io", "a@@x.io",
-        ] {
+        for bad in ["", "a", "a@", "@x.io", "a@x", "a b@x.io", "a@x..io", ".a@x.io", "a@-x.io", "a@@x.io"] {
             assert!(!is_valid_email(bad), "{bad}");
         }
     }

@@ -21,9 +21,7 @@ use super::extract::{is_json, parse_json, Account};
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/accounts/{aid}/auth/token", post(issue_token))
-        .route("/.well-known/jwks.json", get(jwks))
+    Router::new().route("/v1/accounts/{aid}/auth/token", post(issue_token)).route("/.well-known/jwks.json", get(jwks))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -59,41 +57,25 @@ pub async fn issue_token(
     let client = state.store.find_client(&client_id).await?;
     // Hash against a dummy when the client is unknown, so the answer takes
     // as long either way and does not tell which part was wrong.
-    let hash = client
-        .as_ref()
-        .map_or_else(|| dummy_hash().to_owned(), |c| c.secret_hash.clone());
-    let secret_ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
-        .await
-        .unwrap_or(false);
+    let hash = client.as_ref().map_or_else(|| dummy_hash().to_owned(), |c| c.secret_hash.clone());
+    let secret_ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash)).await.unwrap_or(false);
     let client = match client {
         Some(c) if secret_ok && c.account_id == account.as_str() => c,
         _ => return Err(ApiError::unauthorized()),
     };
 
     if request.grant_type.as_deref() != Some("client_credentials") {
-        return Err(ApiError::bad_request(
-            "unsupported_grant_type",
-            "grant_type must be client_credentials",
-        ));
+        return Err(ApiError::bad_request("unsupported_grant_type", "grant_type must be client_credentials"));
     }
     let audience = request.audience.unwrap_or_default();
     if !audience.ends_with(&format!("/v1/accounts/{account}")) {
-        return Err(ApiError::forbidden(
-            "the audience must be <base>/v1/accounts/<this client's account>",
-        ));
+        return Err(ApiError::forbidden("the audience must be <base>/v1/accounts/<this client's account>"));
     }
 
     let scopes: Vec<Scope> = client.scopes.split_whitespace().filter_map(Scope::parse).collect();
     let ttl = state.keys.token_ttl;
-    let access_token = state
-        .keys
-        .issue(&account, &client.client_id, &scopes, ttl)
-        .map_err(|_| ApiError::internal())?;
-    Ok(Json(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ttl.as_secs(),
-    }))
+    let access_token = state.keys.issue(&account, &client.client_id, &scopes, ttl).map_err(|_| ApiError::internal())?;
+    Ok(Json(TokenResponse { access_token, token_type: "Bearer", expires_in: ttl.as_secs() }))
 }
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
@@ -111,10 +93,7 @@ fn parse_token_request(headers: &HeaderMap, body: &[u8]) -> ApiResult<TokenReque
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if form {
-        let mut request = TokenRequest {
-            grant_type: None,
-            audience: None,
-        };
+        let mut request = TokenRequest { grant_type: None, audience: None };
         for (key, value) in form_urlencoded::parse(body) {
             match key.as_ref() {
                 "grant_type" => request.grant_type = Some(value.into_owned()),

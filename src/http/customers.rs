@@ -23,18 +23,12 @@ use super::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/v1/accounts/{aid}/customers/users",
-            get(list_customers).post(create_customer).head(head_customers),
-        )
+        .route("/v1/accounts/{aid}/customers/users", get(list_customers).post(create_customer).head(head_customers))
         .route(
             "/v1/accounts/{aid}/customers/users/{customer_id}",
             get(get_customer).put(update_customer).delete(delete_customer),
         )
-        .route(
-            "/v1/accounts/{aid}/customers/users/{customer_id}/change_customer_id",
-            post(change_customer_id),
-        )
+        .route("/v1/accounts/{aid}/customers/users/{customer_id}/change_customer_id", post(change_customer_id))
 }
 
 /// `/v1/accounts/{aid}/customers/users/{customer_id}`; `aid` is checked by `Auth`.
@@ -68,14 +62,9 @@ pub async fn create_customer(
     query.flags(&[])?;
     let (customer_id, data) = input.into_new(now_micros()).map_err(ApiError::invalid)?;
     if data.customer_type.is_privileged() && !auth.has_any(WRITERS) {
-        return Err(ApiError::forbidden(
-            "customers of type employee or other need admin or write scope",
-        ));
+        return Err(ApiError::forbidden("customers of type employee or other need admin or write scope"));
     }
-    let customer = state
-        .store
-        .create_customer(&auth.account, NewCustomer { customer_id, data }, &auth.subject)
-        .await?;
+    let customer = state.store.create_customer(&auth.account, NewCustomer { customer_id, data }, &auth.subject).await?;
     Ok(Json(customer))
 }
 
@@ -137,13 +126,8 @@ pub async fn update_customer(
     let privileged = auth.has_any(WRITERS);
     let own_only = (!privileged).then(|| auth.subject.clone());
     let patch = Box::new(move |current: &Customer, settings: &Settings| {
-        if own_only
-            .as_ref()
-            .is_some_and(|subject| *subject != current.id.to_string())
-        {
-            return Err(PatchError::Forbidden(
-                "a user:customers token may only access its own customer",
-            ));
+        if own_only.as_ref().is_some_and(|subject| *subject != current.id.to_string()) {
+            return Err(PatchError::Forbidden("a user:customers token may only access its own customer"));
         }
         let data = current.data.clone().unwrap_or_default();
         let was_privileged = data.customer_type.is_privileged();
@@ -155,17 +139,10 @@ pub async fn update_customer(
             .iter()
             .filter_map(|name| Some((name.clone(), data.attributes.as_ref()?.get(name)?.clone())))
             .collect();
-        let identity = Identity {
-            id: current.id,
-            customer_id: &current.customer_id,
-        };
-        let mut updated = input
-            .apply_to(data, identity, now_micros())
-            .map_err(PatchError::Invalid)?;
+        let identity = Identity { id: current.id, customer_id: &current.customer_id };
+        let mut updated = input.apply_to(data, identity, now_micros()).map_err(PatchError::Invalid)?;
         if !privileged && (was_privileged || updated.customer_type.is_privileged()) {
-            return Err(PatchError::Forbidden(
-                "customers of type employee or other need admin or write scope",
-            ));
+            return Err(PatchError::Forbidden("customers of type employee or other need admin or write scope"));
         }
         if own_only.is_some() && !kept.is_empty() {
             // The caller cannot see private attributes, so replacing the
@@ -175,11 +152,7 @@ pub async fn update_customer(
         Ok(updated)
     });
     let restricted = !privileged;
-    match state
-        .store
-        .update_customer(&auth.account, &customer_id, patch, &auth.subject)
-        .await
-    {
+    match state.store.update_customer(&auth.account, &customer_id, patch, &auth.subject).await {
         Err(StoreError::NotFound) if restricted => Err(not_own_record()),
         Ok(customer) if restricted => Ok(Json(hide_private(&state, &auth.account, customer).await?)),
         result => Ok(Json(result?)),
@@ -222,10 +195,7 @@ pub async fn delete_customer(
 ) -> ApiResult<Json<Customer>> {
     require(&auth, WRITERS)?;
     let delete_tokens = query.flags(&["delete_tokens"])?[0];
-    let customer = state
-        .store
-        .delete_customer(&auth.account, &customer_id, &auth.subject, delete_tokens)
-        .await?;
+    let customer = state.store.delete_customer(&auth.account, &customer_id, &auth.subject, delete_tokens).await?;
     Ok(Json(customer))
 }
 
@@ -258,10 +228,8 @@ pub async fn change_customer_id(
         errors.add("customer_id", "unchanged", "must differ from the current customer_id");
     }
     errors.into_result().map_err(ApiError::invalid)?;
-    let customer = state
-        .store
-        .change_customer_id(&auth.account, &customer_id, &body.customer_id, &auth.subject)
-        .await?;
+    let customer =
+        state.store.change_customer_id(&auth.account, &customer_id, &body.customer_id, &auth.subject).await?;
     Ok(Json(customer))
 }
 
@@ -299,10 +267,7 @@ pub async fn list_customers(
             // the time past the last change instead (update times are unique
             // per account).
             let after = last.updated_at + chrono::Duration::microseconds(1);
-            (
-                "since_datetime",
-                after.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            )
+            ("since_datetime", after.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
         } else {
             ("starting_after", last.id.to_string())
         }

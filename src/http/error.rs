@@ -34,23 +34,11 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            errors: Vec::new(),
-        }
+        Self { status, code, message: message.into(), errors: Vec::new() }
     }
 
     pub fn invalid(errors: Vec<FieldError>) -> Self {
-        Self {
-            errors,
-            ..Self::new(
-                StatusCode::BAD_REQUEST,
-                "validation_error",
-                "the request has invalid fields",
-            )
-        }
+        Self { errors, ..Self::new(StatusCode::BAD_REQUEST, "validation_error", "the request has invalid fields") }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -58,11 +46,7 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing, invalid or expired access token",
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing, invalid or expired access token")
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -86,11 +70,7 @@ impl ApiError {
     }
 
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "an internal error occurred",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred")
     }
 
     /// The error a bare status maps to, for responses produced outside our
@@ -127,9 +107,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

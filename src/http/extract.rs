@@ -25,11 +25,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Account {
         let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::bad_request("invalid_path", "the path is invalid"))?;
-        let raw = params
-            .iter()
-            .find(|(name, _)| *name == "aid")
-            .map(|(_, value)| value)
-            .unwrap_or_default();
+        let raw = params.iter().find(|(name, _)| *name == "aid").map(|(_, value)| value).unwrap_or_default();
         AccountId::parse(raw)
             .map(Account)
             .ok_or_else(|| ApiError::bad_request("invalid_account_id", "the account id must match ^[PT]\\d{8}$"))
@@ -65,10 +61,7 @@ pub fn require(principal: &Principal, scopes: &[Scope]) -> Result<(), ApiError> 
         Ok(())
     } else {
         let names: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
-        Err(ApiError::forbidden(format!(
-            "requires one of the scopes: {}",
-            names.join(", ")
-        )))
+        Err(ApiError::forbidden(format!("requires one of the scopes: {}", names.join(", "))))
     }
 }
 
@@ -79,12 +72,8 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let RawQuery(raw) = RawQuery::from_request_parts(parts, state)
-            .await
-            .unwrap_or(RawQuery(None));
-        let pairs = raw
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
+        let RawQuery(raw) = RawQuery::from_request_parts(parts, state).await.unwrap_or(RawQuery(None));
+        let pairs = raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
         Ok(QueryPairs(pairs))
     }
 }
@@ -172,11 +161,7 @@ fn parse_json_shaped<T: DeserializeOwned>(bytes: &[u8], opening: u8) -> Result<T
         Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() => return Err(invalid_json()),
         Some(_) => {
             let mut errors = Errors::default();
-            let shape = if opening == b'[' {
-                "a JSON array"
-            } else {
-                "a JSON object"
-            };
+            let shape = if opening == b'[' { "a JSON array" } else { "a JSON object" };
             errors.add("body", "invalid_type", format!("must be {shape}"));
             return Err(ApiError::invalid(errors.into_result().unwrap_err()));
         }
@@ -201,21 +186,14 @@ fn field_error(path: &str, error: &serde_json::Error) -> FieldError {
     // at the parent of a missing one.
     let (field, code) = if message.starts_with("unknown field") {
         (parent.to_owned(), "unknown_field")
-    } else if let Some(name) = message
-        .strip_prefix("missing field `")
-        .and_then(|r| r.split('`').next())
-    {
+    } else if let Some(name) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
         (join_path(parent, name), "required")
     } else if message.starts_with("invalid type") {
         (parent.to_owned(), "invalid_type")
     } else {
         (parent.to_owned(), "invalid_value")
     };
-    FieldError {
-        field: if field.is_empty() { "body".to_owned() } else { field },
-        code: code.to_owned(),
-        message,
-    }
+    FieldError { field: if field.is_empty() { "body".to_owned() } else { field }, code: code.to_owned(), message }
 }
 
 fn join_path(parent: &str, name: &str) -> String {
@@ -248,22 +226,14 @@ mod tests {
             (r#"{"frist_name":"a"}"#, "frist_name", "unknown_field"),
             (r#"{"first_name":1}"#, "first_name", "invalid_type"),
             (r#"{"type":"person"}"#, "type", "invalid_value"),
-            (
-                r#"{"addresses":[{"address_line":"a","country":"NO"}]}"#,
-                "addresses[0].postal_place",
-                "required",
-            ),
+            (r#"{"addresses":[{"address_line":"a","country":"NO"}]}"#, "addresses[0].postal_place", "required"),
             (r#"{"date_of_birth":"2020-02-30"}"#, "date_of_birth", "invalid_value"),
             ("[]", "body", "invalid_type"),
         ];
         for (body, field, code) in cases {
             let error = error_of(body);
             assert_eq!(error.code, "validation_error", "{body}");
-            assert_eq!(
-                (error.errors[0].field.as_str(), error.errors[0].code.as_str()),
-                (field, code),
-                "{body}"
-            );
+            assert_eq!((error.errors[0].field.as_str(), error.errors[0].code.as_str()), (field, code), "{body}");
         }
     }
 }

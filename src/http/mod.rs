@@ -51,10 +51,7 @@ pub struct HttpLimits {
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        Self {
-            request_timeout: Duration::from_secs(30),
-            body_limit: 1024 * 1024,
-        }
+        Self { request_timeout: Duration::from_secs(30), body_limit: 1024 * 1024 }
     }
 }
 
@@ -96,10 +93,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
                 .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
                 .layer(middleware::from_fn(json_errors))
                 .layer(middleware::from_fn(record_metrics))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    limits.request_timeout,
-                ))
+                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
                 .layer(CompressionLayer::new())
                 .layer(DefaultBodyLimit::max(limits.body_limit)),
         )
@@ -108,15 +102,8 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
 /// The request span: method, route template and request id only. The URI
 /// is left out on purpose: query strings carry emails and phone numbers.
 fn request_span(request: &Request) -> tracing::Span {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
     tracing::info_span!("request", method = %request.method(), route, request_id)
 }
 
@@ -125,10 +112,8 @@ fn request_span(request: &Request) -> tracing::Span {
 async fn json_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
@@ -144,10 +129,8 @@ async fn json_errors(request: Request, next: Next) -> Response {
 async fn record_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)

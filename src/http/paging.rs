@@ -35,16 +35,10 @@ mod tests {
 
     #[test]
     fn link_replaces_the_cursor_and_keeps_the_rest() {
-        let pairs = vec![
-            ("email".to_owned(), "a+b@x".to_owned()),
-            ("starting_after".to_owned(), "old".to_owned()),
-        ];
+        let pairs = vec![("email".to_owned(), "a+b@x".to_owned()), ("starting_after".to_owned(), "old".to_owned())];
         let headers = page_headers("/v1/x", &pairs, Some(("starting_after", "new".to_owned())), Some(7));
         assert_eq!(headers["total-count"], "7");
-        assert_eq!(
-            headers[header::LINK],
-            "</v1/x?email=a%2Bb%40x&starting_after=new>; rel=\"next\""
-        );
+        assert_eq!(headers[header::LINK], "</v1/x?email=a%2Bb%40x&starting_after=new>; rel=\"next\"");
         assert!(page_headers("/v1/x", &pairs, None, None).is_empty());
     }
 }

@@ -20,15 +20,9 @@ use super::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/v1/accounts/{aid}/customers/settings",
-            get(get_settings).put(put_settings),
-        )
+        .route("/v1/accounts/{aid}/customers/settings", get(get_settings).put(put_settings))
         .route("/v1/accounts/{aid}/customers/terms", get(list_terms).post(create_terms))
-        .route(
-            "/v1/accounts/{aid}/customers/terms/{tid}",
-            get(get_terms).delete(delete_terms),
-        )
+        .route("/v1/accounts/{aid}/customers/terms/{tid}", get(get_terms).delete(delete_terms))
 }
 
 const READERS: &[Scope] = &[Scope::Admin, Scope::Read, Scope::Public];
@@ -47,11 +41,7 @@ pub async fn get_settings(
     require(&auth, READERS)?;
     query.flags(&[])?;
     let settings = state.store.get_settings(&auth.account).await?;
-    Ok(Json(if auth.has_any(WRITERS) {
-        settings
-    } else {
-        settings.without_secrets()
-    }))
+    Ok(Json(if auth.has_any(WRITERS) { settings } else { settings.without_secrets() }))
 }
 
 /// Replace the account's settings.
@@ -88,12 +78,7 @@ pub async fn create_terms(
     require(&auth, WRITERS)?;
     query.flags(&[])?;
     input.validate().map_err(ApiError::invalid)?;
-    Ok(Json(
-        state
-            .store
-            .create_terms(&auth.account, &input.terms, &auth.subject)
-            .await?,
-    ))
+    Ok(Json(state.store.create_terms(&auth.account, &input.terms, &auth.subject).await?))
 }
 
 /// Terms, newest first, paged like customers.
@@ -112,11 +97,7 @@ pub async fn list_terms(
     require(&auth, READERS)?;
     let params = PageParams::parse(&pairs, &[]).map_err(ApiError::invalid)?;
     let page = state.store.list_terms(&auth.account, &params).await?;
-    let next = page
-        .items
-        .last()
-        .filter(|_| page.has_more)
-        .map(|t| ("starting_after", t.id.to_string()));
+    let next = page.items.last().filter(|_| page.has_more).map(|t| ("starting_after", t.id.to_string()));
     Ok((page_headers(uri.path(), &pairs, next, page.total), Json(page.items)).into_response())
 }
 

@@ -18,10 +18,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/accounts/{aid}/customers/tags", get(list_tags).post(create_tag))
         .route("/v1/accounts/{aid}/customers/tags/{tag_id}", delete(delete_tag))
-        .route(
-            "/v1/accounts/{aid}/customers/users/{customer_id}/tags",
-            get(get_customer_tags).put(set_customer_tags),
-        )
+        .route("/v1/accounts/{aid}/customers/users/{customer_id}/tags", get(get_customer_tags).put(set_customer_tags))
 }
 
 const READERS: &[Scope] = &[Scope::Admin, Scope::Read];
@@ -83,11 +80,8 @@ pub async fn delete_tag(
     query.flags(&[])?;
     let missing = || ApiError::not_found("tag_not_found", "no such tag");
     let id = Uuid::parse_str(&path.tag_id).map_err(|_| missing())?;
-    let tag = state
-        .store
-        .delete_tag(&auth.account, id)
-        .await
-        .map_err(ApiError::missing("tag_not_found", "no such tag"))?;
+    let tag =
+        state.store.delete_tag(&auth.account, id).await.map_err(ApiError::missing("tag_not_found", "no such tag"))?;
     Ok(Json(tag))
 }
 
@@ -127,10 +121,5 @@ pub async fn set_customer_tags(
     if ids.len() > 1000 {
         return Err(ApiError::bad_request("too_many_tags", "at most 1000 tags per customer"));
     }
-    Ok(Json(
-        state
-            .store
-            .set_customer_tags(&auth.account, &path.customer_id, &ids)
-            .await?,
-    ))
+    Ok(Json(state.store.set_customer_tags(&auth.account, &path.customer_id, &ids).await?))
 }

@@ -21,18 +21,9 @@ use super::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/v1/accounts/{aid}/customers/users/{customer_id}/tokens",
-            get(list_tokens).post(add_token),
-        )
-        .route(
-            "/v1/accounts/{aid}/customers/users/{customer_id}/tokens/{token_id}",
-            delete(delete_token),
-        )
-        .route(
-            "/v1/accounts/{aid}/customers/tokens/events",
-            get(list_events).post(record_event).delete(clear_events),
-        )
+        .route("/v1/accounts/{aid}/customers/users/{customer_id}/tokens", get(list_tokens).post(add_token))
+        .route("/v1/accounts/{aid}/customers/users/{customer_id}/tokens/{token_id}", delete(delete_token))
+        .route("/v1/accounts/{aid}/customers/tokens/events", get(list_events).post(record_event).delete(clear_events))
 }
 
 const READERS: &[Scope] = &[Scope::Admin, Scope::Read];
@@ -55,15 +46,8 @@ pub async fn list_tokens(
 ) -> ApiResult<Response> {
     require(&auth, READERS)?;
     let params = PageParams::parse(&pairs, &["type"]).map_err(ApiError::invalid)?;
-    let page = state
-        .store
-        .list_tokens(&auth.account, &path.customer_id, &params)
-        .await?;
-    let next = page
-        .items
-        .last()
-        .filter(|_| page.has_more)
-        .map(|t| ("starting_after", t.id.clone()));
+    let page = state.store.list_tokens(&auth.account, &path.customer_id, &params).await?;
+    let next = page.items.last().filter(|_| page.has_more).map(|t| ("starting_after", t.id.clone()));
     Ok((page_headers(uri.path(), &pairs, next, page.total), Json(page.items)).into_response())
 }
 
@@ -85,10 +69,7 @@ pub async fn add_token(
     require(&auth, WRITERS)?;
     let delete_events = query.flags(&["delete_token_events"])?[0];
     input.validate().map_err(ApiError::invalid)?;
-    let token = state
-        .store
-        .add_token(&auth.account, &path.customer_id, input, delete_events, &auth.subject)
-        .await?;
+    let token = state.store.add_token(&auth.account, &path.customer_id, input, delete_events, &auth.subject).await?;
     Ok((StatusCode::CREATED, Json(token)))
 }
 
@@ -114,11 +95,8 @@ pub async fn delete_token(
 ) -> ApiResult<Json<Token>> {
     require(&auth, WRITERS)?;
     query.flags(&[])?;
-    let customer_exists = state
-        .store
-        .get_customer(&auth.account, &path.customer_id)
-        .await?
-        .is_some_and(|c| !c.is_deleted());
+    let customer_exists =
+        state.store.get_customer(&auth.account, &path.customer_id).await?.is_some_and(|c| !c.is_deleted());
     if !customer_exists {
         return Err(ApiError::customer_not_found());
     }
@@ -146,12 +124,7 @@ pub async fn record_event(
     require(&auth, WRITERS)?;
     query.flags(&[])?;
     request.validate().map_err(ApiError::invalid)?;
-    Ok(Json(
-        state
-            .store
-            .record_token_event(&auth.account, request, &auth.subject)
-            .await?,
-    ))
+    Ok(Json(state.store.record_token_event(&auth.account, request, &auth.subject).await?))
 }
 
 /// Token events, oldest first: live ones (`since_datetime`), or cleared
@@ -172,10 +145,7 @@ pub async fn list_events(
     require(&auth, READERS)?;
     let page_params = PageParams::parse(&pairs, &["since_datetime", "deleted_since"]).map_err(ApiError::invalid)?;
     if page_params.total || page_params.include_deleted {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
-            "use deleted_since to list cleared events",
-        ));
+        return Err(ApiError::bad_request("invalid_parameter", "use deleted_since to list cleared events"));
     }
     let starting_after = match &page_params.starting_after {
         Some(raw) => Some(
@@ -185,21 +155,13 @@ pub async fn list_events(
         None => None,
     };
     let params = EventListParams {
-        limit: if page_params.limit == 0 {
-            DEFAULT_LIMIT
-        } else {
-            page_params.limit
-        },
+        limit: if page_params.limit == 0 { DEFAULT_LIMIT } else { page_params.limit },
         starting_after,
         since: page_params.time("since_datetime").map_err(ApiError::invalid)?,
         deleted_since: page_params.time("deleted_since").map_err(ApiError::invalid)?,
     };
     let page = state.store.list_token_events(&auth.account, &params).await?;
-    let next = page
-        .items
-        .last()
-        .filter(|_| page.has_more)
-        .map(|e| ("starting_after", e.id.to_string()));
+    let next = page.items.last().filter(|_| page.has_more).map(|e| ("starting_after", e.id.to_string()));
     Ok((page_headers(uri.path(), &pairs, next, None), Json(page.items)).into_response())
 }
 
@@ -218,9 +180,6 @@ pub async fn clear_events(
     require(&auth, WRITERS)?;
     query.flags(&[])?;
     request.validate().map_err(ApiError::invalid)?;
-    state
-        .store
-        .clear_token_events(&auth.account, request, &auth.subject)
-        .await?;
+    state.store.clear_token_events(&auth.account, request, &auth.subject).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -23,26 +23,26 @@ use super::{
 
 /// Takes the account's next write timestamp. The row lock this takes is
 /// held until commit, so writes of one account commit in timestamp order.
-pub(super) async fn tick(
-    conn: &mut impl Conn,
-    account: &AccountId,
-) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+pub(super) async fn tick(conn: &mut impl Conn, account: &AccountId) -> Result<DateTime<Utc>, StoreError> {
+    tick_block(conn, account, 1).await
+}
+
+/// Takes `n` consecutive write timestamps (microseconds apart) and returns
+/// the first: every one later than anything the account has written.
+async fn tick_block(conn: &mut impl Conn, account: &AccountId, n: i64) -> Result<DateTime<Utc>, StoreError> {
     let greatest = greatest(conn.dialect());
-    let mut q = SqlBuilder::new(
-        conn.dialect(),
-        "INSERT INTO account_clocks (account_id, last_us) VALUES (",
-    );
+    let last = now_micros().timestamp_micros() + n - 1;
+    let mut q = SqlBuilder::new(conn.dialect(), "INSERT INTO account_clocks (account_id, last_us) VALUES (");
     q.bind(text(account.as_str()))
         .push(", ")
-        .bind(Param::Int(now_micros().timestamp_micros()))
+        .bind(Param::Int(last))
         .push(") ON CONFLICT (account_id) DO UPDATE SET last_us = ")
         .push(greatest)
-        .push("(account_clocks.last_us + 1, excluded.last_us) RETURNING last_us");
-    let micros = conn
-        .fetch_i64(q)
-        .await?
-        .ok_or_else(|| StoreError::Other("clock returned no row".into()))?;
-    Ok(micros_to_time(micros))
+        .push("(account_clocks.last_us + ")
+        .bind(Param::Int(n))
+        .push(", excluded.last_us) RETURNING last_us");
+    let micros = conn.fetch_i64(q).await?.ok_or_else(|| StoreError::Other("clock returned no row".into()))?;
+    Ok(micros_to_time(micros - n + 1))
 }
 
 /// The account's settings, or the defaults when it has stored none.
@@ -67,18 +67,13 @@ pub(super) async fn check_rules(
     let wanted = data.contact_ids();
     if !wanted.is_empty() {
         let mut q = SqlBuilder::new(conn.dialect(), "SELECT customer_id FROM customers WHERE account_id = ");
-        q.bind(text(account.as_str()))
-            .push(" AND deleted_at IS NULL AND customer_id IN (");
+        q.bind(text(account.as_str())).push(" AND deleted_at IS NULL AND customer_id IN (");
         query::push_list(&mut q, wanted.iter().map(|id| text(id)));
         q.push(")");
         let found = conn.fetch_strings(q).await?;
         for (i, id) in wanted.iter().enumerate() {
             if !found.iter().any(|f| f == id) {
-                errors.add(
-                    format!("contact_for[{i}].customer_id"),
-                    "not_found",
-                    "names no customer of this account",
-                );
+                errors.add(format!("contact_for[{i}].customer_id"), "not_found", "names no customer of this account");
             }
         }
     }
@@ -86,10 +81,7 @@ pub(super) async fn check_rules(
         let exists = match Uuid::parse_str(&term.id) {
             Ok(id) => {
                 let mut q = SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM terms WHERE account_id = ");
-                q.bind(text(account.as_str()))
-                    .push(" AND id = ")
-                    .bind(Param::Id(id))
-                    .push(" AND deleted_at IS NULL");
+                q.bind(text(account.as_str())).push(" AND id = ").bind(Param::Id(id)).push(" AND deleted_at IS NULL");
                 conn.fetch_i64(q).await?.unwrap_or(0) > 0
             }
             Err(_) => false,
@@ -105,14 +97,10 @@ pub(super) async fn check_rules(
 /// customer_id the account has used. Runs after [`tick`], whose row lock
 /// makes concurrent creates take distinct, increasing numbers.
 async fn next_customer_number(conn: &mut impl Conn, account: &AccountId) -> Result<i64, StoreError> {
-    let mut q = SqlBuilder::new(
-        conn.dialect(),
-        "UPDATE account_clocks SET last_number = last_number + 1 WHERE account_id = ",
-    );
+    let mut q =
+        SqlBuilder::new(conn.dialect(), "UPDATE account_clocks SET last_number = last_number + 1 WHERE account_id = ");
     q.bind(text(account.as_str())).push(" RETURNING last_number");
-    conn.fetch_i64(q)
-        .await?
-        .ok_or_else(|| StoreError::Other("no clock row for the account".into()))
+    conn.fetch_i64(q).await?.ok_or_else(|| StoreError::Other("no clock row for the account".into()))
 }
 
 /// Remembers a caller-chosen numeric customer_id, so `sequence` ids never
@@ -152,15 +140,9 @@ async fn sync_auto_tokens(
 ) -> Result<(), StoreError> {
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customer_tokens SET ");
     query::push_assignments(&mut q, [("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
-    q.push(" WHERE customer_pk = ")
-        .bind(Param::Id(customer_pk))
-        .push(" AND source IS NOT NULL AND deleted_at IS NULL");
+    q.push(" WHERE customer_pk = ").bind(Param::Id(customer_pk)).push(" AND source IS NOT NULL AND deleted_at IS NULL");
     for token in wanted {
-        q.push(" AND NOT (type = ")
-            .bind(text(token.kind))
-            .push(" AND value = ")
-            .bind(text(&token.value))
-            .push(")");
+        q.push(" AND NOT (type = ").bind(text(token.kind)).push(" AND value = ").bind(text(&token.value)).push(")");
     }
     conn.execute(q).await?;
     for token in wanted {
@@ -207,15 +189,7 @@ pub(super) async fn replace_attributes(
     );
     for (i, (key, value)) in rows.iter().enumerate() {
         q.push(if i == 0 { "(" } else { ", (" });
-        query::push_list(
-            &mut q,
-            [
-                Param::Id(id),
-                text(account.as_str()),
-                text(key),
-                opt_text(value.as_ref()),
-            ],
-        );
+        query::push_list(&mut q, [Param::Id(id), text(account.as_str()), text(key), opt_text(value.as_ref())]);
         q.push(")");
     }
     conn.execute(q).await?;
@@ -243,24 +217,15 @@ pub(super) async fn create_customer(
     };
     let id = new_id();
     let cols = IndexedColumns::of(&customer_id, &new.data);
-    let mut q = SqlBuilder::new(
-        conn.dialect(),
-        "INSERT INTO customers (id, account_id, customer_id, created_at, created_by, ",
-    );
+    let mut q =
+        SqlBuilder::new(conn.dialect(), "INSERT INTO customers (id, account_id, customer_id, created_at, created_by, ");
     let columns = customer_columns(&cols, &new.data, &settings, at)?;
-    q.push(&columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "))
-        .push(") VALUES (");
+    q.push(&columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")).push(") VALUES (");
     query::push_list(
         &mut q,
-        [
-            Param::Id(id),
-            text(account.as_str()),
-            text(&customer_id),
-            Param::Time(at),
-            text(actor),
-        ]
-        .into_iter()
-        .chain(columns.into_iter().map(|(_, p)| p)),
+        [Param::Id(id), text(account.as_str()), text(&customer_id), Param::Time(at), text(actor)]
+            .into_iter()
+            .chain(columns.into_iter().map(|(_, p)| p)),
     );
     q.push(")");
     conn.execute(q).await?;
@@ -358,12 +323,7 @@ async fn write_data(
     conn.execute(q).await?;
     replace_attributes(conn, account, current.id, &cols.attributes).await?;
     sync_auto_tokens(conn, account, current.id, &settings.auto_tokens_for(&data), at, actor).await?;
-    Ok(Customer {
-        customer_id,
-        data: Some(data),
-        updated_at: at,
-        ..current
-    })
+    Ok(Customer { customer_id, data: Some(data), updated_at: at, ..current })
 }
 
 pub(super) async fn update_customer(
@@ -401,16 +361,7 @@ pub(super) async fn change_customer_id(
     data.metadata
         .get_or_insert_with(Default::default)
         .insert(change_customer_id_key(at, customer_id, new_customer_id), record);
-    let changed = write_data(
-        conn,
-        account,
-        current,
-        new_customer_id.to_owned(),
-        data,
-        &settings,
-        actor,
-    )
-    .await?;
+    let changed = write_data(conn, account, current, new_customer_id.to_owned(), data, &settings, actor).await?;
     note_customer_number(conn, account, new_customer_id).await?;
     Ok(changed)
 }
@@ -446,21 +397,13 @@ pub(super) async fn delete_customer(
     if delete_tokens {
         let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customer_tokens SET ");
         query::push_assignments(&mut q, [("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
-        q.push(" WHERE customer_pk = ")
-            .bind(Param::Id(current.id))
-            .push(" AND deleted_at IS NULL");
+        q.push(" WHERE customer_pk = ").bind(Param::Id(current.id)).push(" AND deleted_at IS NULL");
         conn.execute(q).await?;
     } else {
         // Auto tokens derive from the erased email and phone number.
         sync_auto_tokens(conn, account, current.id, &[], at, actor).await?;
     }
-    Ok(Customer {
-        data: None,
-        updated_at: at,
-        deleted_at: Some(at),
-        deleted_by: Some(actor.to_owned()),
-        ..current
-    })
+    Ok(Customer { data: None, updated_at: at, deleted_at: Some(at), deleted_by: Some(actor.to_owned()), ..current })
 }
 
 pub(super) async fn list_customers(
@@ -483,12 +426,7 @@ pub(super) async fn list_customers(
         None
     };
     let related = contacts_targets(conn, account, &customers).await?;
-    Ok(CustomerPage {
-        customers,
-        related,
-        has_more,
-        total,
-    })
+    Ok(CustomerPage { customers, related, has_more, total })
 }
 
 pub(super) async fn cursor_position(
@@ -503,10 +441,7 @@ pub(super) async fn cursor_position(
         .push(" AND c.id = ")
         .bind(Param::Id(id));
     match conn.fetch_customers(q).await?.into_iter().next() {
-        Some(c) => Ok(CursorPosition {
-            created_at: c.created_at,
-            id: c.id,
-        }),
+        Some(c) => Ok(CursorPosition { created_at: c.created_at, id: c.id }),
         None => {
             let mut errors = Errors::default();
             errors.add("starting_after", "invalid_cursor", "names no customer of this account");
@@ -523,11 +458,7 @@ pub(super) async fn contacts_targets(
     page: &[Customer],
 ) -> Result<Vec<Customer>, StoreError> {
     let mut wanted: Vec<&str> = Vec::new();
-    for id in page
-        .iter()
-        .filter_map(|c| c.data.as_ref())
-        .flat_map(CustomerData::contact_ids)
-    {
+    for id in page.iter().filter_map(|c| c.data.as_ref()).flat_map(CustomerData::contact_ids) {
         if !wanted.contains(&id) && !page.iter().any(|c| c.customer_id == id) {
             wanted.push(id);
         }

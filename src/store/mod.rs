@@ -241,10 +241,7 @@ pub struct PoolOptions {
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        Self {
-            max_connections: 16,
-            acquire_timeout: std::time::Duration::from_secs(5),
-        }
+        Self { max_connections: 16, acquire_timeout: std::time::Duration::from_secs(5) }
     }
 }
 

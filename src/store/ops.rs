@@ -131,10 +131,8 @@ impl<B: Backend> Store for SqlStore<B> {
             );
             q.push(") ON CONFLICT (singleton) DO NOTHING");
             conn.execute(q).await?;
-            let q = SqlBuilder::new(
-                conn.dialect(),
-                "SELECT kid, private_pkcs8, public_key, created_at FROM signing_keys",
-            );
+            let q =
+                SqlBuilder::new(conn.dialect(), "SELECT kid, private_pkcs8, public_key, created_at FROM signing_keys");
             let keys: Vec<KeyRow> = conn.fetch_all(q).await?;
             keys.into_iter()
                 .next()
@@ -202,14 +200,7 @@ impl<B: Backend> Store for SqlStore<B> {
         patch: Patcher,
         actor: &str,
     ) -> Result<Customer, StoreError> {
-        in_write_tx!(self.0, |conn| update_customer(
-            &mut conn,
-            account,
-            customer_id,
-            patch,
-            actor
-        )
-        .await)
+        in_write_tx!(self.0, |conn| update_customer(&mut conn, account, customer_id, patch, actor).await)
     }
 
     async fn delete_customer(
@@ -219,9 +210,7 @@ impl<B: Backend> Store for SqlStore<B> {
         actor: &str,
         delete_tokens: bool,
     ) -> Result<Customer, StoreError> {
-        in_write_tx!(self.0, |conn| {
-            delete_customer(&mut conn, account, customer_id, actor, delete_tokens).await
-        })
+        in_write_tx!(self.0, |conn| { delete_customer(&mut conn, account, customer_id, actor, delete_tokens).await })
     }
 
     async fn change_customer_id(
@@ -257,15 +246,11 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn put_settings(&self, account: &AccountId, settings: Settings, actor: &str) -> Result<Settings, StoreError> {
-        in_write_tx!(self.0, |conn| records::put_settings(
-            &mut conn, account, settings, actor
-        )
-        .await)
+        in_write_tx!(self.0, |conn| records::put_settings(&mut conn, account, settings, actor).await)
     }
 
     async fn create_terms(&self, account: &AccountId, terms: &str, actor: &str) -> Result<Terms, StoreError> {
-        in_write_tx!(self.0, |conn| records::create_terms(&mut conn, account, terms, actor)
-            .await)
+        in_write_tx!(self.0, |conn| records::create_terms(&mut conn, account, terms, actor).await)
     }
 
     async fn get_terms(&self, account: &AccountId, id: Uuid) -> Result<Option<Terms>, StoreError> {
@@ -279,8 +264,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn delete_terms(&self, account: &AccountId, id: Uuid, actor: &str) -> Result<Terms, StoreError> {
-        in_write_tx!(self.0, |conn| records::delete_terms(&mut conn, account, id, actor)
-            .await)
+        in_write_tx!(self.0, |conn| records::delete_terms(&mut conn, account, id, actor).await)
     }
 
     async fn create_tag(&self, account: &AccountId, tag: TagInput, actor: &str) -> Result<Tag, StoreError> {
@@ -308,13 +292,7 @@ impl<B: Backend> Store for SqlStore<B> {
         customer_id: &str,
         tags: &[Uuid],
     ) -> Result<Vec<Tag>, StoreError> {
-        in_write_tx!(self.0, |conn| records::set_customer_tags(
-            &mut conn,
-            account,
-            customer_id,
-            tags
-        )
-        .await)
+        in_write_tx!(self.0, |conn| records::set_customer_tags(&mut conn, account, customer_id, tags).await)
     }
 
     async fn add_token(
@@ -347,14 +325,7 @@ impl<B: Backend> Store for SqlStore<B> {
         token_id: &str,
         actor: &str,
     ) -> Result<Token, StoreError> {
-        in_write_tx!(self.0, |conn| records::delete_token(
-            &mut conn,
-            account,
-            customer_id,
-            token_id,
-            actor
-        )
-        .await)
+        in_write_tx!(self.0, |conn| records::delete_token(&mut conn, account, customer_id, token_id, actor).await)
     }
 
     async fn record_token_event(
@@ -363,10 +334,7 @@ impl<B: Backend> Store for SqlStore<B> {
         request: TokenEventRequest,
         actor: &str,
     ) -> Result<TokenDetail, StoreError> {
-        in_write_tx!(self.0, |conn| records::record_token_event(
-            &mut conn, account, request, actor
-        )
-        .await)
+        in_write_tx!(self.0, |conn| records::record_token_event(&mut conn, account, request, actor).await)
     }
 
     async fn list_token_events(
@@ -384,10 +352,7 @@ impl<B: Backend> Store for SqlStore<B> {
         request: TokenEventRequest,
         actor: &str,
     ) -> Result<(), StoreError> {
-        in_write_tx!(self.0, |conn| records::clear_token_events(
-            &mut conn, account, request, actor
-        )
-        .await)
+        in_write_tx!(self.0, |conn| records::clear_token_events(&mut conn, account, request, actor).await)
     }
 }
 
@@ -403,10 +368,7 @@ macro_rules! impl_conn {
 
             async fn execute(&mut self, q: $crate::store::query::SqlBuilder) -> Result<u64, StoreError> {
                 let args = $arguments(q.params())?;
-                let done = sqlx::query_with(q.sql(), args)
-                    .execute(self.raw())
-                    .await
-                    .map_err($translate)?;
+                let done = sqlx::query_with(q.sql(), args).execute(self.raw()).await.map_err($translate)?;
                 Ok(done.rows_affected())
             }
 
@@ -415,26 +377,17 @@ macro_rules! impl_conn {
                 q: $crate::store::query::SqlBuilder,
             ) -> Result<Vec<R>, StoreError> {
                 let args = $arguments(q.params())?;
-                sqlx::query_as_with(q.sql(), args)
-                    .fetch_all(self.raw())
-                    .await
-                    .map_err($translate)
+                sqlx::query_as_with(q.sql(), args).fetch_all(self.raw()).await.map_err($translate)
             }
 
             async fn fetch_i64(&mut self, q: $crate::store::query::SqlBuilder) -> Result<Option<i64>, StoreError> {
                 let args = $arguments(q.params())?;
-                sqlx::query_scalar_with(q.sql(), args)
-                    .fetch_optional(self.raw())
-                    .await
-                    .map_err($translate)
+                sqlx::query_scalar_with(q.sql(), args).fetch_optional(self.raw()).await.map_err($translate)
             }
 
             async fn fetch_strings(&mut self, q: $crate::store::query::SqlBuilder) -> Result<Vec<String>, StoreError> {
                 let args = $arguments(q.params())?;
-                sqlx::query_scalar_with(q.sql(), args)
-                    .fetch_all(self.raw())
-                    .await
-                    .map_err($translate)
+                sqlx::query_scalar_with(q.sql(), args).fetch_all(self.raw()).await.map_err($translate)
             }
 
             async fn commit(self) -> Result<(), StoreError> {
@@ -457,9 +410,7 @@ where
 {
     use sqlx::migrate::Migrate;
     let mut conn = pool.acquire().await.map_err(translate)?;
-    conn.ensure_migrations_table()
-        .await
-        .map_err(|e| StoreError::Other(e.to_string()))?;
+    conn.ensure_migrations_table().await.map_err(|e| StoreError::Other(e.to_string()))?;
     let applied: Vec<i64> = conn
         .list_applied_migrations()
         .await

@@ -79,9 +79,9 @@ fn arguments(params: &[Param]) -> Result<PgArguments, StoreError> {
 
 fn translate(error: sqlx::Error) -> StoreError {
     match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
-            constraint: known_constraint(db.constraint().unwrap_or_default()),
-        },
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict { constraint: known_constraint(db.constraint().unwrap_or_default()) }
+        }
         // Class 22 (data exception): a value the database cannot take, such
         // as a NUL character. Validation should catch these first; this is
         // the net that keeps a client's mistake from becoming a 500.
@@ -95,9 +95,7 @@ fn translate(error: sqlx::Error) -> StoreError {
         // Class 08 (connection exception), 57P (operator intervention, e.g.
         // shutdown), 53 (insufficient resources).
         sqlx::Error::Database(db)
-            if db
-                .code()
-                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")) =>
+            if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")) =>
         {
             StoreError::Unavailable(db.message().to_owned())
         }

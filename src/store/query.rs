@@ -51,11 +51,7 @@ pub struct SqlBuilder {
 
 impl SqlBuilder {
     pub fn new(dialect: Dialect, sql: &str) -> Self {
-        Self {
-            dialect,
-            sql: sql.to_owned(),
-            params: Vec::new(),
-        }
+        Self { dialect, sql: sql.to_owned(), params: Vec::new() }
     }
 
     pub fn push(&mut self, sql: &str) -> &mut Self {
@@ -162,8 +158,7 @@ fn push_filter(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter)
     match filter.types {
         TypeFilter::Any => {}
         TypeFilter::AllButContacts => {
-            q.push(" AND c.type <> ")
-                .bind(Param::Text(CustomerType::Contact.as_str().into()));
+            q.push(" AND c.type <> ").bind(Param::Text(CustomerType::Contact.as_str().into()));
         }
         TypeFilter::Only(t) => {
             q.push(" AND c.type = ").bind(Param::Text(t.as_str().into()));
@@ -226,10 +221,7 @@ const SEARCH_COLUMNS: [&str; 6] = [
 ];
 
 fn push_range(q: &mut SqlBuilder, column: &str, prefix: &Prefix) {
-    q.push("(")
-        .push(column)
-        .push(" >= ")
-        .bind(Param::Text(prefix.low.clone()));
+    q.push("(").push(column).push(" >= ").bind(Param::Text(prefix.low.clone()));
     if let Some(high) = &prefix.high {
         q.push(" AND ").push(column).push(" < ").bind(Param::Text(high.clone()));
     }
@@ -253,11 +245,7 @@ mod tests {
     fn placeholders_follow_the_dialect() {
         let p = params("email=ad&type=company");
         let pg = list_page(Dialect::Postgres, &account(), &p, None);
-        assert!(
-            pg.sql().contains("c.email_lower >= $3 AND c.email_lower < $4"),
-            "{}",
-            pg.sql()
-        );
+        assert!(pg.sql().contains("c.email_lower >= $3 AND c.email_lower < $4"), "{}", pg.sql());
         assert!(pg.sql().ends_with("LIMIT $5"));
         let lite = list_page(Dialect::Sqlite, &account(), &p, None);
         assert!(lite.sql().contains("c.email_lower >= ? AND c.email_lower < ?"));
@@ -277,10 +265,7 @@ mod tests {
 
     #[test]
     fn default_listing_hides_deleted_and_contacts_and_pages_by_cursor() {
-        let cursor = CursorPosition {
-            created_at: Utc::now(),
-            id: Uuid::nil(),
-        };
+        let cursor = CursorPosition { created_at: Utc::now(), id: Uuid::nil() };
         let q = list_page(Dialect::Sqlite, &account(), &params(""), Some(&cursor));
         assert!(q.sql().contains("c.deleted_at IS NULL"));
         assert!(q.sql().contains("c.type <> ?"));
@@ -310,9 +295,7 @@ mod tests {
             &account(),
             &params(&format!("tag_id={tag}&token_type=card&token_value=123")).filter,
         );
-        assert!(q
-            .sql()
-            .contains("FROM customer_tags ct WHERE ct.customer_pk = c.id AND ct.tag_id = ?"));
+        assert!(q.sql().contains("FROM customer_tags ct WHERE ct.customer_pk = c.id AND ct.tag_id = ?"));
         assert!(q.sql().contains("t.deleted_at IS NULL AND t.type = ? AND t.value = ?"));
         assert!(q.params().contains(&Param::Id(tag)));
     }

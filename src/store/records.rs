@@ -30,9 +30,7 @@ fn invalid(field: &str, code: &str, message: &str) -> StoreError {
 }
 
 fn json_param(value: &Option<JsonObject>) -> Param {
-    value
-        .as_ref()
-        .map_or(Param::NullJson, |m| Param::Json(serde_json::Value::Object(m.clone())))
+    value.as_ref().map_or(Param::NullJson, |m| Param::Json(serde_json::Value::Object(m.clone())))
 }
 
 /// Splits `limit + 1` fetched rows into a page.
@@ -59,15 +57,7 @@ pub(super) async fn put_settings(
         conn.dialect(),
         "INSERT INTO account_settings (account_id, doc, updated_at, updated_by) VALUES (",
     );
-    query::push_list(
-        &mut q,
-        [
-            text(account.as_str()),
-            Param::Json(doc),
-            Param::Time(now_micros()),
-            text(actor),
-        ],
-    );
+    query::push_list(&mut q, [text(account.as_str()), Param::Json(doc), Param::Time(now_micros()), text(actor)]);
     q.push(
         ") ON CONFLICT (account_id) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at, \
          updated_by = excluded.updated_by",
@@ -78,10 +68,7 @@ pub(super) async fn put_settings(
     if allow != before.users.phone_number_validation.allow_duplicates {
         let value = if allow { "NULL" } else { "phone_number" };
         let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customers SET phone_unique = ");
-        q.push(value)
-            .push(" WHERE account_id = ")
-            .bind(text(account.as_str()))
-            .push(" AND deleted_at IS NULL");
+        q.push(value).push(" WHERE account_id = ").bind(text(account.as_str())).push(" AND deleted_at IS NULL");
         match conn.execute(q).await {
             Err(StoreError::Conflict { .. }) => {
                 return Err(invalid(
@@ -154,19 +141,11 @@ pub(super) async fn create_terms(
         deleted_at: None,
         deleted_by: None,
     };
-    let mut q = SqlBuilder::new(
-        conn.dialect(),
-        "INSERT INTO terms (id, account_id, terms, created_at, created_by) VALUES (",
-    );
+    let mut q =
+        SqlBuilder::new(conn.dialect(), "INSERT INTO terms (id, account_id, terms, created_at, created_by) VALUES (");
     query::push_list(
         &mut q,
-        [
-            Param::Id(created.id),
-            text(account.as_str()),
-            text(terms),
-            Param::Time(created.created_at),
-            text(actor),
-        ],
+        [Param::Id(created.id), text(account.as_str()), text(terms), Param::Time(created.created_at), text(actor)],
     );
     q.push(")");
     conn.execute(q).await?;
@@ -215,8 +194,7 @@ pub(super) async fn list_terms(
     if let Some(after) = &cursor {
         push_desc_cursor(&mut q, "created_at", after.created_at, "id", Param::Id(after.id));
     }
-    q.push(" ORDER BY created_at DESC, id ASC LIMIT ")
-        .bind(Param::Int(i64::from(params.limit) + 1));
+    q.push(" ORDER BY created_at DESC, id ASC LIMIT ").bind(Param::Int(i64::from(params.limit) + 1));
     let rows: Vec<TermsRow> = conn.fetch_all(q).await?;
     let total = if params.total {
         let mut q = SqlBuilder::new(conn.dialect(), "SELECT count(*)");
@@ -405,10 +383,7 @@ pub(super) async fn set_customer_tags(
     q.bind(Param::Id(customer.id));
     conn.execute(q).await?;
     for id in &wanted {
-        let mut q = SqlBuilder::new(
-            conn.dialect(),
-            "INSERT INTO customer_tags (customer_pk, tag_id) VALUES (",
-        );
+        let mut q = SqlBuilder::new(conn.dialect(), "INSERT INTO customer_tags (customer_pk, tag_id) VALUES (");
         query::push_list(&mut q, [Param::Id(customer.id), Param::Id(*id)]);
         q.push(")");
         conn.execute(q).await?;
@@ -498,10 +473,7 @@ pub(super) async fn add_token(
     q.push(")");
     conn.execute(q).await?;
     if delete_events {
-        let reference = TokenRef {
-            kind: token.kind.clone(),
-            value: token.value.clone(),
-        };
+        let reference = TokenRef { kind: token.kind.clone(), value: token.value.clone() };
         clear_events(conn, account, &reference, token.created_at, actor).await?;
     }
     Ok(token)
@@ -528,8 +500,7 @@ pub(super) async fn list_tokens(
         }
     };
     let filter = |q: &mut SqlBuilder| {
-        q.push(" FROM customer_tokens WHERE customer_pk = ")
-            .bind(Param::Id(customer.id));
+        q.push(" FROM customer_tokens WHERE customer_pk = ").bind(Param::Id(customer.id));
         if !params.include_deleted {
             q.push(" AND deleted_at IS NULL");
         }
@@ -541,16 +512,9 @@ pub(super) async fn list_tokens(
     q.push(TOKEN_COLUMNS);
     filter(&mut q);
     if let Some(after) = &cursor {
-        push_desc_cursor(
-            &mut q,
-            "created_at",
-            after.created_at.0,
-            "token_id",
-            text(&after.token_id),
-        );
+        push_desc_cursor(&mut q, "created_at", after.created_at.0, "token_id", text(&after.token_id));
     }
-    q.push(" ORDER BY created_at DESC, token_id ASC LIMIT ")
-        .bind(Param::Int(i64::from(params.limit) + 1));
+    q.push(" ORDER BY created_at DESC, token_id ASC LIMIT ").bind(Param::Int(i64::from(params.limit) + 1));
     let rows = select_tokens(conn, q).await?;
     let total = if params.total {
         let mut q = SqlBuilder::new(conn.dialect(), "SELECT count(*)");
@@ -571,10 +535,7 @@ pub(super) async fn delete_token(
 ) -> Result<Token, StoreError> {
     let customer = live_for_update(conn, account, customer_id).await?;
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customer_tokens SET ");
-    query::push_assignments(
-        &mut q,
-        [("deleted_at", Param::Time(now_micros())), ("deleted_by", text(actor))],
-    );
+    query::push_assignments(&mut q, [("deleted_at", Param::Time(now_micros())), ("deleted_by", text(actor))]);
     q.push(" WHERE customer_pk = ")
         .bind(Param::Id(customer.id))
         .push(" AND token_id = ")
@@ -589,11 +550,7 @@ pub(super) async fn delete_token(
         .bind(Param::Id(customer.id))
         .push(" AND token_id = ")
         .bind(text(token_id));
-    let row = select_tokens(conn, q)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or(StoreError::NotFound)?;
+    let row = select_tokens(conn, q).await?.into_iter().next().ok_or(StoreError::NotFound)?;
     Ok(row.into())
 }
 
@@ -618,10 +575,7 @@ impl From<EventRow> for TokenEvent {
     fn from(r: EventRow) -> Self {
         TokenEvent {
             id: r.id,
-            token: TokenRef {
-                kind: r.token_type,
-                value: r.token_value,
-            },
+            token: TokenRef { kind: r.token_type, value: r.token_value },
             event: r.event,
             status: r.status,
             metadata: r.metadata.map(|m| m.0),
@@ -723,16 +677,7 @@ pub(super) async fn clear_token_events(
     clear_events(conn, account, &request.token, now_micros(), actor).await?;
     if let Some(event) = request.event {
         let settings = load_settings(conn, account).await?;
-        insert_event(
-            conn,
-            account,
-            &request.token,
-            event,
-            Some("DELETED".to_owned()),
-            &settings,
-            actor,
-        )
-        .await?;
+        insert_event(conn, account, &request.token, event, Some("DELETED".to_owned()), &settings, actor).await?;
     }
     Ok(())
 }
@@ -753,9 +698,7 @@ async fn token_detail(conn: &mut impl Conn, account: &AccountId, token: &TokenRe
     let owner = match &owned {
         Some(row) => {
             let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
-            q.push(CUSTOMER_COLUMNS)
-                .push(" FROM customers c WHERE c.id = ")
-                .bind(Param::Id(row.customer_pk));
+            q.push(CUSTOMER_COLUMNS).push(" FROM customers c WHERE c.id = ").bind(Param::Id(row.customer_pk));
             conn.fetch_customers(q).await?.into_iter().next()
         }
         None => None,
@@ -769,9 +712,7 @@ async fn token_detail(conn: &mut impl Conn, account: &AccountId, token: &TokenRe
     let status = token_status(owner.as_ref(), &events, now_micros());
     let token_record: Option<Token> = owned.map(Into::into);
     Ok(TokenDetail {
-        id: token_record
-            .as_ref()
-            .map_or_else(|| format!("{}:{}", token.kind, token.value), |t| t.id.clone()),
+        id: token_record.as_ref().map_or_else(|| format!("{}:{}", token.kind, token.value), |t| t.id.clone()),
         customer: owner,
         token: token_record,
         status,
@@ -804,18 +745,12 @@ pub(super) async fn list_token_events(
                 .next()
                 .ok_or_else(|| invalid("starting_after", "invalid_cursor", "names no event of this account"))?
                 .into();
-            let at = if params.deleted_since.is_some() {
-                event.deleted_at
-            } else {
-                Some(event.created_at)
-            };
+            let at = if params.deleted_since.is_some() { event.deleted_at } else { Some(event.created_at) };
             Some((at.unwrap_or(event.created_at), id))
         }
     };
     let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
-    q.push(EVENT_COLUMNS)
-        .push(" FROM token_events WHERE account_id = ")
-        .bind(text(account.as_str()));
+    q.push(EVENT_COLUMNS).push(" FROM token_events WHERE account_id = ").bind(text(account.as_str()));
     if params.deleted_since.is_some() {
         q.push(" AND deleted_at IS NOT NULL");
     } else {
@@ -837,10 +772,7 @@ pub(super) async fn list_token_events(
             .bind(Param::Id(id))
             .push(")");
     }
-    q.push(" ORDER BY ")
-        .push(time_column)
-        .push(" ASC, id ASC LIMIT ")
-        .bind(Param::Int(i64::from(params.limit) + 1));
+    q.push(" ORDER BY ").push(time_column).push(" ASC, id ASC LIMIT ").bind(Param::Int(i64::from(params.limit) + 1));
     let rows: Vec<EventRow> = conn.fetch_all(q).await?;
     Ok(page(rows.into_iter().map(Into::into).collect(), params.limit, None))
 }

@@ -51,11 +51,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn write(&self) -> Result<Self::Conn, StoreError> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map(Handle::Tx)
-            .map_err(translate)
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map(Handle::Tx).map_err(translate)
     }
 
     async fn migrate(&self) -> Result<Vec<String>, StoreError> {

@@ -11,9 +11,7 @@ use crate::helpers::{TestApp, ACCOUNT, ISSUER, OTHER_ACCOUNT};
 
 async fn client(app: &TestApp, account: &str, scopes: &[Scope]) -> (String, String) {
     let account = AccountId::parse(account).unwrap();
-    let (record, secret) = customers::auth::create_client(&*app.store, &account, scopes, None, None)
-        .await
-        .unwrap();
+    let (record, secret) = customers::auth::create_client(&*app.store, &account, scopes, None, None).await.unwrap();
     (record.client_id, secret)
 }
 

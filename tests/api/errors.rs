@@ -63,10 +63,7 @@ both_backends! {
 
 #[tokio::test]
 async fn oversized_bodies_get_413() {
-    let limits = HttpLimits {
-        body_limit: 1024,
-        ..HttpLimits::default()
-    };
+    let limits = HttpLimits { body_limit: 1024, ..HttpLimits::default() };
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let app = TestApp::spawn_with(backend, limits.clone()).await;
         let big = json!({"first_name": "x".repeat(2000)});

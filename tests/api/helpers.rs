@@ -70,12 +70,7 @@ impl TestDatabase {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("customers.db").display());
-                TestDatabase {
-                    backend,
-                    url,
-                    schema: None,
-                    _dir: Some(dir),
-                }
+                TestDatabase { backend, url, schema: None, _dir: Some(dir) }
             }
             Backend::Postgres => {
                 let base = postgres_base_url();
@@ -83,27 +78,17 @@ impl TestDatabase {
                 let admin = sqlx::PgPool::connect(&base).await.unwrap_or_else(|e| {
                     panic!("PostgreSQL tests need a server at {base} (set TEST_DATABASE_URL): {e}")
                 });
-                sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                    .execute(&admin)
-                    .await
-                    .expect("create schema");
+                sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.expect("create schema");
                 admin.close().await;
                 let separator = if base.contains('?') { '&' } else { '?' };
                 let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
-                TestDatabase {
-                    backend,
-                    url,
-                    schema: Some(schema),
-                    _dir: None,
-                }
+                TestDatabase { backend, url, schema: Some(schema), _dir: None }
             }
         }
     }
 
     pub async fn open(&self) -> Arc<dyn Store> {
-        let store = store::open(&self.url, &PoolOptions::default())
-            .await
-            .expect("open store");
+        let store = store::open(&self.url, &PoolOptions::default()).await.expect("open store");
         store.migrate().await.expect("migrate");
         store
     }
@@ -143,15 +128,10 @@ impl Drop for TestDatabase {
         };
         // Drop runs inside the test's runtime; use a thread with its own.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 if let Ok(admin) = sqlx::PgPool::connect(&postgres_base_url()).await {
-                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .execute(&admin)
-                        .await;
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await;
                     admin.close().await;
                 }
             });
@@ -218,46 +198,23 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, limits: HttpLimits) -> Self {
         let db = TestDatabase::create(backend).await;
         let store = db.open().await;
-        let keys = Arc::new(
-            Keys::load_or_create(&*store, ISSUER, Duration::from_secs(600))
-                .await
-                .expect("keys"),
-        );
-        let state = AppState {
-            store: store.clone(),
-            keys: keys.clone(),
-            metrics: metrics_handle(),
-        };
+        let keys = Arc::new(Keys::load_or_create(&*store, ISSUER, Duration::from_secs(600)).await.expect("keys"));
+        let state = AppState { store: store.clone(), keys: keys.clone(), metrics: metrics_handle() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let app = customers::app(state, &limits);
         let server = tokio::spawn(async move {
             let _ = customers::serve(listener, app, std::future::pending()).await;
         });
-        TestApp {
-            address,
-            client: reqwest::Client::new(),
-            store,
-            keys,
-            db,
-            server,
-        }
+        TestApp { address, client: reqwest::Client::new(), store, keys, db, server }
     }
 
     /// Another server on the same database, with its own connection pool,
     /// as a second process would be. Stops when the handle drops.
     pub async fn sibling(&self) -> Sibling {
         let store = self.db.open().await;
-        let keys = Arc::new(
-            Keys::load_or_create(&*store, ISSUER, Duration::from_secs(600))
-                .await
-                .unwrap(),
-        );
-        let state = AppState {
-            store,
-            keys,
-            metrics: metrics_handle(),
-        };
+        let keys = Arc::new(Keys::load_or_create(&*store, ISSUER, Duration::from_secs(600)).await.unwrap());
+        let state = AppState { store, keys, metrics: metrics_handle() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let app = customers::app(state, &HttpLimits::default());
@@ -290,9 +247,7 @@ impl TestApp {
 
     pub fn token_for(&self, account: &str, subject: &str, scopes: &[Scope]) -> String {
         let account = AccountId::parse(account).unwrap();
-        self.keys
-            .issue(&account, subject, scopes, Duration::from_secs(600))
-            .unwrap()
+        self.keys.issue(&account, subject, scopes, Duration::from_secs(600)).unwrap()
     }
 
     pub async fn send(&self, method: Method, url: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
@@ -343,24 +298,13 @@ impl TestApp {
 
     /// The `customer_id`s of a list response, in order.
     pub fn ids(reply: &Reply) -> Vec<String> {
-        reply
-            .body
-            .as_array()
-            .expect("array")
-            .iter()
-            .map(|c| c["customer_id"].as_str().unwrap().to_owned())
-            .collect()
+        reply.body.as_array().expect("array").iter().map(|c| c["customer_id"].as_str().unwrap().to_owned()).collect()
     }
 
     /// How many customer rows the account has in the database.
     pub async fn row_count(&self) -> usize {
-        let rows = self
-            .db
-            .query_text(
-                "SELECT CAST(count(*) AS TEXT) FROM customers WHERE account_id = $1",
-                &[ACCOUNT],
-            )
-            .await;
+        let rows =
+            self.db.query_text("SELECT CAST(count(*) AS TEXT) FROM customers WHERE account_id = $1", &[ACCOUNT]).await;
         rows[0].as_deref().unwrap().parse().unwrap()
     }
 }

@@ -13,19 +13,13 @@ use crate::helpers::{Backend, TestDatabase, ACCOUNT};
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_customers"));
-    command
-        .env("CUSTOMERS_LOG", "warn")
-        .env_remove("CUSTOMERS_DATABASE_URL");
+    command.env("CUSTOMERS_LOG", "warn").env_remove("CUSTOMERS_DATABASE_URL");
     command
 }
 
 fn run_json(args: &[&str]) -> Value {
     let output = binary().args(args).output().expect("run customers");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("one JSON object")
 }
 
@@ -111,11 +105,7 @@ async fn serve_bootstraps_a_client_and_stops_on_sigterm() {
             .unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
         let lines: Vec<String> = tokio::task::spawn_blocking(move || {
-            stdout
-                .lines()
-                .map_while(Result::ok)
-                .take_while(|l| !l.trim_end().ends_with("/auth/token"))
-                .collect()
+            stdout.lines().map_while(Result::ok).take_while(|l| !l.trim_end().ends_with("/auth/token")).collect()
         })
         .await
         .unwrap();
@@ -155,14 +145,8 @@ async fn serve_bootstraps_a_client_and_stops_on_sigterm() {
             .unwrap();
         assert_eq!(listed.status(), StatusCode::OK, "{backend:?}");
 
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        let status = tokio::task::spawn_blocking(move || child.wait())
-            .await
-            .unwrap()
-            .unwrap();
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
         assert!(status.success(), "{backend:?}: exit {status}");
     }
 }

@@ -16,10 +16,7 @@ fn events_url(app: &TestApp) -> String {
 }
 
 fn sha256(value: &str) -> String {
-    Sha256::digest(value.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(value.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 both_backends! {
