@@ -51,7 +51,6 @@ CREATE TABLE customers (
     phone_number      TEXT COLLATE "C",
     -- phone_number while the account forbids duplicate phone numbers
     phone_unique      TEXT,
-    first_name_lower  TEXT COLLATE "C",
     last_name_lower   TEXT COLLATE "C",
     full_name_lower   TEXT COLLATE "C",
     doc               JSONB NOT NULL,
@@ -64,14 +63,14 @@ CREATE TABLE customers (
 -- Deleted customers keep their customer_id reserved; erasure nulls email and
 -- phone, which frees them.
 CREATE UNIQUE INDEX customers_customer_id_key ON customers (account_id, customer_id);
-CREATE UNIQUE INDEX customers_email_key ON customers (account_id, type, email_lower) WHERE email_lower IS NOT NULL;
+-- Also serves email prefix search (account_id, email_lower leading).
+CREATE UNIQUE INDEX customers_email_key ON customers (account_id, email_lower, type) WHERE email_lower IS NOT NULL;
 CREATE UNIQUE INDEX customers_phone_number_key ON customers (account_id, phone_unique) WHERE phone_unique IS NOT NULL;
 CREATE INDEX customers_created_idx ON customers (account_id, created_at DESC, id);
 CREATE INDEX customers_updated_idx ON customers (account_id, updated_at, id);
-CREATE INDEX customers_email_lower_idx ON customers (account_id, email_lower);
 CREATE INDEX customers_phone_idx ON customers (account_id, phone_number);
-CREATE INDEX customers_first_name_idx ON customers (account_id, first_name_lower);
 CREATE INDEX customers_last_name_idx ON customers (account_id, last_name_lower);
+-- "first last" (or the one name given): also serves first-name prefixes.
 CREATE INDEX customers_full_name_idx ON customers (account_id, full_name_lower);
 CREATE INDEX customers_customer_id_lower_idx ON customers (account_id, customer_id_lower);
 

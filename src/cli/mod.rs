@@ -9,6 +9,7 @@ pub mod clients;
 pub mod migrate;
 pub mod serve;
 pub mod tokens;
+pub mod transfer;
 
 #[derive(Parser, Debug)]
 #[command(name = "customers", version, about = "Customer records, following the Dintero Customers API")]
@@ -32,6 +33,10 @@ pub enum Command {
     /// Mint access tokens.
     #[command(subcommand)]
     Tokens(tokens::Command),
+    /// Import customers from NDJSON (one create body per line).
+    Import(transfer::ImportOpts),
+    /// Export an account's customers as NDJSON to standard output.
+    Export(transfer::ExportOpts),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -40,6 +45,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(opts) => migrate::run(opts).await,
         Command::Clients(command) => clients::run(command).await,
         Command::Tokens(command) => tokens::run(command).await,
+        Command::Import(opts) => transfer::import(opts).await,
+        Command::Export(opts) => transfer::export(opts).await,
     }
 }
 

@@ -17,8 +17,8 @@ use super::ops::Conn;
 use super::query::{self, opt_text, text, CursorPosition, Dialect, Param, SqlBuilder, CUSTOMER_COLUMNS};
 use super::rows::SettingsRow;
 use super::{
-    change_customer_id_key, micros_to_time, new_id, now_micros, CustomerPage, IndexedColumns, NewCustomer, Patcher,
-    StoreError,
+    change_customer_id_key, micros_to_time, new_id, now_micros, CustomerPage, ImportOutcome, ImportRow, IndexedColumns,
+    NewCustomer, Patcher, StoreError,
 };
 
 /// Takes the account's next write timestamp. The row lock this takes is
@@ -263,7 +263,6 @@ fn customer_columns(
         ("email_lower", opt_text(cols.email_lower.as_ref())),
         ("phone_number", opt_text(cols.phone_number.as_ref())),
         ("phone_unique", phone_unique),
-        ("first_name_lower", opt_text(cols.first_name_lower.as_ref())),
         ("last_name_lower", opt_text(cols.last_name_lower.as_ref())),
         ("full_name_lower", opt_text(cols.full_name_lower.as_ref())),
         ("doc", Param::Json(doc)),
@@ -380,7 +379,7 @@ pub(super) async fn delete_customer(
     let mut q = SqlBuilder::new(
         conn.dialect(),
         "UPDATE customers SET email = NULL, email_lower = NULL, phone_number = NULL, phone_unique = NULL, \
-         first_name_lower = NULL, last_name_lower = NULL, full_name_lower = NULL, ",
+         last_name_lower = NULL, full_name_lower = NULL, ",
     );
     query::push_assignments(
         &mut q,
@@ -474,4 +473,179 @@ pub(super) async fn contacts_targets(
     query::push_list(&mut q, wanted.iter().map(|id| text(id)));
     q.push(") ORDER BY c.created_at DESC, c.id ASC");
     conn.fetch_customers(q).await
+}
+
+#[derive(sqlx::FromRow)]
+struct IdRow {
+    id: Uuid,
+}
+
+/// Imports a batch of validated customers in the caller's transaction with
+/// multi-row inserts. A row whose `customer_id` exists already is counted as
+/// existing (so re-running an import adds nothing); a row that breaks
+/// another uniqueness rule or a database-checked rule is rejected alone.
+pub(super) async fn import_batch(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    rows: Vec<ImportRow>,
+    actor: &str,
+) -> Result<ImportOutcome, StoreError> {
+    if conn.dialect() == Dialect::Postgres {
+        // An import is idempotent (a re-run adds what a crash lost), so its
+        // commits need not wait for the WAL flush.
+        conn.execute(SqlBuilder::new(Dialect::Postgres, "SET LOCAL synchronous_commit = off")).await?;
+    }
+    let settings = load_settings(conn, account).await?;
+    let mut outcome = ImportOutcome::default();
+    let mut accepted = Vec::with_capacity(rows.len());
+    for row in rows {
+        match check_rules(conn, account, &row.data, &settings).await {
+            Ok(()) => accepted.push(row),
+            Err(StoreError::Invalid(errors)) => outcome.rejected.push((row.line, describe(&errors))),
+            Err(other) => return Err(other),
+        }
+    }
+    if accepted.is_empty() {
+        return Ok(outcome);
+    }
+    let first = tick_block(conn, account, accepted.len() as i64).await?;
+    let ids: Vec<Uuid> = accepted.iter().map(|_| new_id()).collect();
+    let mut inserted: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
+    // 16 parameters a row; 1,000 rows stay under both backends' limits.
+    for (chunk_index, (chunk, chunk_ids)) in accepted.chunks(1000).zip(ids.chunks(1000)).enumerate() {
+        let mut q = SqlBuilder::new(
+            conn.dialect(),
+            "INSERT INTO customers (id, account_id, customer_id, created_at, created_by, ",
+        );
+        for (i, (row, id)) in chunk.iter().zip(chunk_ids).enumerate() {
+            let at = first + chrono::Duration::microseconds((chunk_index * 1000 + i) as i64);
+            let cols = IndexedColumns::of(&row.customer_id, &row.data);
+            let columns = customer_columns(&cols, &row.data, &settings, at)?;
+            if i == 0 {
+                q.push(&columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")).push(") VALUES (");
+            } else {
+                q.push(", (");
+            }
+            query::push_list(
+                &mut q,
+                [Param::Id(*id), text(account.as_str()), text(&row.customer_id), Param::Time(at), text(actor)]
+                    .into_iter()
+                    .chain(columns.into_iter().map(|(_, p)| p)),
+            );
+            q.push(")");
+        }
+        q.push(" ON CONFLICT DO NOTHING RETURNING id");
+        let returned: Vec<IdRow> = conn.fetch_all(q).await?;
+        inserted.extend(returned.into_iter().map(|r| r.id));
+    }
+
+    let mut attributes = Vec::new();
+    let mut tokens = Vec::new();
+    let mut highest_number = None;
+    let mut skipped = Vec::new();
+    for (index, (row, id)) in accepted.iter().zip(&ids).enumerate() {
+        if !inserted.contains(id) {
+            skipped.push(row);
+            continue;
+        }
+        outcome.inserted += 1;
+        let at = first + chrono::Duration::microseconds(index as i64);
+        attributes.extend(IndexedColumns::of(&row.customer_id, &row.data).attributes.into_iter().map(|a| (*id, a)));
+        tokens.extend(settings.auto_tokens_for(&row.data).into_iter().map(|t| (*id, at, t)));
+        if row.customer_id.len() <= 18 && row.customer_id.bytes().all(|b| b.is_ascii_digit()) {
+            highest_number = highest_number.max(row.customer_id.parse::<i64>().ok());
+        }
+    }
+    insert_attribute_rows(conn, account, &attributes).await?;
+    insert_auto_token_rows(conn, account, &tokens, actor).await?;
+    if let Some(number) = highest_number {
+        note_customer_number(conn, account, &number.to_string()).await?;
+    }
+    classify_skipped(conn, account, &skipped, &mut outcome).await?;
+    Ok(outcome)
+}
+
+/// Rows the insert skipped: their `customer_id` exists (already imported),
+/// or they collide on email or phone number.
+async fn classify_skipped(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    skipped: &[&ImportRow],
+    outcome: &mut ImportOutcome,
+) -> Result<(), StoreError> {
+    for chunk in skipped.chunks(1000) {
+        let mut q = SqlBuilder::new(conn.dialect(), "SELECT customer_id FROM customers WHERE account_id = ");
+        q.bind(text(account.as_str())).push(" AND customer_id IN (");
+        query::push_list(&mut q, chunk.iter().map(|r| text(&r.customer_id)));
+        q.push(")");
+        let existing = conn.fetch_strings(q).await?;
+        for row in chunk {
+            if existing.contains(&row.customer_id) {
+                outcome.existing.push(row.line);
+            } else {
+                outcome.rejected.push((row.line, "email or phone_number belongs to another customer".to_owned()));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn insert_attribute_rows(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    rows: &[(Uuid, (String, Option<String>))],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(2000) {
+        let mut q = SqlBuilder::new(
+            conn.dialect(),
+            "INSERT INTO customer_attributes (customer_pk, account_id, key, value) VALUES ",
+        );
+        for (i, (id, (key, value))) in chunk.iter().enumerate() {
+            q.push(if i == 0 { "(" } else { ", (" });
+            query::push_list(&mut q, [Param::Id(*id), text(account.as_str()), text(key), opt_text(value.as_ref())]);
+            q.push(")");
+        }
+        conn.execute(q).await?;
+    }
+    Ok(())
+}
+
+async fn insert_auto_token_rows(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    rows: &[(Uuid, DateTime<Utc>, AutoTokenValue)],
+    actor: &str,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(1000) {
+        let mut q = SqlBuilder::new(
+            conn.dialect(),
+            "INSERT INTO customer_tokens (pk, account_id, token_id, customer_pk, type, value, source, created_at, \
+             created_by) VALUES ",
+        );
+        for (i, (id, at, token)) in chunk.iter().enumerate() {
+            q.push(if i == 0 { "(" } else { ", (" });
+            query::push_list(
+                &mut q,
+                [
+                    Param::Id(new_id()),
+                    text(account.as_str()),
+                    text(&Uuid::new_v4().to_string()),
+                    Param::Id(*id),
+                    text(token.kind),
+                    text(&token.value),
+                    text(token.source),
+                    Param::Time(*at),
+                    text(actor),
+                ],
+            );
+            q.push(")");
+        }
+        q.push(" ON CONFLICT DO NOTHING");
+        conn.execute(q).await?;
+    }
+    Ok(())
+}
+
+fn describe(errors: &[crate::domain::validate::FieldError]) -> String {
+    errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
 }

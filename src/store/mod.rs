@@ -55,6 +55,24 @@ pub enum PatchError {
 /// concurrent updates serialise.
 pub type Patcher = Box<dyn FnOnce(&Customer, &Settings) -> Result<CustomerData, PatchError> + Send>;
 
+/// One validated line of an import.
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    pub line: u64,
+    pub customer_id: String,
+    pub data: CustomerData,
+}
+
+/// What became of an import batch's lines.
+#[derive(Debug, Default)]
+pub struct ImportOutcome {
+    pub inserted: u64,
+    /// Lines whose `customer_id` was stored already.
+    pub existing: Vec<u64>,
+    /// Lines refused, with the reason.
+    pub rejected: Vec<(u64, String)>,
+}
+
 /// One page of a simpler list (terms, tokens, token events).
 #[derive(Debug, Clone)]
 pub struct Page<T> {
@@ -137,6 +155,13 @@ pub trait Store: Send + Sync {
         actor: &str,
     ) -> Result<Customer, StoreError>;
     async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError>;
+    /// Inserts a batch of customers in one transaction (see `ImportOutcome`).
+    async fn import_customers(
+        &self,
+        account: &AccountId,
+        rows: Vec<ImportRow>,
+        actor: &str,
+    ) -> Result<ImportOutcome, StoreError>;
     /// Whether a live customer has exactly this email (any case) and/or phone.
     async fn customer_exists(
         &self,
@@ -253,7 +278,6 @@ pub struct IndexedColumns {
     pub email: Option<String>,
     pub email_lower: Option<String>,
     pub phone_number: Option<String>,
-    pub first_name_lower: Option<String>,
     pub last_name_lower: Option<String>,
     pub full_name_lower: Option<String>,
     /// One row per attribute value: `(key, value-as-text)`; `None` marks a
@@ -264,16 +288,18 @@ pub struct IndexedColumns {
 impl IndexedColumns {
     pub fn of(customer_id: &str, data: &CustomerData) -> Self {
         let lower = |v: &Option<String>| v.as_ref().map(|s| s.to_lowercase());
+        // "first last", or the one name given: a prefix of it is a prefix of
+        // the first name too, so search needs no first-name index.
         let full_name_lower = match (&data.first_name, &data.last_name) {
             (Some(first), Some(last)) => Some(format!("{first} {last}").to_lowercase()),
-            _ => None,
+            (Some(name), None) | (None, Some(name)) => Some(name.to_lowercase()),
+            (None, None) => None,
         };
         Self {
             customer_id_lower: customer_id.to_lowercase(),
             email: data.email.clone(),
             email_lower: lower(&data.email),
             phone_number: data.phone_number.clone(),
-            first_name_lower: lower(&data.first_name),
             last_name_lower: lower(&data.last_name),
             full_name_lower,
             attributes: attribute_rows(data),

@@ -9,14 +9,15 @@ use crate::domain::ids::AccountId;
 use crate::domain::listing::ListParams;
 
 use super::customers::{
-    change_customer_id, create_customer, delete_customer, list_customers, load_settings, select_by_customer_id,
-    update_customer,
+    change_customer_id, create_customer, delete_customer, import_batch, list_customers, load_settings,
+    select_by_customer_id, update_customer,
 };
 use super::query::{self, text, Dialect, Param, SqlBuilder};
 use super::records;
 use super::rows::{ClientRow, CustomerRow, DbRow, KeyRow};
 use super::{
-    ClientRecord, CustomerPage, EventListParams, NewCustomer, Page, Patcher, SigningKeyRecord, Store, StoreError,
+    ClientRecord, CustomerPage, EventListParams, ImportOutcome, ImportRow, NewCustomer, Page, Patcher,
+    SigningKeyRecord, Store, StoreError,
 };
 use crate::domain::listing::PageParams;
 use crate::domain::records::{Tag, TagInput, Terms, Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput};
@@ -228,6 +229,15 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError> {
         let mut conn = self.0.read().await?;
         list_customers(&mut conn, account, params).await
+    }
+
+    async fn import_customers(
+        &self,
+        account: &AccountId,
+        rows: Vec<ImportRow>,
+        actor: &str,
+    ) -> Result<ImportOutcome, StoreError> {
+        in_write_tx!(self.0, |conn| import_batch(&mut conn, account, rows, actor).await)
     }
 
     async fn customer_exists(

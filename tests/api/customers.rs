@@ -141,7 +141,7 @@ both_backends! {
 
         let row = app.db.query_text(
             "SELECT coalesce(email, '') || coalesce(email_lower, '') || coalesce(phone_number, '') || \
-             coalesce(phone_unique, '') || coalesce(first_name_lower, '') || coalesce(last_name_lower, '') || \
+             coalesce(phone_unique, '') || coalesce(last_name_lower, '') || \
              coalesce(full_name_lower, '') || CAST(doc AS TEXT) FROM customers WHERE customer_id = $1",
             &["erase-me"],
         ).await;

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestDatabase, ACCOUNT};
+use crate::helpers::{Backend, TestApp, TestDatabase, ACCOUNT};
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_customers"));
@@ -148,5 +148,62 @@ async fn serve_bootstraps_a_client_and_stops_on_sigterm() {
         Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
         let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
         assert!(status.success(), "{backend:?}: exit {status}");
+    }
+}
+
+both_backends! {
+    async fn import_validates_lines_skips_what_exists_and_export_round_trips(app: &TestApp) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("in.ndjson");
+        let lines = [
+            r#"{"customer_id": "i1", "first_name": "Ida", "email": "ida@x.io", "attributes": {"tier": "gold"}}"#,
+            r#"{"email": "not-an-email"}"#,
+            "",
+            r#"{"first_name": "No Id", "phone_number": "+4790000001"}"#,
+            r#"{"customer_id": "i3", "email": "IDA@x.io"}"#,
+            r#"{"customer_id": "i4", "frist_name": "typo"}"#,
+        ];
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let import = |strict: bool| {
+            let mut cmd = binary();
+            cmd.args(["import", "--database", &app.db.url, "--account", ACCOUNT, "--file", file.to_str().unwrap()]);
+            if strict {
+                cmd.arg("--strict");
+            }
+            cmd.output().unwrap()
+        };
+
+        let strict = import(true);
+        assert!(!strict.status.success());
+        assert_eq!(app.row_count().await, 0, "--strict writes nothing when a line is invalid");
+
+        let first = import(false);
+        let (stdout, stderr) = (String::from_utf8_lossy(&first.stdout), String::from_utf8_lossy(&first.stderr));
+        assert!(!first.status.success(), "bad lines make the exit status non-zero");
+        assert!(stdout.contains("imported 2 customers"), "{stdout}");
+        assert!(stderr.contains("line 2: email"), "{stderr}");
+        assert!(stderr.contains("line 5: email or phone_number belongs to another customer"), "{stderr}");
+        assert!(stderr.contains("line 6: frist_name"), "{stderr}");
+        assert_eq!(app.get(&app.user_url("i1")).await.body["attributes"]["tier"], "gold");
+        assert_eq!(TestApp::ids(&app.list("attributes_keys=tier&attributes_values=gold").await), ["i1"]);
+
+        let again = import(false);
+        assert!(String::from_utf8_lossy(&again.stdout).contains("imported 0 customers"));
+        assert!(String::from_utf8_lossy(&again.stdout).contains("2 already present"));
+        assert_eq!(app.row_count().await, 2, "a re-run creates no duplicates");
+
+        app.delete(&app.user_url("i1")).await;
+        let export = binary().args(["export", "--database", &app.db.url, "--account", ACCOUNT, "--include-deleted"]).output().unwrap();
+        assert!(export.status.success());
+        let exported: Vec<Value> = String::from_utf8_lossy(&export.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(exported.len(), 2);
+        assert!(exported.iter().any(|c| c["customer_id"] == "i1" && c["deleted_at"].is_string()));
+
+        // What export writes, import reads: into another account.
+        let out = dir.path().join("out.ndjson");
+        std::fs::write(&out, &export.stdout).unwrap();
+        let other = binary().args(["import", "--database", &app.db.url, "--account", "T00000009", "--file", out.to_str().unwrap()]).output().unwrap();
+        assert!(other.status.success(), "{}", String::from_utf8_lossy(&other.stderr));
+        assert!(String::from_utf8_lossy(&other.stdout).contains("imported 1 customers"), "the deleted record is not revived");
     }
 }

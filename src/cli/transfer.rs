@@ -1,0 +1,313 @@
+//! `customers import` and `customers export`: NDJSON in and out, one
+//! customer per line in the API's shapes. Import validates every line with
+//! the API's rules and writes in batched transactions; export streams in
+//! constant memory.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use uuid::Uuid;
+
+use crate::config::DatabaseArgs;
+use crate::domain::customer::CustomerInput;
+use crate::domain::ids::AccountId;
+use crate::domain::listing::{CustomerFilter, ListParams, TypeFilter};
+use crate::http::extract::parse_json;
+use crate::store::{now_micros, ImportOutcome, ImportRow, Store};
+
+#[derive(Args, Debug)]
+pub struct ImportOpts {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[arg(long, value_parser = super::parse_account)]
+    pub account: AccountId,
+    /// NDJSON file, or `-` for standard input.
+    #[arg(long, default_value = "-")]
+    pub file: String,
+    /// Write nothing unless every line is valid (the file is checked first);
+    /// stop at the first conflict found while writing.
+    #[arg(long)]
+    pub strict: bool,
+    /// Customers per transaction.
+    #[arg(long, default_value_t = 5000)]
+    pub batch_size: usize,
+    /// Recorded as `created_by`.
+    #[arg(long, default_value = "import")]
+    pub actor: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportOpts {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[arg(long, value_parser = super::parse_account)]
+    pub account: AccountId,
+    /// Also export deleted customers (in their erased form).
+    #[arg(long)]
+    pub include_deleted: bool,
+}
+
+/// Namespace of the ids given to imported lines without a `customer_id`: the
+/// same line imported twice gets the same id, so a re-run adds nothing.
+const IMPORT_NAMESPACE: Uuid = Uuid::from_u128(0x6c0f_5e1c_9d4b_4a53_8f7e_2b1d_3c4a_5e6f);
+
+/// A line turned into a row, or why not. `Ok(None)`: nothing to import
+/// (blank, or an exported deleted record).
+pub fn parse_line(account: &AccountId, line_no: u64, line: &str) -> Result<Option<ImportRow>, String> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    let input: CustomerInput = parse_json(trimmed.as_bytes()).map_err(|e| {
+        let details: Vec<String> = e.errors.iter().map(|f| format!("{}: {}", f.field, f.message)).collect();
+        if details.is_empty() {
+            e.message
+        } else {
+            details.join("; ")
+        }
+    })?;
+    if input.deleted_at.is_some() {
+        return Ok(None);
+    }
+    let (customer_id, data) = input.into_new(now_micros()).map_err(|errors| {
+        errors.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")
+    })?;
+    let customer_id = customer_id
+        .unwrap_or_else(|| Uuid::new_v5(&IMPORT_NAMESPACE, format!("{account}\n{trimmed}").as_bytes()).to_string());
+    Ok(Some(ImportRow { line: line_no, customer_id, data }))
+}
+
+fn open_input(file: &str) -> io::Result<(Box<dyn Read + Send>, Option<u64>)> {
+    if file == "-" {
+        Ok((Box::new(io::stdin()), None))
+    } else {
+        let f = File::open(PathBuf::from(file))?;
+        let size = f.metadata().ok().map(|m| m.len());
+        Ok((Box::new(f), size))
+    }
+}
+
+fn progress_bar(total_bytes: Option<u64>) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = match total_bytes {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{bar:40} {percent:>3}%  {msg}  ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+#[derive(Default)]
+struct Totals {
+    lines: u64,
+    inserted: u64,
+    existing: u64,
+    rejected: Vec<(u64, String)>,
+}
+
+impl Totals {
+    fn add(&mut self, outcome: ImportOutcome) {
+        self.inserted += outcome.inserted;
+        self.existing += outcome.existing.len() as u64;
+        self.rejected.extend(outcome.rejected);
+    }
+}
+
+/// A parsed batch from the reader thread, with its progress so far.
+struct Parsed {
+    rows: Vec<ImportRow>,
+    rejected: Vec<(u64, String)>,
+    lines: u64,
+    bytes: u64,
+}
+
+/// Reads and validates lines on a blocking thread, sending batches down a
+/// short channel: parsing one batch overlaps writing the previous one.
+fn spawn_reader(
+    input: Box<dyn Read + Send>,
+    account: AccountId,
+    batch_size: usize,
+) -> (tokio::sync::mpsc::Receiver<io::Result<Parsed>>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let handle = tokio::task::spawn_blocking(move || {
+        let mut parsed = Parsed { rows: Vec::with_capacity(batch_size), rejected: Vec::new(), lines: 0, bytes: 0 };
+        for line in BufReader::new(input).lines() {
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            parsed.lines += 1;
+            parsed.bytes += line.len() as u64 + 1;
+            match parse_line(&account, parsed.lines, &line) {
+                Ok(Some(row)) => parsed.rows.push(row),
+                Ok(None) => {}
+                Err(reason) => parsed.rejected.push((parsed.lines, reason)),
+            }
+            if parsed.rows.len() >= batch_size {
+                let next = Parsed {
+                    rows: Vec::with_capacity(batch_size),
+                    rejected: Vec::new(),
+                    lines: parsed.lines,
+                    bytes: parsed.bytes,
+                };
+                if tx.blocking_send(Ok(std::mem::replace(&mut parsed, next))).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = tx.blocking_send(Ok(parsed));
+    });
+    (rx, handle)
+}
+
+pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
+    if opts.strict {
+        let invalid = check_all_lines(&opts)?;
+        if !invalid.is_empty() {
+            report_rejected(&invalid);
+            anyhow::bail!("--strict: {} invalid line(s); nothing was imported", invalid.len());
+        }
+    }
+    let store = opts.db.open().await?;
+    store.migrate().await?;
+    let started = Instant::now();
+    let (input, size) = open_input(&opts.file)?;
+    let bar = progress_bar(size);
+    let mut totals = Totals::default();
+    let (mut batches, reader) = spawn_reader(input, opts.account.clone(), opts.batch_size.max(1));
+    while let Some(parsed) = batches.recv().await {
+        let parsed = parsed?;
+        totals.lines = parsed.lines;
+        totals.rejected.extend(parsed.rejected);
+        write_batch(&*store, &opts, parsed.rows, &mut totals).await?;
+        bar.set_position(parsed.bytes);
+        let rate = totals.inserted as f64 / started.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!("{} customers, {rate:.0}/s", totals.inserted));
+    }
+    reader.await?;
+    bar.finish_and_clear();
+    store.close().await;
+
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "imported {} customers in {seconds:.1} s ({:.0}/s); {} already present; {} rejected; {} lines read",
+        totals.inserted,
+        totals.inserted as f64 / seconds.max(0.001),
+        totals.existing,
+        totals.rejected.len(),
+        totals.lines
+    );
+    if !totals.rejected.is_empty() {
+        totals.rejected.sort();
+        report_rejected(&totals.rejected);
+        anyhow::bail!("{} line(s) were not imported", totals.rejected.len());
+    }
+    Ok(())
+}
+
+async fn write_batch(
+    store: &dyn Store,
+    opts: &ImportOpts,
+    rows: Vec<ImportRow>,
+    totals: &mut Totals,
+) -> anyhow::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let outcome = store.import_customers(&opts.account, rows, &opts.actor).await?;
+    if opts.strict && !outcome.rejected.is_empty() {
+        report_rejected(&outcome.rejected);
+        anyhow::bail!("--strict: stopped at a conflict; this batch was rolled back, earlier ones are stored");
+    }
+    totals.add(outcome);
+    Ok(())
+}
+
+/// The strict pre-check: every line parsed and validated, nothing written.
+fn check_all_lines(opts: &ImportOpts) -> anyhow::Result<Vec<(u64, String)>> {
+    anyhow::ensure!(opts.file != "-", "--strict needs --file (the file is read twice)");
+    let (input, _) = open_input(&opts.file)?;
+    let mut invalid = Vec::new();
+    for (i, line) in BufReader::new(input).lines().enumerate() {
+        if let Err(reason) = parse_line(&opts.account, i as u64 + 1, &line?) {
+            invalid.push((i as u64 + 1, reason));
+        }
+    }
+    Ok(invalid)
+}
+
+fn report_rejected(rejected: &[(u64, String)]) {
+    const SHOWN: usize = 100;
+    for (line, reason) in rejected.iter().take(SHOWN) {
+        eprintln!("line {line}: {reason}");
+    }
+    if rejected.len() > SHOWN {
+        eprintln!("… and {} more", rejected.len() - SHOWN);
+    }
+}
+
+pub async fn export(opts: ExportOpts) -> anyhow::Result<()> {
+    let store = opts.db.open().await?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut params = ListParams {
+        filter: CustomerFilter { types: TypeFilter::Any, include_deleted: opts.include_deleted, ..Default::default() },
+        limit: 1000,
+        starting_after: None,
+        total: false,
+    };
+    loop {
+        let page = store.list_customers(&opts.account, &params).await?;
+        for customer in &page.customers {
+            serde_json::to_writer(&mut out, customer)?;
+            out.write_all(b"\n")?;
+        }
+        match page.customers.last() {
+            Some(last) if page.has_more => params.starting_after = Some(last.id),
+            _ => break,
+        }
+    }
+    out.flush()?;
+    store.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account() -> AccountId {
+        AccountId::parse("T00000001").unwrap()
+    }
+
+    #[test]
+    fn lines_without_customer_id_get_the_same_id_every_time() {
+        let line = r#"{"email": "a@x.io"}"#;
+        let first = parse_line(&account(), 1, line).unwrap().unwrap();
+        let again = parse_line(&account(), 7, line).unwrap().unwrap();
+        assert_eq!(first.customer_id, again.customer_id);
+        let other = parse_line(&AccountId::parse("T00000002").unwrap(), 1, line).unwrap().unwrap();
+        assert_ne!(first.customer_id, other.customer_id);
+    }
+
+    #[test]
+    fn bad_lines_say_why_and_blank_or_deleted_lines_are_skipped() {
+        assert!(parse_line(&account(), 1, "   ").unwrap().is_none());
+        let deleted = r#"{"id": "01a20991-ec60-71ca-9acf-eb3795830f0c", "customer_id": "x", "deleted_at": "2026-01-01T00:00:00Z"}"#;
+        assert!(parse_line(&account(), 1, deleted).unwrap().is_none());
+        assert!(parse_line(&account(), 1, "{nope").unwrap_err().contains("not valid JSON"));
+        assert!(parse_line(&account(), 1, r#"{"email": "bad"}"#).unwrap_err().starts_with("email:"));
+        assert!(parse_line(&account(), 1, r#"{"emial": "a@x.io"}"#).unwrap_err().starts_with("emial:"));
+    }
+}
