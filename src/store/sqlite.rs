@@ -29,9 +29,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            // 64 MiB of page cache per connection (the default is 2 MiB):
-            // a customer row touches a dozen indexes.
-            .pragma("cache_size", "-65536")
+            // 8 MiB of page cache per connection (the default is 2 MiB): a
+            // customer row touches ten indexes, but every pooled connection
+            // keeps its own cache, which counts against the process's memory.
+            .pragma("cache_size", "-8192")
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)

@@ -1,0 +1,611 @@
+//! The benchmark's load generator (run by `scripts/bench.sh`).
+//!
+//! `seed`: fills a database through the store's import path with varied,
+//! realistic customers (deterministic: customer `c{i}` of account A is the
+//! same on every run).
+//! `load`: drives each scenario for a fixed time with N concurrent workers
+//! against a running server on 127.0.0.1, then the same queries through the
+//! store directly (the store ceiling), and prints one table plus a JSON
+//! report with every figure and the service ÷ ceiling ratios.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use customers::domain::customer::CustomerInput;
+use customers::domain::ids::AccountId;
+use customers::domain::listing::ListParams;
+use customers::store::{self, ImportRow, NewCustomer, PoolOptions, Store};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+const FIRST: &[&str] = &[
+    "Ada",
+    "Adam",
+    "Agnes",
+    "Alexander",
+    "Alice",
+    "Amalie",
+    "Anders",
+    "Andrea",
+    "Anna",
+    "Arne",
+    "Astrid",
+    "Benjamin",
+    "Birgitte",
+    "Bjørn",
+    "Camilla",
+    "Carl",
+    "Caroline",
+    "Christian",
+    "Dag",
+    "Daniel",
+    "David",
+    "Dina",
+    "Eirik",
+    "Elias",
+    "Elin",
+    "Elisabeth",
+    "Emil",
+    "Emma",
+    "Erik",
+    "Eva",
+    "Filip",
+    "Frida",
+    "Frode",
+    "Geir",
+    "Grete",
+    "Gunnar",
+    "Hanna",
+    "Hans",
+    "Helene",
+    "Henrik",
+    "Ida",
+    "Ingrid",
+    "Isak",
+    "Jakob",
+    "Jan",
+    "Johanne",
+    "Jonas",
+    "Julie",
+    "Karen",
+    "Kari",
+    "Karl",
+    "Kristian",
+    "Lars",
+    "Leah",
+    "Lena",
+    "Liv",
+    "Lucas",
+    "Magnus",
+    "Maja",
+    "Marius",
+    "Markus",
+    "Marte",
+    "Martin",
+    "Mathias",
+    "Mia",
+    "Mikkel",
+    "Nils",
+    "Nora",
+    "Odd",
+    "Ola",
+    "Olav",
+    "Oliver",
+    "Oskar",
+    "Per",
+    "Petter",
+    "Ragnhild",
+    "Rasmus",
+    "Rita",
+    "Sander",
+    "Sara",
+    "Siri",
+    "Sofie",
+    "Solveig",
+    "Stian",
+    "Svein",
+    "Thea",
+    "Thomas",
+    "Tobias",
+    "Tone",
+    "Tor",
+    "Trine",
+    "Turid",
+    "Vilde",
+    "William",
+    "Åse",
+    "Øystein",
+];
+const LAST: &[&str] = &[
+    "Aas",
+    "Andersen",
+    "Bakke",
+    "Berg",
+    "Berge",
+    "Bråthen",
+    "Dahl",
+    "Eide",
+    "Eriksen",
+    "Evensen",
+    "Fjeld",
+    "Gundersen",
+    "Haugen",
+    "Halvorsen",
+    "Hansen",
+    "Holm",
+    "Iversen",
+    "Jacobsen",
+    "Jensen",
+    "Johannessen",
+    "Johansen",
+    "Karlsen",
+    "Kristiansen",
+    "Larsen",
+    "Lie",
+    "Lund",
+    "Lunde",
+    "Martinsen",
+    "Moe",
+    "Myhre",
+    "Nielsen",
+    "Nilsen",
+    "Nguyen",
+    "Olsen",
+    "Paulsen",
+    "Pedersen",
+    "Rasmussen",
+    "Sandvik",
+    "Solberg",
+    "Strand",
+    "Sæther",
+    "Thorsen",
+    "Tveit",
+    "Vik",
+    "Wang",
+    "Østby",
+];
+const DOMAINS: &[&str] = &["example.com", "mail.no", "post.se", "inbox.dk", "firma.no", "web.de"];
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fill a database: `customers` in the main account, plus `accounts`
+    /// accounts of `per_account` each, plus a 10,000-customer account for the
+    /// search-growth comparison.
+    Seed {
+        #[arg(long)]
+        database: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: u64,
+        #[arg(long, default_value_t = 1000)]
+        accounts: u64,
+        #[arg(long, default_value_t = 1000)]
+        per_account: u64,
+    },
+    /// Drive the scenarios and write the report.
+    Load {
+        #[arg(long)]
+        database: String,
+        #[arg(long)]
+        base: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        small_token: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// The server's pid, to read its memory after the load.
+        #[arg(long)]
+        server_pid: u32,
+        /// Figures measured by the script, merged into the report.
+        #[arg(long, default_value = "{}")]
+        extra: String,
+        #[arg(long, default_value = "target/bench/report.json")]
+        report: String,
+    },
+}
+
+pub const MAIN: &str = "P00000001";
+pub const SMALL: &str = "P00000002";
+
+fn customer(rng: &mut StdRng, index: u64) -> Value {
+    let first = FIRST[rng.gen_range(0..FIRST.len())];
+    let last = LAST[rng.gen_range(0..LAST.len())];
+    let domain = DOMAINS[rng.gen_range(0..DOMAINS.len())];
+    let email = format!(
+        "{}.{}{}@{domain}",
+        first.to_lowercase().replace(['ø', 'å', 'æ'], "o"),
+        last.to_lowercase().replace(['ø', 'å', 'æ'], "o"),
+        index
+    );
+    let country = ["+47", "+46", "+45"][rng.gen_range(0..3)];
+    let tier = ["gold", "silver", "bronze"][rng.gen_range(0..3)];
+    json!({
+        "customer_id": format!("c{index}"),
+        "first_name": first,
+        "last_name": last,
+        "email": email,
+        "phone_number": format!("{country}{}", 40_000_000 + index),
+        "metadata": {"source": "bench", "segment": rng.gen_range(0..20), "note": format!("seeded {index}")},
+        "attributes": {"tier": tier},
+    })
+}
+
+async fn open(url: &str) -> Arc<dyn Store> {
+    // The server's default pool, so the store ceiling is like for like.
+    let store = store::open(url, &PoolOptions::default()).await.expect("open database");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+async fn seed_account(store: &dyn Store, account: &str, count: u64) -> f64 {
+    let account = AccountId::parse(account).unwrap();
+    let mut rng = StdRng::seed_from_u64(account.as_str()[1..].parse::<u64>().unwrap());
+    let started = Instant::now();
+    let mut index = 0;
+    while index < count {
+        let rows: Vec<ImportRow> = (index..(index + 5000).min(count))
+            .map(|i| {
+                let input: CustomerInput = serde_json::from_value(customer(&mut rng, i)).unwrap();
+                let (customer_id, data) = input.into_new(chrono::Utc::now()).unwrap();
+                ImportRow { line: i + 1, customer_id: customer_id.unwrap(), data }
+            })
+            .collect();
+        index += rows.len() as u64;
+        store.import_customers(&account, rows, "bench").await.expect("import");
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn seed(database: &str, customers: u64, accounts: u64, per_account: u64) {
+    let store = open(database).await;
+    let rate = seed_account(&*store, MAIN, customers).await;
+    eprintln!("seeded {customers} customers in {MAIN} at {rate:.0}/s");
+    seed_account(&*store, SMALL, 10_000).await;
+    let started = Instant::now();
+    for a in 0..accounts {
+        seed_account(&*store, &format!("P{:08}", 10 + a), per_account).await;
+    }
+    eprintln!("seeded {accounts} accounts × {per_account} in {:.1} s", started.elapsed().as_secs_f64());
+    println!("{}", json!({"import_per_second": rate.round()}));
+    store.close().await;
+}
+
+/// What one scenario measured.
+#[derive(Default, Clone)]
+struct Figures {
+    name: String,
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    latencies_us: Vec<u32>,
+}
+
+impl Figures {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+
+    fn json(&self) -> Value {
+        json!({"name": self.name, "requests": self.requests, "errors": self.errors,
+            "rps": self.rps().round(), "p50_ms": self.percentile_ms(0.5), "p99_ms": self.percentile_ms(0.99)})
+    }
+}
+
+/// Runs `op` from `concurrency` workers for `seconds`; `op` returns whether
+/// the request succeeded.
+async fn drive<F, Fut>(name: &str, concurrency: usize, seconds: u64, op: F) -> Figures
+where
+    F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0;
+                let mut n = w as u64 * 1_000_003;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    if !op(n).await {
+                        errors += 1;
+                    }
+                    latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    n += 1;
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut figures = Figures { name: name.to_owned(), ..Default::default() };
+    for worker in workers {
+        let (latencies, errors) = worker.await.unwrap();
+        figures.requests += latencies.len() as u64;
+        figures.errors += errors;
+        figures.latencies_us.extend(latencies);
+    }
+    figures.seconds = started.elapsed().as_secs_f64();
+    figures.latencies_us.sort_unstable();
+    eprintln!(
+        "{:<28} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+        name,
+        figures.rps(),
+        figures.percentile_ms(0.5),
+        figures.percentile_ms(0.99),
+        figures.errors
+    );
+    figures
+}
+
+/// A pseudo-random number from a worker's counter (cheap, no shared RNG).
+fn mix(n: u64) -> u64 {
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^ (x >> 32)
+}
+
+fn prefix(n: u64) -> String {
+    let names: Vec<&str> = FIRST.iter().chain(LAST.iter()).copied().collect();
+    names[(mix(n) % names.len() as u64) as usize].chars().take(3).collect::<String>().to_lowercase()
+}
+
+fn list_params(query: &str) -> ListParams {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    ListParams::parse(&pairs).unwrap()
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn load(
+    database: String,
+    base: String,
+    token: String,
+    small_token: String,
+    customers: u64,
+    seconds: u64,
+    concurrency: usize,
+    server_pid: u32,
+    extra: String,
+    report: String,
+) {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
+    let store = open(&database).await;
+    let main = AccountId::parse(MAIN).unwrap();
+    let users = format!("{base}/v1/accounts/{MAIN}/customers/users");
+    let small_users = format!("{base}/v1/accounts/{SMALL}/customers/users");
+
+    // Cursor ids for "next page" requests: a sample of real ids.
+    let mut ids = Vec::new();
+    let mut params = list_params("limit=100");
+    for _ in 0..20 {
+        let page = store.list_customers(&main, &params).await.unwrap();
+        ids.extend(page.customers.iter().map(|c| c.id));
+        params.starting_after = page.customers.last().map(|c| c.id);
+    }
+    let ids = Arc::new(ids);
+    let n = customers.max(1);
+
+    let get = |url: String, token: String, http: reqwest::Client| async move {
+        http.get(url).bearer_auth(token).send().await.is_ok_and(|r| r.status().is_success())
+    };
+    let mut http_figures = Vec::new();
+    macro_rules! http_get {
+        ($name:expr, $token:expr, $url:expr) => {{
+            let (http, token) = (http.clone(), $token.clone());
+            let (users, small_users, ids) = (users.clone(), small_users.clone(), ids.clone());
+            let _ = (&users, &small_users, &ids);
+            http_figures.push(
+                drive($name, concurrency, seconds, move |i| {
+                    let url: String = $url(i, &users, &small_users, &ids);
+                    get(url, token.clone(), http.clone())
+                })
+                .await,
+            );
+        }};
+    }
+    http_get!("http ceiling (/health/live)", token, |_, _: &String, _: &String, _: &Arc<Vec<uuid::Uuid>>| format!(
+        "{base}/health/live"
+    ));
+    http_get!("get customer", token, |i, u: &String, _: &String, _: &Arc<Vec<uuid::Uuid>>| format!(
+        "{u}/c{}",
+        mix(i) % n
+    ));
+    http_get!("list first page", token, |_, u: &String, _: &String, _: &Arc<Vec<uuid::Uuid>>| format!("{u}?limit=10"));
+    http_get!("list next page", token, |i, u: &String, _: &String, ids: &Arc<Vec<uuid::Uuid>>| format!(
+        "{u}?limit=10&starting_after={}",
+        ids[(mix(i) % ids.len() as u64) as usize]
+    ));
+    http_get!("search (1M account)", token, |i, u: &String, _: &String, _: &Arc<Vec<uuid::Uuid>>| format!(
+        "{u}?search={}",
+        prefix(i)
+    ));
+    http_get!("search (10k account)", small_token, |i, _: &String, s: &String, _: &Arc<Vec<uuid::Uuid>>| format!(
+        "{s}?search={}",
+        prefix(i)
+    ));
+    http_get!("email prefix", token, |i, u: &String, _: &String, _: &Arc<Vec<uuid::Uuid>>| format!(
+        "{u}?email={}",
+        prefix(i)
+    ));
+    http_get!("search total=true", token, |i, u: &String, _: &String, _: &Arc<Vec<uuid::Uuid>>| format!(
+        "{u}?search={}&total=true",
+        prefix(i)
+    ));
+    {
+        let (http, token, users) = (http.clone(), token.clone(), users.clone());
+        http_figures.push(
+            drive("create", concurrency, seconds, move |i| {
+                let (http, token, users) = (http.clone(), token.clone(), users.clone());
+                async move {
+                    let body = json!({"first_name": "Bench", "last_name": "Create", "email": format!("create{}@bench.io", mix(i))});
+                    http.post(users).bearer_auth(token).json(&body).send().await.is_ok_and(|r| r.status().is_success())
+                }
+            })
+            .await,
+        );
+    }
+    {
+        let (http, token, users) = (http.clone(), token.clone(), users.clone());
+        http_figures.push(
+            drive("update (PUT metadata)", concurrency, seconds, move |i| {
+                let (http, token, users) = (http.clone(), token.clone(), users.clone());
+                async move {
+                    let body = json!({"metadata": {format!("k{}", i % 7): i}});
+                    let url = format!("{users}/c{}", mix(i) % n);
+                    http.put(url).bearer_auth(token).json(&body).send().await.is_ok_and(|r| r.status().is_success())
+                }
+            })
+            .await,
+        );
+    }
+    let rss_after = rss_kib(server_pid);
+
+    // The store ceiling: the same work through the Store trait, no HTTP.
+    let mut store_figures = Vec::new();
+    macro_rules! store_op {
+        ($name:expr, $account:expr, |$store:ident, $acc:ident, $i:ident, $ids:ident| $body:expr) => {{
+            let (store0, account0, ids0) = (store.clone(), $account.clone(), ids.clone());
+            store_figures.push(
+                drive($name, concurrency, seconds, move |$i| {
+                    let ($store, $acc, $ids) = (store0.clone(), account0.clone(), ids0.clone());
+                    async move {
+                        let _ = &$ids;
+                        $body
+                    }
+                })
+                .await,
+            );
+        }};
+    }
+    let small = AccountId::parse(SMALL).unwrap();
+    store_op!("store: get customer", main, |s, a, i, ids| s
+        .get_customer(&a, &format!("c{}", mix(i) % n))
+        .await
+        .is_ok());
+    store_op!("store: list first page", main, |s, a, _i, ids| s
+        .list_customers(&a, &list_params("limit=10"))
+        .await
+        .is_ok());
+    store_op!("store: list next page", main, |s, a, i, ids| s
+        .list_customers(
+            &a,
+            &list_params(&format!("limit=10&starting_after={}", ids[(mix(i) % ids.len() as u64) as usize]))
+        )
+        .await
+        .is_ok());
+    store_op!("store: search (1M account)", main, |s, a, i, ids| s
+        .list_customers(&a, &list_params(&format!("search={}", prefix(i))))
+        .await
+        .is_ok());
+    store_op!("store: search (10k account)", small, |s, a, i, ids| s
+        .list_customers(&a, &list_params(&format!("search={}", prefix(i))))
+        .await
+        .is_ok());
+    store_op!("store: email prefix", main, |s, a, i, ids| s
+        .list_customers(&a, &list_params(&format!("email={}", prefix(i))))
+        .await
+        .is_ok());
+    store_op!("store: search total=true", main, |s, a, i, ids| s
+        .list_customers(&a, &list_params(&format!("search={}&total=true", prefix(i))))
+        .await
+        .is_ok());
+    store_op!("store: create", main, |s, a, i, ids| {
+        let input: CustomerInput = serde_json::from_value(
+            json!({"first_name": "Bench", "last_name": "Store", "email": format!("store{}@bench.io", mix(i))}),
+        )
+        .unwrap();
+        let (customer_id, data) = input.into_new(chrono::Utc::now()).unwrap();
+        s.create_customer(&a, NewCustomer { customer_id, data }, "bench").await.is_ok()
+    });
+
+    let find = |list: &[Figures], name: &str| list.iter().find(|f| f.name == name).cloned().unwrap_or_default();
+    let ceiling_http = find(&http_figures, "http ceiling (/health/live)").rps();
+    let mut ratios = serde_json::Map::new();
+    for (service, store_name) in [
+        ("get customer", "store: get customer"),
+        ("list first page", "store: list first page"),
+        ("list next page", "store: list next page"),
+        ("search (1M account)", "store: search (1M account)"),
+        ("email prefix", "store: email prefix"),
+        ("search total=true", "store: search total=true"),
+        ("create", "store: create"),
+    ] {
+        let ceiling = ceiling_http.min(find(&store_figures, store_name).rps());
+        ratios
+            .insert(service.to_owned(), json!((find(&http_figures, service).rps() / ceiling * 100.0).round() / 100.0));
+    }
+    let search_growth = find(&http_figures, "search (1M account)").percentile_ms(0.99)
+        / find(&http_figures, "search (10k account)").percentile_ms(0.99).max(0.001);
+    let total_vs_store = find(&http_figures, "search total=true").percentile_ms(0.5)
+        / find(&store_figures, "store: search total=true").percentile_ms(0.5).max(0.001);
+
+    let mut doc = json!({
+        "backend": store.backend(),
+        "customers": customers,
+        "seconds_per_scenario": seconds,
+        "concurrency": concurrency,
+        "rss_after_load_kib": rss_after,
+        "service": http_figures.iter().map(Figures::json).collect::<Vec<_>>(),
+        "store": store_figures.iter().map(Figures::json).collect::<Vec<_>>(),
+        "ratio_service_over_min_ceiling": ratios,
+        "search_p99_growth_1m_over_10k": (search_growth * 100.0).round() / 100.0,
+        "total_p50_over_store_p50": (total_vs_store * 100.0).round() / 100.0,
+    });
+    if let (Some(obj), Ok(Value::Object(more))) = (doc.as_object_mut(), serde_json::from_str::<Value>(&extra)) {
+        obj.extend(more);
+    }
+    if let Some(dir) = std::path::Path::new(&report).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(&report, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+    store.close().await;
+}
+
+#[tokio::main]
+async fn main() {
+    match Cli::parse().command {
+        Command::Seed { database, customers, accounts, per_account } => {
+            seed(&database, customers, accounts, per_account).await
+        }
+        Command::Load {
+            database,
+            base,
+            token,
+            small_token,
+            customers,
+            seconds,
+            concurrency,
+            server_pid,
+            extra,
+            report,
+        } => load(database, base, token, small_token, customers, seconds, concurrency, server_pid, extra, report).await,
+    }
+}

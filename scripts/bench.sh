@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The benchmark: builds release, seeds a fresh database, starts the service,
+# drives every scenario on 127.0.0.1 and writes target/bench/report.json.
+#
+#   scripts/bench.sh [sqlite|postgres] [--customers N] [--accounts A]
+#                    [--per-account M] [--seconds S] [--concurrency C]
+#
+# Defaults: 1,000,000 customers in one account, 1,000 accounts × 1,000,
+# 10 s per scenario, 32 connections. Every step is bounded in time; no
+# traffic leaves 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+backend=sqlite
+if [ $# -gt 0 ] && [[ "$1" != --* ]]; then backend=$1; shift; fi
+customers=1000000 accounts=1000 per_account=1000 seconds=10 concurrency=32
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --customers) customers=$2; shift 2 ;;
+    --accounts) accounts=$2; shift 2 ;;
+    --per-account) per_account=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --concurrency) concurrency=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+cargo build --release --quiet --bin customers --example bench
+bin=target/release/customers
+bench=target/release/examples/bench
+mkdir -p target/bench
+
+case "$backend" in
+  sqlite)
+    rm -f target/bench/bench.db target/bench/bench.db-wal target/bench/bench.db-shm
+    url="sqlite://$PWD/target/bench/bench.db" ;;
+  postgres)
+    scripts/ensure-postgres.sh
+    admin=postgres://postgres@127.0.0.1:5432/postgres
+    psql "$admin" -qc 'DROP DATABASE IF EXISTS customers_bench' -c 'CREATE DATABASE customers_bench'
+    url=postgres://postgres@127.0.0.1:5432/customers_bench ;;
+  *) echo "backend must be sqlite or postgres" >&2; exit 2 ;;
+esac
+export CUSTOMERS_LOG=warn
+
+echo "seeding $customers customers + $accounts × $per_account on $backend…" >&2
+seed=$(timeout 3600 "$bench" seed --database "$url" --customers "$customers" --accounts "$accounts" --per-account "$per_account")
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+started=$(date +%s%N)
+"$bin" serve --database "$url" --listen "127.0.0.1:$port" > target/bench/serve.log 2>&1 &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 3000); do
+  curl -sf "http://127.0.0.1:$port/health/ready" > /dev/null && break
+  sleep 0.01
+done
+ready_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+sleep 2
+rss_idle=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+
+token_for() {
+  "$bin" tokens issue --database "$url" --account "$1" --scopes admin:customers --subject bench --ttl 7200 \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
+}
+extra=$(python3 -c 'import json, sys; d = json.loads(sys.argv[1]); d.update(startup_ms=int(sys.argv[2]), rss_idle_kib=int(sys.argv[3])); print(json.dumps(d))' "$seed" "$ready_ms" "$rss_idle")
+
+timeout 1800 "$bench" load --database "$url" --base "http://127.0.0.1:$port" \
+  --token "$(token_for P00000001)" --small-token "$(token_for P00000002)" \
+  --customers "$customers" --seconds "$seconds" --concurrency "$concurrency" \
+  --server-pid "$pid" --extra "$extra" --report "target/bench/report-$backend.json" > /dev/null
+
+kill -TERM "$pid"
+wait "$pid" || true
+trap - EXIT
+echo "report: target/bench/report-$backend.json" >&2
+python3 - "target/bench/report-$backend.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"\n{r['backend']}: {r['customers']} customers, {r['concurrency']} connections, {r['seconds_per_scenario']} s per scenario")
+print(f"{'scenario':<30}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+for section in ("service", "store"):
+    for s in r[section]:
+        print(f"{s['name']:<30}{s['rps']:>10.0f}{s['p50_ms']:>10.2f}{s['p99_ms']:>10.2f}{s['errors']:>8}")
+print("\nratio service ÷ min(HTTP ceiling, store ceiling):")
+for k, v in r["ratio_service_over_min_ceiling"].items():
+    print(f"  {k:<28}{v:>6}")
+print(f"search p99 growth (1M ÷ 10k): {r['search_p99_growth_1m_over_10k']}")
+print(f"total=true p50 ÷ store p50:   {r['total_p50_over_store_p50']}")
+print(f"import: {r.get('import_per_second')}/s   start-up: {r['startup_ms']} ms   "
+      f"RSS idle {r['rss_idle_kib'] / 1024:.1f} MiB, after load {(r['rss_after_load_kib'] or 0) / 1024:.1f} MiB")
+PY
