@@ -278,6 +278,7 @@ async fn seed(database: &str, customers: u64, accounts: u64, per_account: u64) {
         seed_account(&*store, &format!("P{:08}", 10 + a), per_account).await;
     }
     eprintln!("seeded {accounts} accounts × {per_account} in {:.1} s", started.elapsed().as_secs_f64());
+    store.analyze().await.expect("analyze");
     println!("{}", json!({"import_per_second": rate.round()}));
     store.close().await;
 }

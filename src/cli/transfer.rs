@@ -197,6 +197,10 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
         bar.set_message(format!("{} customers, {rate:.0}/s", totals.inserted));
     }
     reader.await?;
+    if totals.inserted > 0 {
+        bar.set_message("refreshing statistics");
+        store.analyze().await?;
+    }
     bar.finish_and_clear();
     store.close().await;
 

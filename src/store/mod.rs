@@ -120,6 +120,9 @@ pub trait Store: Send + Sync {
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> Result<Vec<String>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Refreshes the planner's statistics (after a bulk import: a plan made
+    /// without them can sort a whole account instead of walking an index).
+    async fn analyze(&self) -> Result<(), StoreError>;
     async fn close(&self);
 
     /// Stores `candidate` unless a key exists already; returns the key in force.

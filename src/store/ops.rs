@@ -115,6 +115,15 @@ impl<B: Backend> Store for SqlStore<B> {
         self.0.close().await
     }
 
+    async fn analyze(&self) -> Result<(), StoreError> {
+        let mut conn = self.0.read().await?;
+        let statement = match conn.dialect() {
+            Dialect::Sqlite => "ANALYZE",
+            Dialect::Postgres => "ANALYZE customers, customer_attributes, customer_tokens",
+        };
+        conn.execute(SqlBuilder::new(conn.dialect(), statement)).await.map(drop)
+    }
+
     async fn ensure_signing_key(&self, candidate: SigningKeyRecord) -> Result<SigningKeyRecord, StoreError> {
         in_write_tx!(self.0, |conn| {
             let mut q = SqlBuilder::new(
