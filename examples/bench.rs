@@ -244,7 +244,8 @@ fn customer(rng: &mut StdRng, index: u64) -> Value {
 
 async fn open(url: &str) -> Arc<dyn Store> {
     // The server's default pool, so the store ceiling is like for like.
-    let store = store::open(url, &PoolOptions::default()).await.expect("open database");
+    let pool = PoolOptions { max_connections: store::default_max_connections(url), ..PoolOptions::default() };
+    let store = store::open(url, &pool).await.expect("open database");
     store.migrate().await.expect("migrate");
     store
 }

@@ -60,7 +60,24 @@ pub struct Keys {
     public_key: Vec<u8>,
     issuer: String,
     pub token_ttl: Duration,
+    verified: std::sync::Mutex<std::collections::HashMap<String, Verified>>,
 }
+
+/// A token whose signature and claims were checked once: clients send the
+/// same token many times, and an Ed25519 verification costs more than the
+/// rest of a point read.
+#[derive(Clone)]
+struct Verified {
+    account: AccountId,
+    subject: String,
+    scopes: Vec<Scope>,
+    expires_at: i64,
+}
+
+/// Tokens remembered at most; the cache is emptied when it fills.
+const VERIFIED_CAPACITY: usize = 10_000;
+/// Seconds of clock skew allowed on `exp` and `nbf`.
+const LEEWAY: u64 = 30;
 
 impl Keys {
     /// Loads the deployment's key, creating it on first start. Concurrent
@@ -81,6 +98,7 @@ impl Keys {
             public_key: record.public_key.clone(),
             issuer: issuer.to_owned(),
             token_ttl,
+            verified: Default::default(),
         })
     }
 
@@ -107,6 +125,28 @@ impl Keys {
 
     /// Verifies a bearer token for a request on `account`'s paths.
     pub fn verify(&self, token: &str, account: &AccountId) -> Result<Principal, TokenError> {
+        let now = chrono::Utc::now().timestamp();
+        let cached = self.verified.lock().ok().and_then(|cache| cache.get(token).cloned());
+        let verified = match cached {
+            Some(v) if now <= v.expires_at + LEEWAY as i64 => v,
+            _ => {
+                let v = self.verify_signature(token)?;
+                if let Ok(mut cache) = self.verified.lock() {
+                    if cache.len() >= VERIFIED_CAPACITY {
+                        cache.clear();
+                    }
+                    cache.insert(token.to_owned(), v.clone());
+                }
+                v
+            }
+        };
+        if verified.account != *account {
+            return Err(TokenError::OtherAccount);
+        }
+        Ok(Principal { account: verified.account, subject: verified.subject, scopes: verified.scopes })
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<Verified, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         // Only our algorithm and our key: `alg: none` and HMAC-with-the-
         // public-key tokens fail here or in `Validation`.
@@ -117,22 +157,23 @@ impl Keys {
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
-        validation.leeway = 30;
-        // The audience names the account; it is compared below so that a
-        // token for another account is told apart (403, not 401).
+        validation.leeway = LEEWAY;
+        // The audience names the account; it is compared by the caller so
+        // that a token for another account is told apart (403, not 401).
         validation.validate_aud = false;
         let claims =
             jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|_| TokenError::Invalid)?.claims;
-        let token_account = claims
+        let account = claims
             .aud
             .strip_prefix(&format!("{}/v1/accounts/", self.issuer.trim_end_matches('/')))
             .and_then(AccountId::parse)
             .ok_or(TokenError::Invalid)?;
-        let scopes: Vec<Scope> = claims.scope.split_whitespace().filter_map(Scope::parse).collect();
-        if token_account != *account {
-            return Err(TokenError::OtherAccount);
-        }
-        Ok(Principal { account: token_account, subject: claims.sub, scopes })
+        Ok(Verified {
+            account,
+            subject: claims.sub,
+            scopes: claims.scope.split_whitespace().filter_map(Scope::parse).collect(),
+            expires_at: claims.exp,
+        })
     }
 
     /// The public key as a JSON Web Key Set (RFC 8037 OKP key).
@@ -291,6 +332,23 @@ mod tests {
         header.kid = Some(keys.kid.clone());
         let forged = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&keys.public_key)).unwrap();
         assert_eq!(keys.verify(&forged, &a).unwrap_err(), TokenError::Invalid);
+    }
+
+    #[test]
+    fn cached_verifications_are_used_only_until_expiry() {
+        let keys = keys();
+        let a = account("T00000001");
+        let now = chrono::Utc::now().timestamp();
+        let plant = |expires_at: i64| {
+            let entry =
+                Verified { account: a.clone(), subject: "planted".into(), scopes: vec![Scope::Read], expires_at };
+            keys.verified.lock().unwrap().insert("not-a-jwt".into(), entry);
+        };
+        plant(now + 60);
+        assert_eq!(keys.verify("not-a-jwt", &a).unwrap().subject, "planted", "a live entry is used");
+        assert_eq!(keys.verify("not-a-jwt", &account("T00000002")).unwrap_err(), TokenError::OtherAccount);
+        plant(now - 60);
+        assert_eq!(keys.verify("not-a-jwt", &a).unwrap_err(), TokenError::Invalid, "an expired entry is not");
     }
 
     #[test]

@@ -13,9 +13,11 @@ pub struct DatabaseArgs {
     /// Database URL: sqlite://PATH, sqlite:///absolute/path or postgres://user@host:port/db
     #[arg(long = "database", env = "CUSTOMERS_DATABASE_URL", default_value = "sqlite://customers.db")]
     pub url: String,
-    /// Most database connections this process opens.
-    #[arg(long, env = "CUSTOMERS_DB_MAX_CONNECTIONS", default_value_t = 16)]
-    pub db_max_connections: u32,
+    /// Most database connections this process opens [default: 8 for SQLite,
+    /// whose connections each keep a page cache and serialise writes anyway;
+    /// 16 for PostgreSQL].
+    #[arg(long, env = "CUSTOMERS_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
     /// Seconds a request waits for a free database connection before 503.
     #[arg(long, env = "CUSTOMERS_DB_ACQUIRE_TIMEOUT", default_value_t = 5)]
     pub db_acquire_timeout: u64,
@@ -24,7 +26,7 @@ pub struct DatabaseArgs {
 impl DatabaseArgs {
     pub fn pool(&self) -> PoolOptions {
         PoolOptions {
-            max_connections: self.db_max_connections.max(1),
+            max_connections: self.db_max_connections.unwrap_or(crate::store::default_max_connections(&self.url)).max(1),
             acquire_timeout: Duration::from_secs(self.db_acquire_timeout),
         }
     }

@@ -260,6 +260,16 @@ pub async fn open(url: &str, pool: &PoolOptions) -> anyhow::Result<Arc<dyn Store
     }
 }
 
+/// The pool size a backend gets unless configured: SQLite connections each
+/// keep a page cache and writes serialise anyway, so fewer serve as well.
+pub fn default_max_connections(url: &str) -> u32 {
+    if url.starts_with("sqlite:") {
+        8
+    } else {
+        16
+    }
+}
+
 /// Connection-pool settings shared by both backends.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
