@@ -14,7 +14,7 @@ use crate::domain::settings::{AutoTokenValue, CustomerIdFormat, Settings};
 use crate::domain::validate::Errors;
 
 use super::ops::Conn;
-use super::query::{self, opt_text, text, CursorPosition, Dialect, Param, SqlBuilder, CUSTOMER_COLUMNS};
+use super::query::{self, opt_text, text, CursorPosition, Dialect, Param, SqlBuilder, Strategy, CUSTOMER_COLUMNS};
 use super::rows::SettingsRow;
 use super::{
     change_customer_id_key, micros_to_time, new_id, now_micros, CustomerPage, ImportOutcome, ImportRow, IndexedColumns,
@@ -414,8 +414,17 @@ pub(super) async fn list_customers(
         Some(id) => Some(cursor_position(conn, account, id).await?),
         None => None,
     };
-    let q = query::list_page(conn.dialect(), account, params, cursor.as_ref());
-    let mut customers = conn.fetch_customers(q).await?;
+    let mut strategy = Strategy::first(&params.filter);
+    let mut customers = loop {
+        let q = query::list_page(conn.dialect(), account, params, cursor.as_ref(), strategy);
+        let rows = conn.fetch_customers(q).await?;
+        match strategy {
+            // Too few matches among the newest rows: the prefix is rare, so
+            // its index ranges are the short way to all of them.
+            Strategy::Window(_) if rows.len() <= params.limit as usize => strategy = Strategy::IndexRanges,
+            _ => break rows,
+        }
+    };
     let has_more = customers.len() > params.limit as usize;
     customers.truncate(params.limit as usize);
     let total = if params.total {

@@ -111,6 +111,50 @@ pub struct CursorPosition {
     pub id: Uuid,
 }
 
+/// How a list query finds the matches of a prefix filter. Newest-first
+/// with a prefix has two good plans and the planner cannot tell which one
+/// applies: walking the `created_at` index and filtering is fast when matches
+/// are dense and a full scan when they are rare; collecting the matches from
+/// the prefix indexes and sorting them is the reverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// No prefix filter (or a change feed): one plain query.
+    Plain,
+    /// Filter only the newest `n` rows after the cursor. Exact whenever it
+    /// finds a full page: a newer match would lie inside the window.
+    Window(i64),
+    /// Take candidates from the prefix indexes, then order them.
+    IndexRanges,
+}
+
+impl Strategy {
+    /// The first plan to try for a filter.
+    pub fn first(filter: &CustomerFilter) -> Self {
+        if filter.since.is_none() && prefix_filter(filter).is_some() {
+            Strategy::Window(WINDOW)
+        } else {
+            Strategy::Plain
+        }
+    }
+}
+
+/// Rows the window plan looks at before giving up on dense matches.
+pub const WINDOW: i64 = 2000;
+
+/// The filter whose index drives the `IndexRanges` plan: search, else
+/// email, else phone number — with the columns it ranges over.
+fn prefix_filter(filter: &CustomerFilter) -> Option<(&Prefix, &'static [&'static str])> {
+    const EMAIL: &[&str] = &["email_lower"];
+    const PHONE: &[&str] = &["phone_number"];
+    if let Some(p) = &filter.search {
+        Some((p, &SEARCH_COLUMNS))
+    } else if let Some(p) = &filter.email {
+        Some((p, EMAIL))
+    } else {
+        filter.phone_number.as_ref().map(|p| (p, PHONE))
+    }
+}
+
 /// One page of matches: `limit + 1` rows so the caller can tell whether
 /// another page exists.
 pub fn list_page(
@@ -118,39 +162,91 @@ pub fn list_page(
     account: &AccountId,
     params: &ListParams,
     cursor: Option<&CursorPosition>,
+    strategy: Strategy,
 ) -> SqlBuilder {
+    let filter = &params.filter;
     let mut q = SqlBuilder::new(dialect, "SELECT ");
-    q.push(CUSTOMER_COLUMNS).push(" FROM customers c WHERE ");
-    push_filter(&mut q, account, &params.filter);
-    if params.filter.since.is_some() {
+    q.push(CUSTOMER_COLUMNS);
+    match strategy {
+        Strategy::Window(window) => {
+            q.push(" FROM (SELECT * FROM customers c WHERE ");
+            push_scope(&mut q, account, filter);
+            push_cursor(&mut q, cursor);
+            q.push(" ORDER BY c.created_at DESC, c.id ASC LIMIT ").bind(Param::Int(window)).push(") c WHERE 1 = 1");
+            push_matches(&mut q, filter, false);
+        }
+        Strategy::IndexRanges => {
+            push_candidates(&mut q, account, filter);
+            q.push(" WHERE ");
+            push_scope(&mut q, account, filter);
+            push_matches(&mut q, filter, true);
+            push_cursor(&mut q, cursor);
+        }
+        Strategy::Plain => {
+            q.push(" FROM customers c WHERE ");
+            push_scope(&mut q, account, filter);
+            push_matches(&mut q, filter, false);
+            if filter.since.is_none() {
+                push_cursor(&mut q, cursor);
+            }
+        }
+    }
+    if filter.since.is_some() {
         // The change feed: oldest change first (§4.3 since_datetime).
         q.push(" ORDER BY c.updated_at ASC, c.id ASC");
     } else {
-        if let Some(cursor) = cursor {
-            // Matches the (account_id, created_at DESC, id) index; a row
-            // comparison would not, because the directions are mixed.
-            q.push(" AND c.created_at <= ")
-                .bind(Param::Time(cursor.created_at))
-                .push(" AND (c.created_at < ")
-                .bind(Param::Time(cursor.created_at))
-                .push(" OR c.id > ")
-                .bind(Param::Id(cursor.id))
-                .push(")");
-        }
         q.push(" ORDER BY c.created_at DESC, c.id ASC");
     }
     q.push(" LIMIT ").bind(Param::Int(i64::from(params.limit) + 1));
     q
 }
 
-/// The number of all matches, ignoring paging.
+/// Where the previous page ended. Matches the (account_id, created_at DESC,
+/// id) index; a row comparison would not, because the directions are mixed.
+fn push_cursor(q: &mut SqlBuilder, cursor: Option<&CursorPosition>) {
+    if let Some(cursor) = cursor {
+        q.push(" AND c.created_at <= ")
+            .bind(Param::Time(cursor.created_at))
+            .push(" AND (c.created_at < ")
+            .bind(Param::Time(cursor.created_at))
+            .push(" OR c.id > ")
+            .bind(Param::Id(cursor.id))
+            .push(")");
+    }
+}
+
+/// ` FROM (ids from the prefix indexes) m JOIN customers c ON c.id = m.id`.
+fn push_candidates(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter) {
+    let Some((prefix, columns)) = prefix_filter(filter) else {
+        q.push(" FROM customers c");
+        return;
+    };
+    q.push(" FROM (");
+    for (i, column) in columns.iter().enumerate() {
+        if i > 0 {
+            q.push(" UNION ");
+        }
+        q.push("SELECT id FROM customers WHERE account_id = ")
+            .bind(Param::Text(account.as_str().to_owned()))
+            .push(" AND ");
+        push_range(q, column, prefix);
+    }
+    q.push(") m JOIN customers c ON c.id = m.id");
+}
+
+/// The number of all matches, ignoring paging. A prefix filter counts
+/// through its indexes rather than scanning the account.
 pub fn count(dialect: Dialect, account: &AccountId, filter: &CustomerFilter) -> SqlBuilder {
-    let mut q = SqlBuilder::new(dialect, "SELECT count(*) FROM customers c WHERE ");
-    push_filter(&mut q, account, filter);
+    let mut q = SqlBuilder::new(dialect, "SELECT count(*)");
+    push_candidates(&mut q, account, filter);
+    q.push(" WHERE ");
+    push_scope(&mut q, account, filter);
+    push_matches(&mut q, filter, true);
     q
 }
 
-fn push_filter(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter) {
+/// The account and the cheap row conditions: deletion, type, change time.
+fn push_scope(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter) {
     q.push("c.account_id = ").bind(Param::Text(account.as_str().to_owned()));
     if !filter.include_deleted {
         q.push(" AND c.deleted_at IS NULL");
@@ -164,21 +260,31 @@ fn push_filter(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter)
             q.push(" AND c.type = ").bind(Param::Text(t.as_str().into()));
         }
     }
-    if let Some(prefix) = &filter.email {
+    if let Some(since) = filter.since {
+        q.push(" AND c.updated_at >= ").bind(Param::Time(since));
+    }
+}
+
+/// The match conditions. With `candidates_joined`, the driving prefix
+/// filter is already applied by the candidate join and is skipped here.
+fn push_matches(q: &mut SqlBuilder, filter: &CustomerFilter, candidates_joined: bool) {
+    let driving = if candidates_joined { prefix_filter(filter).map(|(p, _)| p as *const Prefix) } else { None };
+    let applies = |p: &Prefix| driving != Some(p as *const Prefix);
+    if let Some(prefix) = filter.email.as_ref().filter(|p| applies(p)) {
         q.push(" AND ");
         push_range(q, "c.email_lower", prefix);
     }
-    if let Some(prefix) = &filter.phone_number {
+    if let Some(prefix) = filter.phone_number.as_ref().filter(|p| applies(p)) {
         q.push(" AND ");
         push_range(q, "c.phone_number", prefix);
     }
-    if let Some(prefix) = &filter.search {
+    if let Some(prefix) = filter.search.as_ref().filter(|p| applies(p)) {
         q.push(" AND (");
         for (i, column) in SEARCH_COLUMNS.iter().enumerate() {
             if i > 0 {
                 q.push(" OR ");
             }
-            push_range(q, column, prefix);
+            push_range(q, &format!("c.{column}"), prefix);
         }
         q.push(")");
     }
@@ -205,15 +311,12 @@ fn push_filter(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter)
         }
         q.push(")");
     }
-    if let Some(since) = filter.since {
-        q.push(" AND c.updated_at >= ").bind(Param::Time(since));
-    }
 }
 
 /// What `search` matches against (§4.3), each with its own index. First
 /// names are matched through `full_name_lower`, which starts with them.
 const SEARCH_COLUMNS: [&str; 5] =
-    ["c.last_name_lower", "c.full_name_lower", "c.phone_number", "c.customer_id_lower", "c.email_lower"];
+    ["last_name_lower", "full_name_lower", "phone_number", "customer_id_lower", "email_lower"];
 
 fn push_range(q: &mut SqlBuilder, column: &str, prefix: &Prefix) {
     q.push("(").push(column).push(" >= ").bind(Param::Text(prefix.low.clone()));
@@ -239,10 +342,10 @@ mod tests {
     #[test]
     fn placeholders_follow_the_dialect() {
         let p = params("email=ad&type=company");
-        let pg = list_page(Dialect::Postgres, &account(), &p, None);
+        let pg = list_page(Dialect::Postgres, &account(), &p, None, Strategy::Plain);
         assert!(pg.sql().contains("c.email_lower >= $3 AND c.email_lower < $4"), "{}", pg.sql());
         assert!(pg.sql().ends_with("LIMIT $5"));
-        let lite = list_page(Dialect::Sqlite, &account(), &p, None);
+        let lite = list_page(Dialect::Sqlite, &account(), &p, None, Strategy::Plain);
         assert!(lite.sql().contains("c.email_lower >= ? AND c.email_lower < ?"));
         assert_eq!(pg.params(), lite.params());
         assert_eq!(pg.params()[4], Param::Int(11));
@@ -250,7 +353,7 @@ mod tests {
 
     #[test]
     fn search_ors_every_search_column_as_ranges() {
-        let q = list_page(Dialect::Sqlite, &account(), &params("search=An"), None);
+        let q = list_page(Dialect::Sqlite, &account(), &params("search=An"), None, Strategy::Plain);
         for column in SEARCH_COLUMNS {
             assert!(q.sql().contains(&format!("{column} >= ?")), "{column}");
         }
@@ -261,7 +364,7 @@ mod tests {
     #[test]
     fn default_listing_hides_deleted_and_contacts_and_pages_by_cursor() {
         let cursor = CursorPosition { created_at: Utc::now(), id: Uuid::nil() };
-        let q = list_page(Dialect::Sqlite, &account(), &params(""), Some(&cursor));
+        let q = list_page(Dialect::Sqlite, &account(), &params(""), Some(&cursor), Strategy::Plain);
         assert!(q.sql().contains("c.deleted_at IS NULL"));
         assert!(q.sql().contains("c.type <> ?"));
         assert!(q.sql().contains("c.created_at <= ? AND (c.created_at < ? OR c.id > ?)"));
@@ -275,11 +378,46 @@ mod tests {
             &account(),
             &params("since_datetime=2026-01-01T00:00:00Z&include_deleted=true&type=any"),
             None,
+            Strategy::Plain,
         );
         assert!(!q.sql().contains("deleted_at IS NULL"));
         assert!(!q.sql().contains("c.type"));
         assert!(q.sql().contains("c.updated_at >= ?"));
         assert!(q.sql().contains("ORDER BY c.updated_at ASC, c.id ASC"));
+    }
+
+    #[test]
+    fn prefix_filters_start_with_the_window_then_use_their_indexes() {
+        let p = params("search=an&email=an&type=any");
+        assert_eq!(Strategy::first(&p.filter), Strategy::Window(WINDOW));
+        assert_eq!(Strategy::first(&params("").filter), Strategy::Plain);
+        assert_eq!(Strategy::first(&params("search=an&since_datetime=2026-01-01T00:00:00Z").filter), Strategy::Plain);
+
+        let window = list_page(Dialect::Sqlite, &account(), &p, None, Strategy::Window(2000));
+        assert!(window.sql().contains("FROM (SELECT * FROM customers c WHERE c.account_id = ?"), "{}", window.sql());
+        assert!(window.sql().contains("ORDER BY c.created_at DESC, c.id ASC LIMIT ?) c WHERE 1 = 1"));
+        assert!(window.params().contains(&Param::Int(2000)));
+
+        let ranges = list_page(Dialect::Postgres, &account(), &p, None, Strategy::IndexRanges);
+        let sql = ranges.sql();
+        assert!(
+            sql.contains("FROM (SELECT id FROM customers WHERE account_id = $1 AND (last_name_lower >= $2"),
+            "{sql}"
+        );
+        assert_eq!(sql.matches(" UNION ").count(), 4, "one range per search column");
+        assert!(sql.contains(") m JOIN customers c ON c.id = m.id WHERE c.account_id = "));
+        assert!(sql.contains("AND (c.email_lower >= "), "the other prefix still filters: {sql}");
+        assert!(!sql.contains("OR (c.last_name_lower"), "the driving prefix is not repeated");
+    }
+
+    #[test]
+    fn counts_of_prefix_matches_go_through_the_indexes() {
+        let q = count(Dialect::Sqlite, &account(), &params("email=ad").filter);
+        assert!(q
+            .sql()
+            .starts_with("SELECT count(*) FROM (SELECT id FROM customers WHERE account_id = ? AND (email_lower >= ?"));
+        let plain = count(Dialect::Sqlite, &account(), &params("type=company").filter);
+        assert!(plain.sql().starts_with("SELECT count(*) FROM customers c WHERE c.account_id = ?"), "{}", plain.sql());
     }
 
     #[test]

@@ -182,3 +182,32 @@ both_backends! {
         assert_eq!(unknown_cursor.body["error"]["errors"][0]["field"], "starting_after");
     }
 }
+
+both_backends! {
+    async fn rare_prefixes_older_than_the_newest_rows_are_still_found_and_paged(app: &TestApp) {
+        use customers::domain::customer::CustomerInput;
+        use customers::store::ImportRow;
+        let account = customers::domain::ids::AccountId::parse(crate::helpers::ACCOUNT).unwrap();
+        // Three old matches, then more non-matching customers than the
+        // window plan looks at, so only the index plan can find them.
+        let total = customers::store::query::WINDOW as u64 + 100;
+        let rows: Vec<ImportRow> = (0..total)
+            .map(|i| {
+                let name = if i < 3 { format!("Zed{i}") } else { format!("Common{i}") };
+                let input: CustomerInput = serde_json::from_value(json!({"first_name": name})).unwrap();
+                let (_, data) = input.into_new(chrono::Utc::now()).unwrap();
+                ImportRow { line: i + 1, customer_id: format!("r{i:05}"), data }
+            })
+            .collect();
+        app.store.import_customers(&account, rows, "test").await.unwrap();
+
+        let first = app.list("search=zed&limit=2&total=true").await;
+        assert_eq!(TestApp::ids(&first), ["r00002", "r00001"]);
+        assert_eq!(first.header("total-count"), Some("3"));
+        let next = app.list(&next_query(&first).expect("a next page")).await;
+        assert_eq!(TestApp::ids(&next), ["r00000"]);
+        assert!(next.header("link").is_none());
+        // A dense prefix is answered from the newest rows.
+        assert_eq!(TestApp::ids(&app.list("search=common&limit=2").await), [format!("r{:05}", total - 1), format!("r{:05}", total - 2)]);
+    }
+}
