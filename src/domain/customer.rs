@@ -204,6 +204,19 @@ impl Customer {
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
     }
+
+    /// The version tag of this state. `updated_at` changes on every write
+    /// and is unique within the account, so it names one version.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.updated_at.timestamp_micros())
+    }
+
+    /// Whether an `If-Match` header value admits this version (RFC 9110
+    /// §13.1.1: `*`, or a list of strong tags; a weak tag never matches).
+    pub fn matches(&self, if_match: &str) -> bool {
+        let etag = self.etag();
+        if_match.split(',').map(str::trim).any(|tag| tag == "*" || tag == etag)
+    }
 }
 
 /// The body of `POST` and `PUT /customers/users…`. Every field is a
@@ -615,6 +628,26 @@ mod tests {
     fn update(current: CustomerData, body: Value, at: DateTime<Utc>) -> Result<CustomerData, Vec<FieldError>> {
         let identity = Identity { id: Uuid::nil(), customer_id: "c1" };
         input(body).apply_to(current, identity, at)
+    }
+
+    #[test]
+    fn if_match_admits_the_current_tag_a_list_or_star_only() {
+        let customer = Customer {
+            id: Uuid::nil(),
+            customer_id: "c".into(),
+            data: None,
+            created_at: now(),
+            created_by: "x".into(),
+            updated_at: now(),
+            deleted_at: None,
+            deleted_by: None,
+        };
+        let etag = customer.etag();
+        assert!(customer.matches(&etag));
+        assert!(customer.matches(&format!("\"1\", {etag}")));
+        assert!(customer.matches("*"));
+        assert!(!customer.matches("\"1\""));
+        assert!(!customer.matches(&format!("W/{etag}")));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! scopes, call the domain and the store, and shape the response.
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -57,7 +57,7 @@ pub async fn create_customer(
     Auth(auth): Auth,
     query: QueryPairs,
     ApiJson(input): ApiJson<CustomerInput>,
-) -> ApiResult<Json<Customer>> {
+) -> ApiResult<Response> {
     require(&auth, &[Scope::Admin, Scope::Write, Scope::CreateUsers])?;
     query.flags(&[])?;
     let (customer_id, data) = input.into_new(now_micros()).map_err(ApiError::invalid)?;
@@ -65,7 +65,7 @@ pub async fn create_customer(
         return Err(ApiError::forbidden("customers of type employee or other need admin or write scope"));
     }
     let customer = state.store.create_customer(&auth.account, NewCustomer { customer_id, data }, &auth.subject).await?;
-    Ok(Json(customer))
+    Ok(with_etag(customer))
 }
 
 /// Get one customer.
@@ -79,15 +79,15 @@ pub async fn get_customer(
     Auth(auth): Auth,
     Path(CustomerPath { customer_id, .. }): Path<CustomerPath>,
     query: QueryPairs,
-) -> ApiResult<Json<Customer>> {
+) -> ApiResult<Response> {
     require(&auth, &[Scope::Admin, Scope::Read, Scope::User])?;
     query.flags(&[])?;
     let found = state.store.get_customer(&auth.account, &customer_id).await?;
     let own_only = !auth.has_any(READERS);
     match found {
         Some(c) if own_only && c.id.to_string() != auth.subject => Err(not_own_record()),
-        Some(c) if !c.is_deleted() && own_only => Ok(Json(hide_private(&state, &auth.account, c).await?)),
-        Some(c) if !c.is_deleted() => Ok(Json(c)),
+        Some(c) if !c.is_deleted() && own_only => Ok(with_etag(hide_private(&state, &auth.account, c).await?)),
+        Some(c) if !c.is_deleted() => Ok(with_etag(c)),
         _ if own_only => Err(not_own_record()),
         _ => Err(ApiError::customer_not_found()),
     }
@@ -101,6 +101,16 @@ async fn hide_private(state: &AppState, account: &AccountId, mut customer: Custo
         settings.hide_private(data);
     }
     Ok(customer)
+}
+
+/// A single customer with its version tag (for `If-Match`).
+fn with_etag(customer: Customer) -> Response {
+    let etag = customer.etag();
+    ([(header::ETAG, etag)], Json(customer)).into_response()
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 fn not_own_record() -> ApiError {
@@ -118,16 +128,21 @@ pub async fn update_customer(
     State(state): State<AppState>,
     Auth(auth): Auth,
     Path(CustomerPath { customer_id, .. }): Path<CustomerPath>,
+    headers: HeaderMap,
     query: QueryPairs,
     ApiJson(input): ApiJson<CustomerInput>,
-) -> ApiResult<Json<Customer>> {
+) -> ApiResult<Response> {
     require(&auth, &[Scope::Admin, Scope::Write, Scope::User])?;
+    let expected = if_match(&headers);
     query.flags(&[])?;
     let privileged = auth.has_any(WRITERS);
     let own_only = (!privileged).then(|| auth.subject.clone());
     let patch = Box::new(move |current: &Customer, settings: &Settings| {
         if own_only.as_ref().is_some_and(|subject| *subject != current.id.to_string()) {
             return Err(PatchError::Forbidden("a user:customers token may only access its own customer"));
+        }
+        if expected.as_deref().is_some_and(|tag| !current.matches(tag)) {
+            return Err(PatchError::VersionMismatch);
         }
         let data = current.data.clone().unwrap_or_default();
         let was_privileged = data.customer_type.is_privileged();
@@ -154,8 +169,8 @@ pub async fn update_customer(
     let restricted = !privileged;
     match state.store.update_customer(&auth.account, &customer_id, patch, &auth.subject).await {
         Err(StoreError::NotFound) if restricted => Err(not_own_record()),
-        Ok(customer) if restricted => Ok(Json(hide_private(&state, &auth.account, customer).await?)),
-        result => Ok(Json(result?)),
+        Ok(customer) if restricted => Ok(with_etag(hide_private(&state, &auth.account, customer).await?)),
+        result => Ok(with_etag(result?)),
     }
 }
 
@@ -185,18 +200,24 @@ fn reject_private_attributes(input: &CustomerInput, private: &[String]) -> Resul
     params(("aid" = String, Path), ("customer_id" = String, Path),
         ("delete_tokens" = Option<bool>, Query, description = "also delete the customer's tokens")),
     responses((status = 200, description = "the erased record", body = Customer), (status = 404, body = ErrorBody),
+        (status = 412, description = "If-Match names another version", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = ["admin:customers", "write:customers"])))]
 pub async fn delete_customer(
     State(state): State<AppState>,
     Auth(auth): Auth,
     Path(CustomerPath { customer_id, .. }): Path<CustomerPath>,
+    headers: HeaderMap,
     query: QueryPairs,
-) -> ApiResult<Json<Customer>> {
+) -> ApiResult<Response> {
     require(&auth, WRITERS)?;
     let delete_tokens = query.flags(&["delete_tokens"])?[0];
-    let customer = state.store.delete_customer(&auth.account, &customer_id, &auth.subject, delete_tokens).await?;
-    Ok(Json(customer))
+    let expected = if_match(&headers);
+    let customer = state
+        .store
+        .delete_customer(&auth.account, &customer_id, &auth.subject, delete_tokens, expected.as_deref())
+        .await?;
+    Ok(with_etag(customer))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -219,7 +240,7 @@ pub async fn change_customer_id(
     Path(CustomerPath { customer_id, .. }): Path<CustomerPath>,
     query: QueryPairs,
     ApiJson(body): ApiJson<ChangeCustomerId>,
-) -> ApiResult<Json<Customer>> {
+) -> ApiResult<Response> {
     require(&auth, &[Scope::Admin])?;
     query.flags(&[])?;
     let mut errors = Errors::default();
@@ -230,7 +251,7 @@ pub async fn change_customer_id(
     errors.into_result().map_err(ApiError::invalid)?;
     let customer =
         state.store.change_customer_id(&auth.account, &customer_id, &body.customer_id, &auth.subject).await?;
-    Ok(Json(customer))
+    Ok(with_etag(customer))
 }
 
 /// List customers (§4.3): filters, keyset paging, `Link` and `total-count`.

@@ -120,6 +120,11 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { constraint } => duplicate(constraint),
             StoreError::Invalid(errors) | StoreError::Rejected(PatchError::Invalid(errors)) => Self::invalid(errors),
             StoreError::Rejected(PatchError::Forbidden(message)) => Self::forbidden(message),
+            StoreError::Rejected(PatchError::VersionMismatch) => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "the customer has changed since the version named in If-Match",
+            ),
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
                 Self::from_status(StatusCode::SERVICE_UNAVAILABLE)

@@ -18,7 +18,7 @@ use super::query::{self, opt_text, text, CursorPosition, Dialect, Param, SqlBuil
 use super::rows::SettingsRow;
 use super::{
     change_customer_id_key, micros_to_time, new_id, now_micros, CustomerPage, ImportOutcome, ImportRow, IndexedColumns,
-    NewCustomer, Patcher, StoreError,
+    NewCustomer, PatchError, Patcher, StoreError,
 };
 
 /// Takes the account's next write timestamp. The row lock this takes is
@@ -373,8 +373,12 @@ pub(super) async fn delete_customer(
     customer_id: &str,
     actor: &str,
     delete_tokens: bool,
+    if_match: Option<&str>,
 ) -> Result<Customer, StoreError> {
     let current = live_for_update(conn, account, customer_id).await?;
+    if if_match.is_some_and(|tag| !current.matches(tag)) {
+        return Err(StoreError::Rejected(PatchError::VersionMismatch));
+    }
     let at = tick(conn, account).await?;
     let mut q = SqlBuilder::new(
         conn.dialect(),

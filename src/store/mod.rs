@@ -48,6 +48,8 @@ pub enum StoreError {
 pub enum PatchError {
     Invalid(Vec<FieldError>),
     Forbidden(&'static str),
+    /// The caller's `If-Match` names another version.
+    VersionMismatch,
 }
 
 /// Computes a customer's new data from its current state and the account's
@@ -149,6 +151,7 @@ pub trait Store: Send + Sync {
         customer_id: &str,
         actor: &str,
         delete_tokens: bool,
+        if_match: Option<&str>,
     ) -> Result<Customer, StoreError>;
     async fn change_customer_id(
         &self,

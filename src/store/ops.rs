@@ -219,8 +219,11 @@ impl<B: Backend> Store for SqlStore<B> {
         customer_id: &str,
         actor: &str,
         delete_tokens: bool,
+        if_match: Option<&str>,
     ) -> Result<Customer, StoreError> {
-        in_write_tx!(self.0, |conn| { delete_customer(&mut conn, account, customer_id, actor, delete_tokens).await })
+        in_write_tx!(self.0, |conn| {
+            delete_customer(&mut conn, account, customer_id, actor, delete_tokens, if_match).await
+        })
     }
 
     async fn change_customer_id(

@@ -229,3 +229,45 @@ both_backends! {
         assert_eq!(app.send(reqwest::Method::GET, &other, Some(&app.admin()), None).await.status, StatusCode::OK);
     }
 }
+
+both_backends! {
+    async fn if_match_guards_updates_and_deletes(app: &TestApp) {
+        let created = app.client.post(app.users_url()).bearer_auth(app.admin())
+            .json(&json!({"customer_id": "v", "first_name": "One"})).send().await.unwrap();
+        let etag = created.headers()["etag"].to_str().unwrap().to_owned();
+        let got = app.client.get(app.user_url("v")).bearer_auth(app.admin()).send().await.unwrap();
+        assert_eq!(got.headers()["etag"].to_str().unwrap(), etag);
+
+        let put = |tag: String, name: &'static str| async move {
+            app.client.put(app.user_url("v")).bearer_auth(app.admin()).header("if-match", tag)
+                .json(&json!({"first_name": name})).send().await.unwrap()
+        };
+        let first = put(etag.clone(), "Two").await;
+        assert_eq!(first.status(), StatusCode::OK);
+        let new_etag = first.headers()["etag"].to_str().unwrap().to_owned();
+        assert_ne!(new_etag, etag);
+
+        let stale = put(etag.clone(), "Lost update").await;
+        assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+        let body: serde_json::Value = stale.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "precondition_failed");
+        assert_eq!(app.get(&app.user_url("v")).await.body["first_name"], "Two", "a refused update changes nothing");
+
+        let stale_delete = app.client.delete(app.user_url("v")).bearer_auth(app.admin()).header("if-match", etag).send().await.unwrap();
+        assert_eq!(stale_delete.status(), StatusCode::PRECONDITION_FAILED);
+        let delete = app.client.delete(app.user_url("v")).bearer_auth(app.admin()).header("if-match", new_etag).send().await.unwrap();
+        assert_eq!(delete.status(), StatusCode::OK);
+    }
+
+    async fn concurrent_metadata_updates_all_survive(app: &TestApp) {
+        app.create(json!({"customer_id": "m", "metadata": {}})).await;
+        let updates = (0..20).map(|i| async move {
+            app.put(&app.user_url("m"), &json!({"metadata": {format!("k{i}"): i}})).await
+        });
+        for reply in futures::future::join_all(updates).await {
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        }
+        let metadata = app.get(&app.user_url("m")).await.body["metadata"].clone();
+        assert_eq!(metadata.as_object().unwrap().len(), 20, "no update lost: {metadata}");
+    }
+}
