@@ -460,34 +460,6 @@ async fn load(
         "{u}?search={}&total=true",
         prefix(i)
     ));
-    {
-        let (http, token, users) = (http.clone(), token.clone(), users.clone());
-        http_figures.push(
-            drive("create", concurrency, seconds, move |i| {
-                let (http, token, users) = (http.clone(), token.clone(), users.clone());
-                async move {
-                    let body = json!({"first_name": "Bench", "last_name": "Create", "email": format!("create{}@bench.io", mix(i))});
-                    http.post(users).bearer_auth(token).json(&body).send().await.is_ok_and(|r| r.status().is_success())
-                }
-            })
-            .await,
-        );
-    }
-    {
-        let (http, token, users) = (http.clone(), token.clone(), users.clone());
-        http_figures.push(
-            drive("update (PUT metadata)", concurrency, seconds, move |i| {
-                let (http, token, users) = (http.clone(), token.clone(), users.clone());
-                async move {
-                    let body = json!({"metadata": {format!("k{}", i % 7): i}});
-                    let url = format!("{users}/c{}", mix(i) % n);
-                    http.put(url).bearer_auth(token).json(&body).send().await.is_ok_and(|r| r.status().is_success())
-                }
-            })
-            .await,
-        );
-    }
-    let rss_after = rss_kib(server_pid);
 
     // The store ceiling: the same work through the Store trait, no HTTP.
     let mut store_figures = Vec::new();
@@ -538,6 +510,35 @@ async fn load(
         .list_customers(&a, &list_params(&format!("search={}&total=true", prefix(i))))
         .await
         .is_ok());
+    // Writes last, so every read scenario (service and ceiling) sees the same data.
+    {
+        let (http, token, users) = (http.clone(), token.clone(), users.clone());
+        http_figures.push(
+            drive("create", concurrency, seconds, move |i| {
+                let (http, token, users) = (http.clone(), token.clone(), users.clone());
+                async move {
+                    let body = json!({"first_name": "Bench", "last_name": "Create", "email": format!("create{}@bench.io", mix(i))});
+                    http.post(users).bearer_auth(token).json(&body).send().await.is_ok_and(|r| r.status().is_success())
+                }
+            })
+            .await,
+        );
+    }
+    {
+        let (http, token, users) = (http.clone(), token.clone(), users.clone());
+        http_figures.push(
+            drive("update (PUT metadata)", concurrency, seconds, move |i| {
+                let (http, token, users) = (http.clone(), token.clone(), users.clone());
+                async move {
+                    let body = json!({"metadata": {format!("k{}", i % 7): i}});
+                    let url = format!("{users}/c{}", mix(i) % n);
+                    http.put(url).bearer_auth(token).json(&body).send().await.is_ok_and(|r| r.status().is_success())
+                }
+            })
+            .await,
+        );
+    }
+    let rss_after = rss_kib(server_pid);
     store_op!("store: create", main, |s, a, i, ids| {
         let input: CustomerInput = serde_json::from_value(
             json!({"first_name": "Bench", "last_name": "Store", "email": format!("store{}@bench.io", mix(i))}),

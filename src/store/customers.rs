@@ -423,9 +423,15 @@ pub(super) async fn list_customers(
         let q = query::list_page(conn.dialect(), account, params, cursor.as_ref(), strategy);
         let rows = conn.fetch_customers(q).await?;
         match strategy {
-            // Too few matches among the newest rows: the prefix is rare, so
-            // its index ranges are the short way to all of them.
-            Strategy::Window(_) if rows.len() <= params.limit as usize => strategy = Strategy::IndexRanges,
+            // Too few matches among the newest rows. Few candidates in the
+            // prefix indexes: sort them. Many: they are dense enough that
+            // walking created_at finds a page soon.
+            Strategy::Window(_) if rows.len() <= params.limit as usize => {
+                let cap = query::MAX_SORTED_CANDIDATES + 1;
+                let q = query::candidate_count(conn.dialect(), account, &params.filter, cap);
+                let candidates = conn.fetch_i64(q).await?.unwrap_or(0);
+                strategy = if candidates < cap { Strategy::IndexRanges } else { Strategy::Plain };
+            }
             _ => break rows,
         }
     };

@@ -141,6 +141,19 @@ impl Strategy {
 /// Rows the window plan looks at before giving up on dense matches.
 pub const WINDOW: i64 = 2000;
 
+/// Most candidates the index plan sorts; with more, matches are dense
+/// enough that walking `created_at` finds a page soon.
+pub const MAX_SORTED_CANDIDATES: i64 = 5000;
+
+/// How many candidates the driving prefix has, counted through its indexes
+/// and stopping at `cap` (cheap however many there are).
+pub fn candidate_count(dialect: Dialect, account: &AccountId, filter: &CustomerFilter, cap: i64) -> SqlBuilder {
+    let mut q = SqlBuilder::new(dialect, "SELECT count(*) FROM (");
+    push_candidate_ids(&mut q, account, filter, " UNION ALL ");
+    q.push(" LIMIT ").bind(Param::Int(cap)).push(") capped");
+    q
+}
+
 /// The filter whose index drives the `IndexRanges` plan: search, else
 /// email, else phone number — with the columns it ranges over.
 fn prefix_filter(filter: &CustomerFilter) -> Option<(&Prefix, &'static [&'static str])> {
@@ -217,21 +230,28 @@ fn push_cursor(q: &mut SqlBuilder, cursor: Option<&CursorPosition>) {
 
 /// ` FROM (ids from the prefix indexes) m JOIN customers c ON c.id = m.id`.
 fn push_candidates(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter) {
-    let Some((prefix, columns)) = prefix_filter(filter) else {
+    if prefix_filter(filter).is_none() {
         q.push(" FROM customers c");
         return;
-    };
+    }
     q.push(" FROM (");
+    push_candidate_ids(q, account, filter, " UNION ");
+    q.push(") m JOIN customers c ON c.id = m.id");
+}
+
+/// `SELECT id … range <joiner> SELECT id … range …` over the driving
+/// prefix's columns; `UNION` removes duplicates, `UNION ALL` stops early.
+fn push_candidate_ids(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter, joiner: &str) {
+    let Some((prefix, columns)) = prefix_filter(filter) else { return };
     for (i, column) in columns.iter().enumerate() {
         if i > 0 {
-            q.push(" UNION ");
+            q.push(joiner);
         }
         q.push("SELECT id FROM customers WHERE account_id = ")
             .bind(Param::Text(account.as_str().to_owned()))
             .push(" AND ");
         push_range(q, column, prefix);
     }
-    q.push(") m JOIN customers c ON c.id = m.id");
 }
 
 /// The number of all matches, ignoring paging. A prefix filter counts
@@ -408,6 +428,18 @@ mod tests {
         assert!(sql.contains(") m JOIN customers c ON c.id = m.id WHERE c.account_id = "));
         assert!(sql.contains("AND (c.email_lower >= "), "the other prefix still filters: {sql}");
         assert!(!sql.contains("OR (c.last_name_lower"), "the driving prefix is not repeated");
+    }
+
+    #[test]
+    fn candidate_counts_stop_at_the_cap() {
+        let q = candidate_count(Dialect::Postgres, &account(), &params("search=an").filter, 5001);
+        assert!(
+            q.sql().starts_with("SELECT count(*) FROM (SELECT id FROM customers WHERE account_id = $1"),
+            "{}",
+            q.sql()
+        );
+        assert_eq!(q.sql().matches(" UNION ALL ").count(), 4);
+        assert!(q.sql().ends_with(" LIMIT $16) capped"), "{}", q.sql());
     }
 
     #[test]

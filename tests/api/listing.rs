@@ -211,3 +211,29 @@ both_backends! {
         assert_eq!(TestApp::ids(&app.list("search=common&limit=2").await), [format!("r{:05}", total - 1), format!("r{:05}", total - 2)]);
     }
 }
+
+both_backends! {
+    async fn dense_prefixes_behind_the_window_are_found_by_walking_newest_first(app: &TestApp) {
+        use customers::domain::customer::CustomerInput;
+        use customers::store::query::{MAX_SORTED_CANDIDATES, WINDOW};
+        use customers::store::ImportRow;
+        let account = customers::domain::ids::AccountId::parse(crate::helpers::ACCOUNT).unwrap();
+        let dense = MAX_SORTED_CANDIDATES as u64 + 50;
+        let total = dense + WINDOW as u64 + 50;
+        let rows: Vec<ImportRow> = (0..total)
+            .map(|i| {
+                let name = if i < dense { "Dense" } else { "Other" };
+                let input: CustomerInput = serde_json::from_value(json!({"last_name": name})).unwrap();
+                let (_, data) = input.into_new(chrono::Utc::now()).unwrap();
+                ImportRow { line: i + 1, customer_id: format!("d{i:05}"), data }
+            })
+            .collect();
+        for chunk in rows.chunks(5000) {
+            app.store.import_customers(&account, chunk.to_vec(), "test").await.unwrap();
+        }
+        let page = app.list("search=dense&limit=2").await;
+        assert_eq!(TestApp::ids(&page), [format!("d{:05}", dense - 1), format!("d{:05}", dense - 2)]);
+        let next = app.list(&next_query(&page).unwrap()).await;
+        assert_eq!(TestApp::ids(&next), [format!("d{:05}", dense - 3), format!("d{:05}", dense - 4)]);
+    }
+}

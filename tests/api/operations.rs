@@ -207,3 +207,68 @@ both_backends! {
         assert!(String::from_utf8_lossy(&other.stdout).contains("imported 1 customers"), "the deleted record is not revived");
     }
 }
+
+/// Personal data never reaches the logs at the default level: the server
+/// logs routes and statuses, not URIs, bodies or tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_logs_hold_no_personal_data() {
+    let db = TestDatabase::create(Backend::Sqlite).await;
+    let token = run_json(&[
+        "tokens",
+        "issue",
+        "--database",
+        &db.url,
+        "--account",
+        ACCOUNT,
+        "--scopes",
+        "admin:customers",
+        "--subject",
+        "log-test",
+    ])["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_customers"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database", &db.url, "--log-format", "json"])
+        .env_remove("CUSTOMERS_LOG")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}/v1/accounts/{ACCOUNT}/customers/users");
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("http://127.0.0.1:{port}/health/live")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (email, phone) = ("grace.secret@navy.example", "+4791234567");
+    let send = |request: reqwest::RequestBuilder| async { request.bearer_auth(&token).send().await.unwrap().status() };
+    assert_eq!(
+        send(client.post(&base).json(&json!({"customer_id": "g", "email": email, "phone_number": phone}))).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(client.post(&base).json(&json!({"customer_id": "h", "email": email}))).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(send(client.put(format!("{base}/g")).json(&json!({"first_name": "Grace"}))).await, StatusCode::OK);
+    assert_eq!(
+        send(client.get(format!("{base}?email=grace.secret%40navy.example&phone_number=%2B4791234567"))).await,
+        StatusCode::OK
+    );
+    assert_eq!(send(client.get(format!("{base}?search=grace.secret"))).await, StatusCode::OK);
+    assert_eq!(send(client.get(format!("{base}/g"))).await, StatusCode::OK);
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let logged = std::fs::read_to_string(log.path()).unwrap();
+    assert!(logged.contains("finished processing request"), "requests are logged: {logged}");
+    for secret in [email, "grace.secret", "4791234567", "Grace", token.as_str()] {
+        assert!(!logged.contains(secret), "{secret} appears in the logs:\n{logged}");
+    }
+}
