@@ -237,3 +237,67 @@ both_backends! {
         assert_eq!(TestApp::ids(&next), [format!("d{:05}", dense - 3), format!("d{:05}", dense - 4)]);
     }
 }
+
+both_backends! {
+    async fn a_since_datetime_poller_sees_every_write_of_concurrent_writers(app: &TestApp) {
+        use std::collections::HashMap;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let start = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let done = AtomicBool::new(false);
+        let writers = (0..4).map(|w| async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..40 {
+                let id = format!("w{w}-{}", i % 10);
+                let reply = match i / 10 {
+                    0 => app.post(&app.users_url(), &json!({"customer_id": id})).await,
+                    1 | 2 => app.put(&app.user_url(&id), &json!({"metadata": {"i": i}})).await,
+                    _ => app.delete(&app.user_url(&id)).await,
+                };
+                assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+                acknowledged.push((id, reply.body["updated_at"].as_str().unwrap().to_owned()));
+            }
+            acknowledged
+        });
+        let poller = async {
+            let mut seen: HashMap<String, String> = HashMap::new();
+            let mut query = format!("since_datetime={}&limit=7&include_deleted=true&type=any", start.replace('+', "%2B"));
+            let mut quiet_polls = 0;
+            let mut polls = 0;
+            while quiet_polls < 3 {
+                polls += 1;
+                assert!(polls < 5000, "the feed does not drain (stuck on equal timestamps?)");
+                let finished = done.load(Ordering::SeqCst);
+                let reply = app.list(&query).await;
+                let rows = reply.body.as_array().unwrap().clone();
+                for c in &rows {
+                    seen.insert(c["customer_id"].as_str().unwrap().to_owned(), c["updated_at"].as_str().unwrap().to_owned());
+                }
+                if let Some(next) = next_query(&reply) {
+                    query = next;
+                } else if let Some(last) = rows.last() {
+                    let at: chrono::DateTime<chrono::Utc> = last["updated_at"].as_str().unwrap().parse().unwrap();
+                    let after = (at + chrono::Duration::microseconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                    query = format!("since_datetime={}&limit=7&include_deleted=true&type=any", after.replace('+', "%2B"));
+                }
+                if rows.is_empty() && finished {
+                    quiet_polls += 1;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            seen
+        };
+        let (acknowledged, seen) = tokio::join!(
+            async {
+                let all = futures::future::join_all(writers).await;
+                done.store(true, Ordering::SeqCst);
+                all.into_iter().flatten().collect::<Vec<_>>()
+            },
+            poller
+        );
+        assert_eq!(acknowledged.len(), 160);
+        for (id, at) in &acknowledged {
+            let observed = seen.get(id).unwrap_or_else(|| panic!("{id} never seen"));
+            assert!(observed >= at, "{id}: the poller saw {observed} but a write at {at} was acknowledged");
+        }
+    }
+}
