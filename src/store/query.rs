@@ -138,6 +138,10 @@ impl Strategy {
     }
 }
 
+/// The columns the window plan's filter reads (every prefix column).
+const WINDOW_COLUMNS: [&str; 5] =
+    ["c.email_lower", "c.phone_number", "c.last_name_lower", "c.full_name_lower", "c.customer_id_lower"];
+
 /// Rows the window plan looks at before giving up on dense matches.
 pub const WINDOW: i64 = 2000;
 
@@ -182,23 +186,28 @@ pub fn list_page(
     q.push(CUSTOMER_COLUMNS);
     match strategy {
         Strategy::Window(window) => {
-            q.push(" FROM (SELECT * FROM customers c WHERE ");
+            // Only what the filter reads is copied for the window's rows;
+            // the matches are joined back for their documents.
+            q.push(" FROM (SELECT c.id, c.created_at, ").push(&WINDOW_COLUMNS.join(", "));
+            q.push(" FROM customers c WHERE ");
             push_scope(&mut q, account, filter);
             push_cursor(&mut q, cursor);
-            q.push(" ORDER BY c.created_at DESC, c.id ASC LIMIT ").bind(Param::Int(window)).push(") c WHERE 1 = 1");
-            push_matches(&mut q, filter, false);
+            q.push(" ORDER BY c.created_at DESC, c.id ASC LIMIT ")
+                .bind(Param::Int(window))
+                .push(") w JOIN customers c ON c.id = w.id WHERE 1 = 1");
+            push_matches(&mut q, filter, false, "w");
         }
         Strategy::IndexRanges => {
             push_candidates(&mut q, account, filter);
             q.push(" WHERE ");
             push_scope(&mut q, account, filter);
-            push_matches(&mut q, filter, true);
+            push_matches(&mut q, filter, true, "c");
             push_cursor(&mut q, cursor);
         }
         Strategy::Plain => {
             q.push(" FROM customers c WHERE ");
             push_scope(&mut q, account, filter);
-            push_matches(&mut q, filter, false);
+            push_matches(&mut q, filter, false, "c");
             if filter.since.is_none() {
                 push_cursor(&mut q, cursor);
             }
@@ -261,7 +270,7 @@ pub fn count(dialect: Dialect, account: &AccountId, filter: &CustomerFilter) -> 
     push_candidates(&mut q, account, filter);
     q.push(" WHERE ");
     push_scope(&mut q, account, filter);
-    push_matches(&mut q, filter, true);
+    push_matches(&mut q, filter, true, "c");
     q
 }
 
@@ -285,18 +294,19 @@ fn push_scope(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter) 
     }
 }
 
-/// The match conditions. With `candidates_joined`, the driving prefix
-/// filter is already applied by the candidate join and is skipped here.
-fn push_matches(q: &mut SqlBuilder, filter: &CustomerFilter, candidates_joined: bool) {
+/// The match conditions; prefix ranges read their columns from `alias`.
+/// With `candidates_joined`, the driving prefix filter is already applied by
+/// the candidate join and is skipped here.
+fn push_matches(q: &mut SqlBuilder, filter: &CustomerFilter, candidates_joined: bool, alias: &str) {
     let driving = if candidates_joined { prefix_filter(filter).map(|(p, _)| p as *const Prefix) } else { None };
     let applies = |p: &Prefix| driving != Some(p as *const Prefix);
     if let Some(prefix) = filter.email.as_ref().filter(|p| applies(p)) {
         q.push(" AND ");
-        push_range(q, "c.email_lower", prefix);
+        push_range(q, &format!("{alias}.email_lower"), prefix);
     }
     if let Some(prefix) = filter.phone_number.as_ref().filter(|p| applies(p)) {
         q.push(" AND ");
-        push_range(q, "c.phone_number", prefix);
+        push_range(q, &format!("{alias}.phone_number"), prefix);
     }
     if let Some(prefix) = filter.search.as_ref().filter(|p| applies(p)) {
         q.push(" AND (");
@@ -304,7 +314,7 @@ fn push_matches(q: &mut SqlBuilder, filter: &CustomerFilter, candidates_joined: 
             if i > 0 {
                 q.push(" OR ");
             }
-            push_range(q, &format!("c.{column}"), prefix);
+            push_range(q, &format!("{alias}.{column}"), prefix);
         }
         q.push(")");
     }
@@ -414,8 +424,11 @@ mod tests {
         assert_eq!(Strategy::first(&params("search=an&since_datetime=2026-01-01T00:00:00Z").filter), Strategy::Plain);
 
         let window = list_page(Dialect::Sqlite, &account(), &p, None, Strategy::Window(2000));
-        assert!(window.sql().contains("FROM (SELECT * FROM customers c WHERE c.account_id = ?"), "{}", window.sql());
-        assert!(window.sql().contains("ORDER BY c.created_at DESC, c.id ASC LIMIT ?) c WHERE 1 = 1"));
+        assert!(window.sql().contains("FROM (SELECT c.id, c.created_at, c.email_lower,"), "{}", window.sql());
+        assert!(window
+            .sql()
+            .contains("ORDER BY c.created_at DESC, c.id ASC LIMIT ?) w JOIN customers c ON c.id = w.id"));
+        assert!(window.sql().contains("AND (w.email_lower >= ?"), "{}", window.sql());
         assert!(window.params().contains(&Param::Int(2000)));
 
         let ranges = list_page(Dialect::Postgres, &account(), &p, None, Strategy::IndexRanges);
