@@ -9,7 +9,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::domain::ids::Scope;
-use crate::domain::listing::{PageParams, DEFAULT_LIMIT};
+use crate::domain::listing::PageParams;
 use crate::domain::records::{Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput};
 use crate::store::EventListParams;
 
@@ -155,7 +155,7 @@ pub async fn list_events(
         None => None,
     };
     let params = EventListParams {
-        limit: if page_params.limit == 0 { DEFAULT_LIMIT } else { page_params.limit },
+        limit: page_params.limit,
         starting_after,
         since: page_params.time("since_datetime").map_err(ApiError::invalid)?,
         deleted_since: page_params.time("deleted_since").map_err(ApiError::invalid)?,

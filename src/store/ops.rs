@@ -304,7 +304,7 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn customer_tags(&self, account: &AccountId, customer_id: &str) -> Result<Vec<Tag>, StoreError> {
         let mut conn = self.0.read().await?;
-        let customer = records::live_customer_pk(&mut conn, account, customer_id).await?;
+        let customer = records::live_customer(&mut conn, account, customer_id).await?;
         records::customer_tags(&mut conn, account, customer.id).await
     }
 

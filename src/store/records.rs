@@ -345,8 +345,8 @@ pub(super) async fn customer_tags(
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
-/// A live customer's internal id, or `NotFound`.
-pub(super) async fn live_customer_pk(
+/// A live (not deleted) customer, or `NotFound`.
+pub(super) async fn live_customer(
     conn: &mut impl Conn,
     account: &AccountId,
     customer_id: &str,
@@ -485,7 +485,7 @@ pub(super) async fn list_tokens(
     customer_id: &str,
     params: &PageParams,
 ) -> Result<Page<Token>, StoreError> {
-    let customer = live_customer_pk(conn, account, customer_id).await?;
+    let customer = live_customer(conn, account, customer_id).await?;
     let cursor = match &params.starting_after {
         None => None,
         Some(token_id) => {
