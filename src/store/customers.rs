@@ -103,11 +103,16 @@ async fn next_customer_number(conn: &mut impl Conn, account: &AccountId) -> Resu
     conn.fetch_i64(q).await?.ok_or_else(|| StoreError::Other("no clock row for the account".into()))
 }
 
+/// A customer_id made only of digits, as the number `sequence` ids count in.
+fn customer_number(customer_id: &str) -> Option<i64> {
+    let digits = customer_id.len() <= 18 && customer_id.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| customer_id.parse().ok()).flatten()
+}
+
 /// Remembers a caller-chosen numeric customer_id, so `sequence` ids never
 /// collide with it.
 async fn note_customer_number(conn: &mut impl Conn, account: &AccountId, customer_id: &str) -> Result<(), StoreError> {
-    let numeric = customer_id.len() <= 18 && customer_id.bytes().all(|b| b.is_ascii_digit());
-    let Some(number) = numeric.then(|| customer_id.parse::<i64>().ok()).flatten() else {
+    let Some(number) = customer_number(customer_id) else {
         return Ok(());
     };
     let greatest = greatest(conn.dialect());
@@ -530,6 +535,8 @@ pub(super) async fn import_batch(
     let first = tick_block(conn, account, accepted.len() as i64).await?;
     let ids: Vec<Uuid> = accepted.iter().map(|_| new_id()).collect();
     let mut inserted: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
+    // Each row's attribute rows, kept from the insert for the rows it stored.
+    let mut row_attributes = Vec::with_capacity(accepted.len());
     // 16 parameters a row; 1,000 rows stay under both backends' limits.
     for (chunk_index, (chunk, chunk_ids)) in accepted.chunks(1000).zip(ids.chunks(1000)).enumerate() {
         let mut q = SqlBuilder::new(
@@ -540,6 +547,7 @@ pub(super) async fn import_batch(
             let at = first + chrono::Duration::microseconds((chunk_index * 1000 + i) as i64);
             let cols = IndexedColumns::of(&row.customer_id, &row.data);
             let columns = customer_columns(&cols, &row.data, &settings, at)?;
+            row_attributes.push(cols.attributes);
             if i == 0 {
                 q.push(&columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")).push(") VALUES (");
             } else {
@@ -562,18 +570,16 @@ pub(super) async fn import_batch(
     let mut tokens = Vec::new();
     let mut highest_number = None;
     let mut skipped = Vec::new();
-    for (index, (row, id)) in accepted.iter().zip(&ids).enumerate() {
+    for (index, ((row, id), row_attributes)) in accepted.iter().zip(&ids).zip(row_attributes).enumerate() {
         if !inserted.contains(id) {
             skipped.push(row);
             continue;
         }
         outcome.inserted += 1;
         let at = first + chrono::Duration::microseconds(index as i64);
-        attributes.extend(IndexedColumns::of(&row.customer_id, &row.data).attributes.into_iter().map(|a| (*id, a)));
+        attributes.extend(row_attributes.into_iter().map(|a| (*id, a)));
         tokens.extend(settings.auto_tokens_for(&row.data).into_iter().map(|t| (*id, at, t)));
-        if row.customer_id.len() <= 18 && row.customer_id.bytes().all(|b| b.is_ascii_digit()) {
-            highest_number = highest_number.max(row.customer_id.parse::<i64>().ok());
-        }
+        highest_number = highest_number.max(customer_number(&row.customer_id));
     }
     insert_attribute_rows(conn, account, &attributes).await?;
     insert_auto_token_rows(conn, account, &tokens, actor).await?;
