@@ -333,11 +333,9 @@ impl PageParams {
     pub fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, Vec<FieldError>> {
         match self.get(name) {
             None => Ok(None),
-            Some(raw) => DateTime::parse_from_rfc3339(raw).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| {
-                let mut errors = Errors::default();
-                errors.add(name, "invalid_datetime", "must be an RFC 3339 date-time");
-                errors.into_result().unwrap_err()
-            }),
+            Some(raw) => DateTime::parse_from_rfc3339(raw)
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(|_| vec![FieldError::new(name, "invalid_datetime", "must be an RFC 3339 date-time")]),
         }
     }
 }

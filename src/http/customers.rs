@@ -182,11 +182,7 @@ fn reject_private_attributes(input: &CustomerInput, private: &[String]) -> Resul
     let errors: Vec<FieldError> = private
         .iter()
         .filter(|name| attributes.contains_key(*name))
-        .map(|name| FieldError {
-            field: format!("attributes.{name}"),
-            code: "not_allowed".to_owned(),
-            message: "is a private attribute".to_owned(),
-        })
+        .map(|name| FieldError::new(format!("attributes.{name}"), "not_allowed", "is a private attribute"))
         .collect();
     if errors.is_empty() {
         Ok(())

@@ -152,11 +152,7 @@ fn duplicate(constraint: &str) -> ApiError {
         }
     };
     ApiError {
-        errors: vec![FieldError {
-            field: field.to_owned(),
-            code: "duplicate".to_owned(),
-            message: format!("another record has this {field}"),
-        }],
+        errors: vec![FieldError::new(field, "duplicate", format!("another record has this {field}"))],
         ..ApiError::bad_request(code, format!("a record with this {field} exists already"))
     }
 }

@@ -160,10 +160,8 @@ fn parse_json_shaped<T: DeserializeOwned>(bytes: &[u8], opening: u8) -> Result<T
         Some(b) if *b == opening => {}
         Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() => return Err(invalid_json()),
         Some(_) => {
-            let mut errors = Errors::default();
             let shape = if opening == b'[' { "a JSON array" } else { "a JSON object" };
-            errors.add("body", "invalid_type", format!("must be {shape}"));
-            return Err(ApiError::invalid(errors.into_result().unwrap_err()));
+            return Err(ApiError::invalid(vec![FieldError::new("body", "invalid_type", format!("must be {shape}"))]));
         }
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
@@ -193,7 +191,7 @@ fn field_error(path: &str, error: &serde_json::Error) -> FieldError {
     } else {
         (parent.to_owned(), "invalid_value")
     };
-    FieldError { field: if field.is_empty() { "body".to_owned() } else { field }, code: code.to_owned(), message }
+    FieldError::new(if field.is_empty() { "body".to_owned() } else { field }, code, message)
 }
 
 fn join_path(parent: &str, name: &str) -> String {

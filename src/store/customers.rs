@@ -465,11 +465,7 @@ pub(super) async fn cursor_position(
         .bind(Param::Id(id));
     match conn.fetch_customers(q).await?.into_iter().next() {
         Some(c) => Ok(CursorPosition { created_at: c.created_at, id: c.id }),
-        None => {
-            let mut errors = Errors::default();
-            errors.add("starting_after", "invalid_cursor", "names no customer of this account");
-            Err(StoreError::Invalid(errors.into_result().unwrap_err()))
-        }
+        None => Err(StoreError::invalid("starting_after", "invalid_cursor", "names no customer of this account")),
     }
 }
 

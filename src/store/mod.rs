@@ -44,6 +44,13 @@ pub enum StoreError {
     Other(String),
 }
 
+impl StoreError {
+    /// A write refused for one field only the database could check.
+    pub fn invalid(field: &str, code: &str, message: &str) -> Self {
+        StoreError::Invalid(vec![FieldError::new(field, code, message)])
+    }
+}
+
 #[derive(Debug)]
 pub enum PatchError {
     Invalid(Vec<FieldError>),

@@ -86,11 +86,7 @@ fn translate(error: sqlx::Error) -> StoreError {
         // as a NUL character. Validation should catch these first; this is
         // the net that keeps a client's mistake from becoming a 500.
         sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
-            StoreError::Invalid(vec![crate::domain::validate::FieldError {
-                field: "request".to_owned(),
-                code: "invalid_value".to_owned(),
-                message: "the request holds a value that cannot be stored".to_owned(),
-            }])
+            StoreError::invalid("request", "invalid_value", "the request holds a value that cannot be stored")
         }
         // Class 08 (connection exception), 57P (operator intervention, e.g.
         // shutdown), 53 (insufficient resources).

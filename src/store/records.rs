@@ -13,21 +13,12 @@ use crate::domain::records::{
     token_status, Tag, TagInput, Terms, Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput, TokenRef,
 };
 use crate::domain::settings::Settings;
-use crate::domain::validate::FieldError;
 
 use super::customers::{live_for_update, load_settings, select_by_customer_id};
 use super::ops::Conn;
 use super::query::{self, opt_text, text, Param, SqlBuilder, CUSTOMER_COLUMNS};
 use super::rows::Ts;
 use super::{new_id, now_micros, EventListParams, Page, StoreError};
-
-fn invalid(field: &str, code: &str, message: &str) -> StoreError {
-    StoreError::Invalid(vec![FieldError {
-        field: field.to_owned(),
-        code: code.to_owned(),
-        message: message.to_owned(),
-    }])
-}
 
 fn json_param(value: &Option<JsonObject>) -> Param {
     value.as_ref().map_or(Param::NullJson, |m| Param::Json(serde_json::Value::Object(m.clone())))
@@ -71,7 +62,7 @@ pub(super) async fn put_settings(
         q.push(value).push(" WHERE account_id = ").bind(text(account.as_str())).push(" AND deleted_at IS NULL");
         match conn.execute(q).await {
             Err(StoreError::Conflict { .. }) => {
-                return Err(invalid(
+                return Err(StoreError::invalid(
                     "users.phone_number_validation.allow_duplicates",
                     "duplicates_exist",
                     "customers share phone numbers; make them unique first",
@@ -179,7 +170,9 @@ pub(super) async fn list_terms(
                 Ok(id) => get_terms(conn, account, id).await?,
                 Err(_) => None,
             };
-            Some(found.ok_or_else(|| invalid("starting_after", "invalid_cursor", "names no terms of this account"))?)
+            Some(found.ok_or_else(|| {
+                StoreError::invalid("starting_after", "invalid_cursor", "names no terms of this account")
+            })?)
         }
     };
     let filter = |q: &mut SqlBuilder| {
@@ -376,7 +369,7 @@ pub(super) async fn set_customer_tags(
         query::push_list(&mut q, wanted.iter().map(|id| Param::Id(*id)));
         q.push(")");
         if conn.fetch_i64(q).await?.unwrap_or(0) != wanted.len() as i64 {
-            return Err(invalid("tags", "not_found", "names a tag this account does not have"));
+            return Err(StoreError::invalid("tags", "not_found", "names a tag this account does not have"));
         }
     }
     let mut q = SqlBuilder::new(conn.dialect(), "DELETE FROM customer_tags WHERE customer_pk = ");
@@ -496,7 +489,9 @@ pub(super) async fn list_tokens(
                 .push(" AND token_id = ")
                 .bind(text(token_id));
             let found = select_tokens(conn, q).await?.into_iter().next();
-            Some(found.ok_or_else(|| invalid("starting_after", "invalid_cursor", "names no token of this customer"))?)
+            Some(found.ok_or_else(|| {
+                StoreError::invalid("starting_after", "invalid_cursor", "names no token of this customer")
+            })?)
         }
     };
     let filter = |q: &mut SqlBuilder| {
@@ -743,7 +738,9 @@ pub(super) async fn list_token_events(
             let event: TokenEvent = rows
                 .into_iter()
                 .next()
-                .ok_or_else(|| invalid("starting_after", "invalid_cursor", "names no event of this account"))?
+                .ok_or_else(|| {
+                    StoreError::invalid("starting_after", "invalid_cursor", "names no event of this account")
+                })?
                 .into();
             let at = if params.deleted_since.is_some() { event.deleted_at } else { Some(event.created_at) };
             Some((at.unwrap_or(event.created_at), id))
