@@ -545,7 +545,7 @@ async fn load(
         )
         .unwrap();
         let (customer_id, data) = input.into_new(chrono::Utc::now()).unwrap();
-        s.create_customer(&a, NewCustomer { customer_id, data }, "bench").await.is_ok()
+        s.create_customer(&a, NewCustomer { customer_id, data }, "bench", None).await.is_ok()
     });
 
     let find = |list: &[Figures], name: &str| list.iter().find(|f| f.name == name).cloned().unwrap_or_default();

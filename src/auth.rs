@@ -196,7 +196,7 @@ fn generate_key() -> anyhow::Result<SigningKeyRecord> {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| anyhow::anyhow!("cannot generate a key"))?;
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| anyhow::anyhow!("cannot read the new key"))?;
     let public_key = pair.public_key().as_ref().to_vec();
-    let kid: String = Sha256::digest(&public_key).iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let kid = crate::domain::hex(&Sha256::digest(&public_key)[..8]);
     Ok(SigningKeyRecord { kid, private_pkcs8: pkcs8.as_ref().to_vec(), public_key, created_at: now_micros() })
 }
 

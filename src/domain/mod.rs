@@ -9,3 +9,8 @@ pub mod patch;
 pub mod records;
 pub mod settings;
 pub mod validate;
+
+/// Lower-case hexadecimal, for digests shown to people and stored as text.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

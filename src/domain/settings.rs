@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::customer::{CustomerData, JsonObject};
+use super::hex;
 use super::validate::{self, Errors, FieldError};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -270,10 +271,6 @@ pub fn normalise_email(email: &str) -> String {
 pub fn normalise_phone(phone: &str) -> String {
     let digits = phone.trim().trim_start_matches('+');
     format!("+{digits}")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn check_attribute_value(errors: &mut Errors, field: &str, kind: AttributeType, value: &Value) {

@@ -2,7 +2,7 @@
 //! scopes, call the domain and the store, and shape the response.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,10 +14,10 @@ use crate::domain::ids::{AccountId, Scope};
 use crate::domain::listing::ListParams;
 use crate::domain::settings::Settings;
 use crate::domain::validate::{self, Errors, FieldError};
-use crate::store::{now_micros, NewCustomer, PatchError, StoreError};
+use crate::store::{now_micros, Created, NewCustomer, PatchError, StoreError};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{require, ApiJson, Auth, QueryPairs};
+use super::extract::{require, ApiJson, Auth, IdempotentJson, QueryPairs};
 use super::paging::page_headers;
 use super::AppState;
 
@@ -44,11 +44,14 @@ const WRITERS: &[Scope] = &[Scope::Admin, Scope::Write];
 
 /// Create a customer.
 #[utoipa::path(post, path = "/v1/accounts/{aid}/customers/users", tag = "customers",
-    params(("aid" = String, Path, description = "account id")),
+    params(("aid" = String, Path, description = "account id"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "makes retries safe: a repeat with the same body replays the first response (24 h, per account)")),
     request_body = CustomerInput,
     responses(
-        (status = 200, description = "the stored customer", body = Customer),
+        (status = 200, description = "the stored customer (or, for a repeated Idempotency-Key, the first response)", body = Customer),
         (status = 400, description = "invalid input or duplicate", body = ErrorBody),
+        (status = 422, description = "the Idempotency-Key was used with another body", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = ["admin:customers", "write:customers", "create:customers:/users"])))]
@@ -56,7 +59,7 @@ pub async fn create_customer(
     State(state): State<AppState>,
     Auth(auth): Auth,
     query: QueryPairs,
-    ApiJson(input): ApiJson<CustomerInput>,
+    IdempotentJson { body: input, idempotency }: IdempotentJson<CustomerInput>,
 ) -> ApiResult<Response> {
     require(&auth, &[Scope::Admin, Scope::Write, Scope::CreateUsers])?;
     query.flags(&[])?;
@@ -64,8 +67,16 @@ pub async fn create_customer(
     if data.customer_type.is_privileged() && !auth.has_any(WRITERS) {
         return Err(ApiError::forbidden("customers of type employee or other need admin or write scope"));
     }
-    let customer = state.store.create_customer(&auth.account, NewCustomer { customer_id, data }, &auth.subject).await?;
-    Ok(with_etag(customer))
+    let new = NewCustomer { customer_id, data };
+    match state.store.create_customer(&auth.account, new, &auth.subject, idempotency.as_ref()).await? {
+        Created::New(customer) => Ok(with_etag(*customer)),
+        Created::Replayed { etag, body } => Ok((
+            [(header::ETAG, etag), (header::CONTENT_TYPE, "application/json".to_owned())],
+            [(HeaderName::from_static("idempotent-replayed"), "true")],
+            body,
+        )
+            .into_response()),
+    }
 }
 
 /// Get one customer.

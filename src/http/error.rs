@@ -125,6 +125,11 @@ impl From<StoreError> for ApiError {
                 "precondition_failed",
                 "the customer has changed since the version named in If-Match",
             ),
+            StoreError::IdempotencyKeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "the Idempotency-Key was used before with a different request body",
+            ),
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
                 Self::from_status(StatusCode::SERVICE_UNAVAILABLE)

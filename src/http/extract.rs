@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::auth::{Principal, TokenError};
 use crate::domain::ids::{AccountId, Scope};
 use crate::domain::validate::{Errors, FieldError};
+use crate::store::IdempotencyKey;
 
 use super::error::ApiError;
 use super::AppState;
@@ -106,6 +107,51 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let bytes = json_body(req, state).await?;
         parse_json_shaped(&bytes, b'{').map(ApiJson)
     }
+}
+
+/// A JSON object body as [`ApiJson`] reads it, plus the request's
+/// `Idempotency-Key` (if any) with a digest of the body, so that a retry can
+/// be told from a different request under the same key.
+pub struct IdempotentJson<T> {
+    pub body: T,
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for IdempotentJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let key = match req.headers().get("idempotency-key") {
+            None => None,
+            Some(value) => Some(idempotency_key(value.as_bytes())?),
+        };
+        let bytes = json_body(req, state).await?;
+        let body = parse_json_shaped(&bytes, b'{')?;
+        let idempotency = key.map(|key| IdempotencyKey { key, fingerprint: body_fingerprint(&bytes) });
+        Ok(IdempotentJson { body, idempotency })
+    }
+}
+
+/// An `Idempotency-Key` value: 1 to 255 visible ASCII characters.
+fn idempotency_key(value: &[u8]) -> Result<String, ApiError> {
+    let valid = (1..=255).contains(&value.len()) && value.iter().all(|b| b.is_ascii_graphic());
+    match std::str::from_utf8(value) {
+        Ok(key) if valid => Ok(key.to_owned()),
+        _ => Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+/// SHA-256 of the body's canonical JSON (keys sorted, no whitespace): the
+/// same document sent again matches however it is formatted.
+fn body_fingerprint(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let canonical = serde_json::from_slice::<serde_json::Value>(bytes)
+        .and_then(|value| serde_json::to_vec(&value))
+        .unwrap_or_else(|_| bytes.to_vec());
+    crate::domain::hex(&Sha256::digest(canonical))
 }
 
 /// A JSON array body, with the same checks as [`ApiJson`].
@@ -233,5 +279,23 @@ mod tests {
             assert_eq!(error.code, "validation_error", "{body}");
             assert_eq!((error.errors[0].field.as_str(), error.errors[0].code.as_str()), (field, code), "{body}");
         }
+    }
+
+    #[test]
+    fn idempotency_keys_are_short_visible_ascii() {
+        assert_eq!(idempotency_key(b"order-42:retry").unwrap(), "order-42:retry");
+        let too_long = vec![b'k'; 256];
+        for bad in [&b""[..], b"has space", b"tab\t", "n\u{e5}".as_bytes(), &too_long] {
+            assert_eq!(idempotency_key(bad).unwrap_err().code, "invalid_idempotency_key", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_fingerprint_ignores_formatting_but_not_content() {
+        let compact = body_fingerprint(br#"{"a":1,"b":{"c":[1,2]}}"#);
+        assert_eq!(compact, body_fingerprint(b"{ \"b\": {\"c\": [1, 2]},\n \"a\": 1 }"));
+        assert_ne!(compact, body_fingerprint(br#"{"a":1,"b":{"c":[2,1]}}"#));
+        assert_ne!(compact, body_fingerprint(br#"{"a":2,"b":{"c":[1,2]}}"#));
+        assert_eq!(compact.len(), 64);
     }
 }

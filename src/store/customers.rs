@@ -15,10 +15,10 @@ use crate::domain::validate::Errors;
 
 use super::ops::Conn;
 use super::query::{self, opt_text, text, CursorPosition, Dialect, Param, SqlBuilder, Strategy, CUSTOMER_COLUMNS};
-use super::rows::SettingsRow;
+use super::rows::{IdempotencyRow, SettingsRow};
 use super::{
-    change_customer_id_key, micros_to_time, new_id, now_micros, CustomerPage, ImportOutcome, ImportRow, IndexedColumns,
-    NewCustomer, PatchError, Patcher, StoreError,
+    change_customer_id_key, micros_to_time, new_id, now_micros, Created, CustomerPage, IdempotencyKey, ImportOutcome,
+    ImportRow, IndexedColumns, NewCustomer, PatchError, Patcher, StoreError, IDEMPOTENCY_KEY_TTL,
 };
 
 /// Takes the account's next write timestamp. The row lock this takes is
@@ -202,6 +202,74 @@ pub(super) async fn replace_attributes(
 }
 
 pub(super) async fn create_customer(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    new: NewCustomer,
+    actor: &str,
+    idempotency: Option<&IdempotencyKey>,
+) -> Result<Created, StoreError> {
+    if let Some(key) = idempotency {
+        if let Some(replay) = claim_idempotency_key(conn, account, key).await? {
+            return Ok(replay);
+        }
+    }
+    let customer = insert_customer(conn, account, new, actor).await?;
+    if let Some(key) = idempotency {
+        let body = serde_json::to_string(&customer).map_err(|e| StoreError::Other(e.to_string()))?;
+        let mut q = SqlBuilder::new(conn.dialect(), "UPDATE idempotency_keys SET etag = ");
+        q.bind(Param::Text(customer.etag()))
+            .push(", response = ")
+            .bind(Param::Text(body))
+            .push(" WHERE account_id = ")
+            .bind(text(account.as_str()))
+            .push(" AND key = ")
+            .bind(text(&key.key));
+        conn.execute(q).await?;
+    }
+    Ok(Created::New(Box::new(customer)))
+}
+
+/// Takes `key` for this transaction's create, or returns the response of
+/// the create that took it first. The row is inserted before the customer:
+/// a concurrent request with the same key waits on the primary key until
+/// this transaction ends, then replays it (or, after a rollback, takes the
+/// key itself). Expired keys of the account are forgotten first.
+async fn claim_idempotency_key(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    key: &IdempotencyKey,
+) -> Result<Option<Created>, StoreError> {
+    let now = now_micros();
+    let mut q = SqlBuilder::new(conn.dialect(), "DELETE FROM idempotency_keys WHERE account_id = ");
+    q.bind(text(account.as_str())).push(" AND created_at < ").bind(Param::Time(now - IDEMPOTENCY_KEY_TTL));
+    conn.execute(q).await?;
+
+    let mut q = SqlBuilder::new(
+        conn.dialect(),
+        "INSERT INTO idempotency_keys (account_id, key, fingerprint, etag, response, created_at) VALUES (",
+    );
+    query::push_list(
+        &mut q,
+        [text(account.as_str()), text(&key.key), text(&key.fingerprint), text(""), text(""), Param::Time(now)],
+    );
+    q.push(") ON CONFLICT (account_id, key) DO NOTHING");
+    if conn.execute(q).await? == 1 {
+        return Ok(None);
+    }
+    let mut q =
+        SqlBuilder::new(conn.dialect(), "SELECT fingerprint, etag, response FROM idempotency_keys WHERE account_id = ");
+    q.bind(text(account.as_str())).push(" AND key = ").bind(text(&key.key));
+    let rows: Vec<IdempotencyRow> = conn.fetch_all(q).await?;
+    match rows.into_iter().next() {
+        Some(row) if row.fingerprint == key.fingerprint => {
+            Ok(Some(Created::Replayed { etag: row.etag, body: row.response }))
+        }
+        Some(_) => Err(StoreError::IdempotencyKeyReused),
+        None => Err(StoreError::Other("idempotency key vanished while claimed".into())),
+    }
+}
+
+async fn insert_customer(
     conn: &mut impl Conn,
     account: &AccountId,
     new: NewCustomer,

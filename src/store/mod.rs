@@ -38,6 +38,9 @@ pub enum StoreError {
     /// An update's patch function refused the current record.
     #[error("rejected")]
     Rejected(PatchError),
+    /// An `Idempotency-Key` came back with a different request body.
+    #[error("idempotency key reused with another request")]
+    IdempotencyKeyReused,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("database error: {0}")]
@@ -96,6 +99,24 @@ pub struct NewCustomer {
     pub data: CustomerData,
 }
 
+/// An `Idempotency-Key` and the digest of the request body it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// How long an idempotency key is remembered after its first use.
+pub const IDEMPOTENCY_KEY_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// What a create did: stored a new customer, or found the key of an earlier
+/// create with the same body and gives back that request's response.
+#[derive(Debug, Clone)]
+pub enum Created {
+    New(Box<Customer>),
+    Replayed { etag: String, body: String },
+}
+
 #[derive(Debug, Clone)]
 pub struct CustomerPage {
     pub customers: Vec<Customer>,
@@ -140,8 +161,15 @@ pub trait Store: Send + Sync {
     async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
     async fn has_clients(&self) -> Result<bool, StoreError>;
 
-    async fn create_customer(&self, account: &AccountId, new: NewCustomer, actor: &str)
-        -> Result<Customer, StoreError>;
+    /// Creates a customer; with an idempotency key, a repeat of the key's
+    /// first request replays its response instead.
+    async fn create_customer(
+        &self,
+        account: &AccountId,
+        new: NewCustomer,
+        actor: &str,
+        idempotency: Option<&IdempotencyKey>,
+    ) -> Result<Created, StoreError>;
     async fn get_customer(&self, account: &AccountId, customer_id: &str) -> Result<Option<Customer>, StoreError>;
     async fn update_customer(
         &self,
@@ -384,7 +412,7 @@ pub fn new_id() -> Uuid {
 pub fn change_customer_id_key(at: DateTime<Utc>, old: &str, new: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{old}\u{0}{new}\u{0}{}", at.timestamp_micros()));
-    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let hash = crate::domain::hex(&digest[..4]);
     format!("dintero_change_customer_id_{}.{hash}", at.timestamp_millis())
 }
 

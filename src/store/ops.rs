@@ -16,8 +16,8 @@ use super::query::{self, text, Dialect, Param, SqlBuilder};
 use super::records;
 use super::rows::{ClientRow, CustomerRow, DbRow, KeyRow};
 use super::{
-    ClientRecord, CustomerPage, EventListParams, ImportOutcome, ImportRow, NewCustomer, Page, Patcher,
-    SigningKeyRecord, Store, StoreError,
+    ClientRecord, Created, CustomerPage, EventListParams, IdempotencyKey, ImportOutcome, ImportRow, NewCustomer, Page,
+    Patcher, SigningKeyRecord, Store, StoreError,
 };
 use crate::domain::listing::PageParams;
 use crate::domain::records::{Tag, TagInput, Terms, Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput};
@@ -194,8 +194,9 @@ impl<B: Backend> Store for SqlStore<B> {
         account: &AccountId,
         new: NewCustomer,
         actor: &str,
-    ) -> Result<Customer, StoreError> {
-        in_write_tx!(self.0, |conn| create_customer(&mut conn, account, new, actor).await)
+        idempotency: Option<&IdempotencyKey>,
+    ) -> Result<Created, StoreError> {
+        in_write_tx!(self.0, |conn| create_customer(&mut conn, account, new, actor, idempotency).await)
     }
 
     async fn get_customer(&self, account: &AccountId, customer_id: &str) -> Result<Option<Customer>, StoreError> {

@@ -134,6 +134,13 @@ impl From<KeyRow> for SigningKeyRecord {
 }
 
 #[derive(sqlx::FromRow)]
+pub struct IdempotencyRow {
+    pub fingerprint: String,
+    pub etag: String,
+    pub response: String,
+}
+
+#[derive(sqlx::FromRow)]
 pub struct SettingsRow {
     pub doc: Json<Settings>,
 }

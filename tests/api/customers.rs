@@ -1,9 +1,11 @@
 //! §4.1–§4.2: create, get, update, delete, change_customer_id.
 
+use customers::domain::ids::Scope;
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::both_backends;
+use crate::helpers::{Backend, OTHER_ACCOUNT};
 
 both_backends! {
     async fn create_returns_the_stored_customer_with_server_fields(app: &TestApp) {
@@ -269,5 +271,67 @@ both_backends! {
         }
         let metadata = app.get(&app.user_url("m")).await.body["metadata"].clone();
         assert_eq!(metadata.as_object().unwrap().len(), 20, "no update lost: {metadata}");
+    }
+
+    async fn idempotency_keys_replay_creates_and_refuse_other_bodies(app: &TestApp) {
+        let post = |key: &str, body: String, token: String, url: String| {
+            let request = app.client.post(url).bearer_auth(token).header("content-type", "application/json");
+            let request = request.header("idempotency-key", key).body(body);
+            async move {
+                let response = request.send().await.unwrap();
+                let replayed = response.headers().contains_key("idempotent-replayed");
+                (response.status(), replayed, response.json::<serde_json::Value>().await.unwrap())
+            }
+        };
+        let admin = app.admin();
+        let ada = r#"{"email": "ada@example.com", "first_name": "Ada"}"#.to_owned();
+        let (status, replayed, first) = post("k-1", ada.clone(), admin.clone(), app.users_url()).await;
+        assert_eq!((status, replayed), (StatusCode::OK, false), "{first}");
+        // The same document, formatted differently, is the same request.
+        let reformatted = r#"{"first_name":"Ada","email":"ada@example.com"}"#.to_owned();
+        let (status, replayed, again) = post("k-1", reformatted, admin.clone(), app.users_url()).await;
+        assert_eq!((status, replayed), (StatusCode::OK, true));
+        assert_eq!(again, first, "the original response, same id");
+        let other_body = r#"{"email": "grace@example.com"}"#.to_owned();
+        let (status, _, refused) = post("k-1", other_body.clone(), admin.clone(), app.users_url()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+        assert_eq!(refused["error"]["code"], "idempotency_key_reused");
+        assert_eq!(app.row_count().await, 1);
+
+        // Keys are per account.
+        let other_admin = app.token_for(OTHER_ACCOUNT, "other", &[Scope::Admin]);
+        let other_users = app.url(&format!("/v1/accounts/{OTHER_ACCOUNT}/customers/users"));
+        let (status, replayed, elsewhere) = post("k-1", ada.clone(), other_admin, other_users).await;
+        assert_eq!((status, replayed), (StatusCode::OK, false), "{elsewhere}");
+        assert_ne!(elsewhere["id"], first["id"]);
+
+        // Concurrent retries of one key make one customer and all see it.
+        let grace = r#"{"email": "grace@example.com"}"#.to_owned();
+        let retries = (0..10).map(|_| post("k-2", grace.clone(), admin.clone(), app.users_url()));
+        let replies = futures::future::join_all(retries).await;
+        assert!(replies.iter().all(|(status, _, _)| *status == StatusCode::OK), "{replies:?}");
+        assert!(replies.iter().all(|(_, _, body)| body["id"] == replies[0].2["id"]), "{replies:?}");
+        assert_eq!(replies.iter().filter(|(_, replayed, _)| !replayed).count(), 1);
+        assert_eq!(app.row_count().await, 2);
+
+        // A failed create does not use up its key.
+        let (status, _, duplicate) = post("k-3", ada.clone(), admin.clone(), app.users_url()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{duplicate}");
+        let linus = r#"{"email": "linus@example.com"}"#.to_owned();
+        let (status, replayed, _) = post("k-3", linus, admin.clone(), app.users_url()).await;
+        assert_eq!((status, replayed), (StatusCode::OK, false));
+
+        // After 24 hours a key is forgotten and may name a new request.
+        let age = match app.db.backend {
+            Backend::Sqlite => "UPDATE idempotency_keys SET created_at = created_at - 86400000001 RETURNING key",
+            Backend::Postgres => "UPDATE idempotency_keys SET created_at = created_at - interval '24 hours 1 second' RETURNING key",
+        };
+        assert_eq!(app.db.query_text(age, &[]).await.len(), 4);
+        let (status, replayed, _) = post("k-1", other_body.replace("grace", "ida"), admin.clone(), app.users_url()).await;
+        assert_eq!((status, replayed), (StatusCode::OK, false));
+
+        let (status, _, bad) = post("", ada, admin, app.users_url()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(bad["error"]["code"], "invalid_idempotency_key");
     }
 }
