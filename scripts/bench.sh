@@ -48,7 +48,8 @@ seed=$(timeout 3600 "$bench" seed --database "$url" --customers "$customers" --a
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 started=$(date +%s%N)
-"$bin" serve --database "$url" --listen "127.0.0.1:$port" > target/bench/serve.log 2>&1 &
+# Rate limiting off: the load comes from one client on purpose.
+"$bin" serve --database "$url" --listen "127.0.0.1:$port" --rate-limit 0 > target/bench/serve.log 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 3000); do

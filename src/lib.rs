@@ -11,16 +11,5 @@ pub mod http;
 pub mod store;
 pub mod telemetry;
 
-use std::future::Future;
-
+pub use http::server::serve;
 pub use http::{router as app, AppState, HttpLimits};
-
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes the
-/// requests in flight.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
-}

@@ -12,7 +12,8 @@ use clap::Args;
 use crate::auth::Keys;
 use crate::config::{DatabaseArgs, TokenArgs};
 use crate::domain::ids::{AccountId, Scope};
-use crate::http::{metrics_handle, AppState, HttpLimits};
+use crate::http::throttle::RateLimit;
+use crate::http::{AppState, HttpLimits};
 use crate::store::Store;
 
 #[derive(Args, Debug)]
@@ -33,6 +34,17 @@ pub struct Opts {
     /// Seconds a request may take before it is answered 503.
     #[arg(long, env = "CUSTOMERS_REQUEST_TIMEOUT", default_value_t = 30)]
     pub request_timeout: u64,
+    /// Seconds a client may take to send a request's headers (slow clients
+    /// are disconnected).
+    #[arg(long, env = "CUSTOMERS_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    pub header_read_timeout: u64,
+    /// Requests per second each client (each address, for calls without
+    /// credentials) may sustain; 0 turns rate limiting off.
+    #[arg(long, env = "CUSTOMERS_RATE_LIMIT", default_value_t = 1000)]
+    pub rate_limit: u32,
+    /// Requests a client may send at once above its rate.
+    #[arg(long, env = "CUSTOMERS_RATE_LIMIT_BURST", default_value_t = 2000)]
+    pub rate_limit_burst: u32,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "CUSTOMERS_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
@@ -55,10 +67,16 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     bootstrap_first_client(&*store, &opts.bootstrap_account, address).await?;
 
-    let state = AppState { store: store.clone(), keys: Arc::new(keys), metrics: metrics_handle() };
-    let limits = HttpLimits { request_timeout: Duration::from_secs(opts.request_timeout), body_limit: opts.body_limit };
+    let limits = HttpLimits {
+        request_timeout: Duration::from_secs(opts.request_timeout),
+        body_limit: opts.body_limit,
+        header_read_timeout: Duration::from_secs(opts.header_read_timeout),
+        rate_limit: (opts.rate_limit > 0)
+            .then(|| RateLimit { per_second: opts.rate_limit, burst: opts.rate_limit_burst.max(opts.rate_limit) }),
+    };
+    let state = AppState::new(store.clone(), Arc::new(keys), &limits);
     tracing::info!(%address, backend = store.backend(), ready_in_ms = started.elapsed().as_millis() as u64, "listening");
-    crate::serve(listener, crate::app(state, &limits), shutdown_signal()).await?;
+    crate::serve(listener, crate::app(state, &limits), &limits, shutdown_signal()).await?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -2,6 +2,7 @@
 //! public key set at `/.well-known/jwks.json`.
 
 use std::sync::OnceLock;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -43,7 +44,8 @@ pub struct TokenResponse {
     params(("aid" = String, Path)),
     request_body(content = TokenRequest, content_type = "application/json"),
     responses((status = 200, body = TokenResponse), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, description = "too many requests, or too many failed attempts for this client id", body = ErrorBody)),
     security(("basic" = [])))]
 pub async fn issue_token(
     State(state): State<AppState>,
@@ -53,6 +55,9 @@ pub async fn issue_token(
 ) -> ApiResult<Json<TokenResponse>> {
     let (client_id, secret) = basic_credentials(&headers).ok_or_else(ApiError::unauthorized)?;
     let request = parse_token_request(&headers, &body)?;
+    let throttle = &state.throttle;
+    throttle.request(|| format!("login:{client_id}")).map_err(ApiError::rate_limited)?;
+    throttle.logins.check(&client_id, Instant::now()).map_err(ApiError::rate_limited)?;
 
     let client = state.store.find_client(&client_id).await?;
     // Hash against a dummy when the client is unknown, so the answer takes
@@ -61,8 +66,12 @@ pub async fn issue_token(
     let secret_ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash)).await.unwrap_or(false);
     let client = match client {
         Some(c) if secret_ok && c.account_id == account.as_str() => c,
-        _ => return Err(ApiError::unauthorized()),
+        _ => {
+            throttle.logins.failed(&client_id, Instant::now());
+            return Err(ApiError::unauthorized());
+        }
     };
+    throttle.logins.succeeded(&client_id);
 
     if request.grant_type.as_deref() != Some("client_credentials") {
         return Err(ApiError::bad_request("unsupported_grant_type", "grant_type must be client_credentials"));

@@ -2,6 +2,8 @@
 //! `{"error": {"code", "message", "errors"}}` body (§3). Store errors map
 //! here, uniqueness violations by index name.
 
+use std::time::Duration;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -16,6 +18,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub errors: Vec<FieldError>,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    pub retry_after: Option<Duration>,
 }
 
 /// The error body, as documented in the OpenAPI document.
@@ -34,7 +38,12 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), errors: Vec::new() }
+        Self { status, code, message: message.into(), errors: Vec::new(), retry_after: None }
+    }
+
+    /// 429: the caller must wait `wait` before its next request counts.
+    pub fn rate_limited(wait: Duration) -> Self {
+        Self { retry_after: Some(wait), ..Self::from_status(StatusCode::TOO_MANY_REQUESTS) }
     }
 
     pub fn invalid(errors: Vec<FieldError>) -> Self {
@@ -109,6 +118,10 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
         response
     }
 }
@@ -132,7 +145,14 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
-                Self::from_status(StatusCode::SERVICE_UNAVAILABLE)
+                Self {
+                    retry_after: Some(Duration::from_secs(1)),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "database_unavailable",
+                        "the database cannot be reached or cannot take writes now; try again",
+                    )
+                }
             }
             StoreError::Other(detail) => {
                 tracing::error!(%detail, "database error");

@@ -49,7 +49,11 @@ impl FromRequestParts<AppState> for Auth {
             .map(str::trim)
             .ok_or_else(ApiError::unauthorized)?;
         match state.keys.verify(token, &account) {
-            Ok(principal) => Ok(Auth(principal)),
+            Ok(principal) => {
+                let caller = || format!("client:{}:{}", principal.account, principal.subject);
+                state.throttle.request(caller).map_err(ApiError::rate_limited)?;
+                Ok(Auth(principal))
+            }
             Err(TokenError::Invalid) => Err(ApiError::unauthorized()),
             Err(TokenError::OtherAccount) => Err(ApiError::forbidden("the token was issued for another account")),
         }

@@ -3,10 +3,11 @@
 //! request id, tracing (no URIs or bodies: they carry personal data),
 //! JSON errors for every failure, metrics, timeout, body limit, compression.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -30,28 +31,47 @@ pub mod extract;
 pub mod health;
 pub mod openapi;
 pub mod paging;
+pub mod server;
 pub mod settings;
 pub mod tags;
+pub mod throttle;
 pub mod tokens;
 
 use error::ApiError;
+use throttle::{RateLimit, Throttle};
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub keys: Arc<Keys>,
     pub metrics: PrometheusHandle,
+    pub throttle: Arc<Throttle>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, keys: Arc<Keys>, limits: &HttpLimits) -> Self {
+        Self { store, keys, metrics: metrics_handle(), throttle: Arc::new(Throttle::new(limits.rate_limit)) }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
     pub request_timeout: Duration,
     pub body_limit: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// Requests per client (per address when anonymous); `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        Self { request_timeout: Duration::from_secs(30), body_limit: 1024 * 1024 }
+        Self {
+            request_timeout: Duration::from_secs(30),
+            body_limit: 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            rate_limit: None,
+        }
     }
 }
 
@@ -79,6 +99,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         .merge(health::router())
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED) })
+        .layer(middleware::from_fn_with_state(state.clone(), limit_anonymous_callers))
         .with_state(state)
         .layer(
             ServiceBuilder::new()
@@ -124,6 +145,19 @@ async fn json_errors(request: Request, next: Next) -> Response {
         }
     }
     replacement
+}
+
+/// Rate-limits account requests without credentials by peer address (those
+/// with credentials are limited per client once `Auth` has verified them).
+async fn limit_anonymous_callers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let anonymous = !request.headers().contains_key(header::AUTHORIZATION);
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
+    if let (true, Some(ip)) = (anonymous && request.uri().path().starts_with("/v1/accounts/"), peer) {
+        if let Err(wait) = state.throttle.request(|| format!("ip:{ip}")) {
+            return ApiError::rate_limited(wait).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn record_metrics(request: Request, next: Next) -> Response {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use customers::auth::Keys;
 use customers::domain::ids::{AccountId, Scope};
-use customers::http::{metrics_handle, AppState, HttpLimits};
+use customers::http::{AppState, HttpLimits};
 use customers::store::{self, PoolOptions, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -190,6 +190,22 @@ impl Reply {
     }
 }
 
+/// The application on a loopback port of its own, over `store`.
+async fn start_server(
+    store: Arc<dyn Store>,
+    limits: HttpLimits,
+) -> (SocketAddr, Arc<Keys>, tokio::task::JoinHandle<()>) {
+    let keys = Arc::new(Keys::load_or_create(&*store, ISSUER, Duration::from_secs(600)).await.expect("keys"));
+    let state = AppState::new(store, keys.clone(), &limits);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = customers::app(state, &limits);
+    let server = tokio::spawn(async move {
+        let _ = customers::serve(listener, app, &limits, std::future::pending()).await;
+    });
+    (address, keys, server)
+}
+
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
         Self::spawn_with(backend, HttpLimits::default()).await
@@ -198,29 +214,14 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, limits: HttpLimits) -> Self {
         let db = TestDatabase::create(backend).await;
         let store = db.open().await;
-        let keys = Arc::new(Keys::load_or_create(&*store, ISSUER, Duration::from_secs(600)).await.expect("keys"));
-        let state = AppState { store: store.clone(), keys: keys.clone(), metrics: metrics_handle() };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let app = customers::app(state, &limits);
-        let server = tokio::spawn(async move {
-            let _ = customers::serve(listener, app, std::future::pending()).await;
-        });
+        let (address, keys, server) = start_server(store.clone(), limits).await;
         TestApp { address, client: reqwest::Client::new(), store, keys, db, server }
     }
 
     /// Another server on the same database, with its own connection pool,
     /// as a second process would be. Stops when the handle drops.
     pub async fn sibling(&self) -> Sibling {
-        let store = self.db.open().await;
-        let keys = Arc::new(Keys::load_or_create(&*store, ISSUER, Duration::from_secs(600)).await.unwrap());
-        let state = AppState { store, keys, metrics: metrics_handle() };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let app = customers::app(state, &HttpLimits::default());
-        let server = tokio::spawn(async move {
-            let _ = customers::serve(listener, app, std::future::pending()).await;
-        });
+        let (address, _, server) = start_server(self.db.open().await, HttpLimits::default()).await;
         Sibling { address, server }
     }
 

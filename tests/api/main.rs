@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod customers;
 mod errors;
+mod limits;
 mod listing;
 mod operations;
 mod settings;
