@@ -66,6 +66,7 @@ pub struct Consent {
     pub consent: bool,
     /// Set by the server whenever `consent` changes; ignored in requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::domain::time::optional_micros")]
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -113,6 +114,7 @@ pub struct Address {
 #[serde(deny_unknown_fields)]
 pub struct Term {
     pub id: String,
+    #[serde(serialize_with = "crate::domain::time::micros")]
     pub accepted_at: DateTime<Utc>,
 }
 
@@ -191,10 +193,13 @@ pub struct Customer {
     pub customer_id: String,
     #[serde(flatten)]
     pub data: Option<CustomerData>,
+    #[serde(serialize_with = "crate::domain::time::micros")]
     pub created_at: DateTime<Utc>,
     pub created_by: String,
+    #[serde(serialize_with = "crate::domain::time::micros")]
     pub updated_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::domain::time::optional_micros")]
     pub deleted_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_by: Option<String>,

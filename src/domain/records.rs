@@ -16,9 +16,11 @@ pub const MAX_TERMS: usize = 200_000;
 pub struct Terms {
     pub id: Uuid,
     pub terms: String,
+    #[serde(serialize_with = "crate::domain::time::micros")]
     pub created_at: DateTime<Utc>,
     pub created_by: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::domain::time::optional_micros")]
     pub deleted_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_by: Option<String>,
@@ -48,6 +50,7 @@ pub struct Tag {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<JsonObject>,
+    #[serde(serialize_with = "crate::domain::time::micros")]
     pub created_at: DateTime<Utc>,
     pub created_by: String,
 }
@@ -88,9 +91,11 @@ pub struct Token {
     pub metadata: Option<JsonObject>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    #[serde(serialize_with = "crate::domain::time::micros")]
     pub created_at: DateTime<Utc>,
     pub created_by: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::domain::time::optional_micros")]
     pub deleted_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_by: Option<String>,
@@ -153,6 +158,7 @@ pub struct EventInput {
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<JsonObject>,
     #[serde(default)]
+    #[serde(serialize_with = "crate::domain::time::optional_micros")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -196,10 +202,13 @@ pub struct TokenEvent {
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<JsonObject>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::domain::time::optional_micros")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::domain::time::micros")]
     pub created_at: DateTime<Utc>,
     pub created_by: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::domain::time::optional_micros")]
     pub deleted_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_by: Option<String>,

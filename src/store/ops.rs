@@ -82,6 +82,13 @@ impl<DB: sqlx::Database> Handle<DB> {
 
 pub struct SqlStore<B>(pub B);
 
+/// The deployment's signing key, if one was stored.
+async fn signing_key(conn: &mut impl Conn) -> Result<Option<SigningKeyRecord>, StoreError> {
+    let q = SqlBuilder::new(conn.dialect(), "SELECT kid, private_pkcs8, public_key, created_at FROM signing_keys");
+    let keys: Vec<KeyRow> = conn.fetch_all(q).await?;
+    Ok(keys.into_iter().next().map(Into::into))
+}
+
 /// Runs `flow` in a write transaction and commits it when it succeeds
 /// (dropping the transaction on error rolls it back).
 macro_rules! in_write_tx {
@@ -125,6 +132,11 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn ensure_signing_key(&self, candidate: SigningKeyRecord) -> Result<SigningKeyRecord, StoreError> {
+        // Read first: a server on a database it cannot write (a read-only
+        // SQLite file, a replica) still starts and serves reads.
+        if let Some(key) = signing_key(&mut self.0.read().await?).await? {
+            return Ok(key);
+        }
         in_write_tx!(self.0, |conn| {
             let mut q = SqlBuilder::new(
                 conn.dialect(),
@@ -141,13 +153,7 @@ impl<B: Backend> Store for SqlStore<B> {
             );
             q.push(") ON CONFLICT (singleton) DO NOTHING");
             conn.execute(q).await?;
-            let q =
-                SqlBuilder::new(conn.dialect(), "SELECT kid, private_pkcs8, public_key, created_at FROM signing_keys");
-            let keys: Vec<KeyRow> = conn.fetch_all(q).await?;
-            keys.into_iter()
-                .next()
-                .map(Into::into)
-                .ok_or_else(|| StoreError::Other("no signing key after insert".into()))
+            signing_key(&mut conn).await?.ok_or_else(|| StoreError::Other("no signing key after insert".into()))
         })
     }
 

@@ -88,7 +88,11 @@ impl TestDatabase {
     }
 
     pub async fn open(&self) -> Arc<dyn Store> {
-        let store = store::open(&self.url, &PoolOptions::default()).await.expect("open store");
+        self.open_with(&PoolOptions::default()).await
+    }
+
+    pub async fn open_with(&self, pool: &PoolOptions) -> Arc<dyn Store> {
+        let store = store::open(&self.url, pool).await.expect("open store");
         store.migrate().await.expect("migrate");
         store
     }
@@ -190,8 +194,9 @@ impl Reply {
     }
 }
 
-/// The application on a loopback port of its own, over `store`.
-async fn start_server(
+/// The application on a loopback port of its own, over `store`; it stops
+/// when the handle is aborted.
+pub async fn start_server(
     store: Arc<dyn Store>,
     limits: HttpLimits,
 ) -> (SocketAddr, Arc<Keys>, tokio::task::JoinHandle<()>) {
@@ -212,8 +217,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, limits: HttpLimits) -> Self {
-        let db = TestDatabase::create(backend).await;
-        let store = db.open().await;
+        Self::spawn_on(TestDatabase::create(backend).await, limits, &PoolOptions::default()).await
+    }
+
+    pub async fn spawn_on(db: TestDatabase, limits: HttpLimits, pool: &PoolOptions) -> Self {
+        let store = db.open_with(pool).await;
         let (address, keys, server) = start_server(store.clone(), limits).await;
         TestApp { address, client: reqwest::Client::new(), store, keys, db, server }
     }
@@ -307,5 +315,85 @@ impl TestApp {
         let rows =
             self.db.query_text("SELECT CAST(count(*) AS TEXT) FROM customers WHERE account_id = $1", &[ACCOUNT]).await;
         rows[0].as_deref().unwrap().parse().unwrap()
+    }
+}
+
+/// The `customers` binary, quiet unless something goes wrong.
+pub fn binary() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_customers"));
+    command.env("CUSTOMERS_LOG", "warn").env_remove("CUSTOMERS_DATABASE_URL");
+    command
+}
+
+/// Runs a `customers` subcommand that prints one JSON object.
+pub fn run_json(args: &[&str]) -> Value {
+    let output = binary().args(args).output().expect("run customers");
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("one JSON object")
+}
+
+/// An admin token for `account` from `customers tokens issue` (default issuer).
+pub fn cli_admin_token(database_url: &str, account: &str) -> String {
+    let args = ["tokens", "issue", "--database", database_url, "--account", account];
+    let issued = run_json(&[&args[..], &["--scopes", "admin:customers", "--subject", "cli-admin"]].concat());
+    issued["access_token"].as_str().expect("access_token").to_owned()
+}
+
+/// A `customers serve` process on a free loopback port.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl ServeProcess {
+    /// Starts `serve` on `database_url` and waits until it answers.
+    pub async fn start(database_url: &str, extra: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = binary()
+            .args(["serve", "--listen", &listen, "--database", database_url])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start customers serve");
+        let process = ServeProcess { child, base: format!("http://{listen}") };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client.get(format!("{}/health/live", process.base)).send().await.is_ok() {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("customers serve did not answer on {listen} within 5 s");
+    }
+
+    pub fn users_url(&self, account: &str) -> String {
+        format!("{}/v1/accounts/{account}/customers/users", self.base)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (at most 30 s) for the process to exit and returns its status.
+    pub async fn wait(mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "customers serve did not exit within 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

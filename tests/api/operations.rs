@@ -9,19 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, TestDatabase, ACCOUNT};
-
-fn binary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_customers"));
-    command.env("CUSTOMERS_LOG", "warn").env_remove("CUSTOMERS_DATABASE_URL");
-    command
-}
-
-fn run_json(args: &[&str]) -> Value {
-    let output = binary().args(args).output().expect("run customers");
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("one JSON object")
-}
+use crate::helpers::{binary, run_json, Backend, TestApp, TestDatabase, ACCOUNT};
 
 both_backends! {
     async fn health_metrics_and_openapi_answer(app: &TestApp) {

@@ -1,0 +1,170 @@
+//! Issue 5 §6: a database that goes away. PostgreSQL is reached through a
+//! TCP link the test can cut and restore (to the server this is exactly a
+//! database that stopped: open connections die, new ones are refused), and
+//! an SQLite file is opened read-only.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use customers::domain::ids::{AccountId, Scope};
+use customers::store::{self, PoolOptions};
+use customers::HttpLimits;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::helpers::{start_server, Backend, TestApp, TestDatabase, ACCOUNT};
+
+/// A TCP forwarder from a loopback port to `target` that can be cut.
+struct Link {
+    address: SocketAddr,
+    target: String,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Link {
+    async fn start(target: &str) -> Link {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let link = Link { address: listener.local_addr().unwrap(), target: target.to_owned(), tasks: Arc::default() };
+        link.accept_on(listener);
+        link
+    }
+
+    fn accept_on(&self, listener: TcpListener) {
+        let (target, tasks) = (self.target.clone(), self.tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let Ok(mut outbound) = TcpStream::connect(&target).await else { continue };
+                let pipe = tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                tasks.lock().unwrap().push(pipe);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Closes every open connection and the listening port.
+    async fn cut(&self) {
+        let tasks: Vec<_> = self.tasks.lock().unwrap().drain(..).collect();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listens on the same port again.
+    async fn restore(&self) {
+        let listener = TcpListener::bind(self.address).await.expect("the link's port is free again");
+        self.accept_on(listener);
+    }
+
+    /// `url` with its `host:port` replaced by the link's.
+    fn rewrite(&self, url: &str) -> String {
+        url.replacen(&self.target, &self.address.to_string(), 1)
+    }
+}
+
+/// The `host:port` of a `postgres://[user@]host:port/…` URL.
+fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+    rest.split(['/', '?']).next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_fails_fast_and_heals_without_losing_acknowledged_writes() {
+    let mut db = TestDatabase::create(Backend::Postgres).await;
+    let link = Link::start(&authority(&db.url)).await;
+    db.url = link.rewrite(&db.url);
+    let pool = PoolOptions { max_connections: 4, acquire_timeout: Duration::from_secs(1) };
+    let app = Arc::new(TestApp::spawn_on(db, HttpLimits::default(), &pool).await);
+
+    // A writer that keeps creating customers through the outage.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (app, stop) = (app.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let started = Instant::now();
+                let reply = app.post(&app.users_url(), &json!({"customer_id": format!("w-{i}")})).await;
+                outcomes.push((format!("w-{i}"), reply.status, started.elapsed()));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            outcomes
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    link.cut().await;
+    let started = Instant::now();
+    let read = app.get(&app.user_url("w-0")).await;
+    assert_eq!(read.status, StatusCode::SERVICE_UNAVAILABLE, "{}", read.body);
+    assert_eq!(read.code(), "database_unavailable");
+    assert!(read.header("retry-after").is_some());
+    assert!(started.elapsed() < Duration::from_secs(4), "failed fast: {:?}", started.elapsed());
+    let ready = app.send(Method::GET, &app.url("/health/ready"), None, None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    let live = app.send(Method::GET, &app.url("/health/live"), None, None).await;
+    assert_eq!(live.status, StatusCode::OK, "the process itself is fine");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    link.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready = app.send(Method::GET, &app.url("/health/ready"), None, None).await;
+        if ready.status == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not ready again 15 s after the database came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let outcomes = writer.await.unwrap();
+
+    let failed = outcomes.iter().filter(|(_, status, _)| *status != StatusCode::OK).count();
+    assert!(failed > 0, "the outage was seen: {outcomes:?}");
+    for (id, status, took) in &outcomes {
+        assert!(
+            *status == StatusCode::OK || *status == StatusCode::SERVICE_UNAVAILABLE,
+            "{id}: {status}, only 200 or 503"
+        );
+        assert!(*took < Duration::from_secs(4), "{id} hung for {took:?}");
+    }
+    let last = outcomes.iter().rposition(|(_, status, _)| *status != StatusCode::OK).unwrap();
+    assert!(outcomes.len() > last + 1, "writes succeed again after the outage: {outcomes:?}");
+    for (id, status, _) in &outcomes {
+        if *status == StatusCode::OK {
+            assert_eq!(app.get(&app.user_url(id)).await.status, StatusCode::OK, "acknowledged {id} was lost");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_sqlite_file_serves_reads_and_refuses_writes_with_503() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.create(json!({"customer_id": "kept", "first_name": "Ada"})).await;
+    let read_only = store::open(&format!("{}?mode=ro", app.db.url), &PoolOptions::default()).await.unwrap();
+    let (address, keys, server) = start_server(read_only, HttpLimits::default()).await;
+    let account = AccountId::parse(ACCOUNT).unwrap();
+    let token = keys.issue(&account, "t", &[Scope::Admin], Duration::from_secs(60)).unwrap();
+    let users = format!("http://{address}/v1/accounts/{ACCOUNT}/customers/users");
+
+    let read = app.send(Method::GET, &format!("{users}/kept"), Some(&token), None).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    let create = app.send(Method::POST, &users, Some(&token), Some(&json!({"customer_id": "new"}))).await;
+    assert_eq!(create.status, StatusCode::SERVICE_UNAVAILABLE, "{}", create.body);
+    assert_eq!(create.code(), "database_unavailable");
+    let update = app.send(Method::PUT, &format!("{users}/kept"), Some(&token), Some(&json!({"first_name": "B"}))).await;
+    assert_eq!(update.status, StatusCode::SERVICE_UNAVAILABLE, "{}", update.body);
+    server.abort();
+    assert_eq!(app.get(&app.user_url("kept")).await.body["first_name"], "Ada");
+    assert_eq!(app.row_count().await, 1);
+}

@@ -1,0 +1,177 @@
+//! Issue 5 §5 and §7 with real operating-system processes: three
+//! `customers serve` processes on one PostgreSQL database keep its rules, and
+//! SIGTERM under load finishes what is in flight, refuses new connections
+//! and exits 0.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{binary, cli_admin_token, Backend, ServeProcess, TestDatabase, ACCOUNT};
+
+/// Sends `count` requests built by `request(i, base_of_server_i % n)` at
+/// once, spread over the servers, and returns (status, body) in order.
+async fn spread<F>(servers: &[ServeProcess], count: usize, request: F) -> Vec<(StatusCode, Value)>
+where
+    F: Fn(usize, &ServeProcess) -> reqwest::RequestBuilder,
+{
+    let sends = (0..count).map(|i| {
+        let builder = request(i, &servers[i % servers.len()]);
+        async move {
+            let response = builder.send().await.expect("request");
+            (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    });
+    futures::future::join_all(sends).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_serve_processes_on_one_postgres_keep_uniqueness_sequences_and_merges() {
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let migrated = binary().args(["migrate", "--database", &db.url]).output().unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let token = cli_admin_token(&db.url, ACCOUNT);
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(ServeProcess::start(&db.url, &["--no-migrate"]).await);
+    }
+    let client = reqwest::Client::new();
+    let post =
+        |server: &ServeProcess, body: Value| client.post(server.users_url(ACCOUNT)).bearer_auth(&token).json(&body);
+
+    // One email, 30 creates: exactly one wins.
+    let replies =
+        spread(&servers, 30, |i, s| post(s, json!({"customer_id": format!("e{i}"), "email": "same@example.com"})))
+            .await;
+    assert_eq!(replies.iter().filter(|(status, _)| *status == StatusCode::OK).count(), 1, "{replies:?}");
+    for (status, body) in replies.iter().filter(|(status, _)| *status != StatusCode::OK) {
+        assert_eq!((*status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("duplicate_email")));
+    }
+
+    // One Idempotency-Key, 9 retries: one customer, one id.
+    let replies =
+        spread(&servers, 9, |_, s| post(s, json!({"email": "once@example.com"})).header("idempotency-key", "k")).await;
+    assert!(
+        replies.iter().all(|(status, body)| *status == StatusCode::OK && body["id"] == replies[0].1["id"]),
+        "{replies:?}"
+    );
+
+    // Sequence ids: 30 creates get 1..=30, numbered in creation order.
+    let settings = format!("{}/v1/accounts/{ACCOUNT}/customers/settings", servers[0].base);
+    let put = client.put(settings).bearer_auth(&token).json(&json!({"users": {"customer_id_format": "sequence"}}));
+    assert_eq!(put.send().await.unwrap().status(), StatusCode::OK);
+    let replies = spread(&servers, 30, |_, s| post(s, json!({}))).await;
+    let mut created: Vec<(chrono::DateTime<chrono::Utc>, i64)> = replies
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            (
+                body["created_at"].as_str().unwrap().parse().unwrap(),
+                body["customer_id"].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    created.sort();
+    let numbers: Vec<i64> = created.iter().map(|(_, n)| *n).collect();
+    assert_eq!(numbers, (1..=30).collect::<Vec<i64>>(), "distinct, gap-free and in creation order");
+
+    // Metadata merges: 30 updates of one customer, each a different key.
+    assert_eq!(post(&servers[0], json!({"customer_id": "m"})).send().await.unwrap().status(), StatusCode::OK);
+    let replies = spread(&servers, 30, |i, s| {
+        client
+            .put(format!("{}/m", s.users_url(ACCOUNT)))
+            .bearer_auth(&token)
+            .json(&json!({"metadata": {format!("k{i}"): i}}))
+    })
+    .await;
+    assert!(replies.iter().all(|(status, _)| *status == StatusCode::OK), "{replies:?}");
+    let merged: Value = client
+        .get(format!("{}/m", servers[2].users_url(ACCOUNT)))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(merged["metadata"].as_object().unwrap().len(), 30, "no update lost: {}", merged["metadata"]);
+
+    for server in &servers {
+        server.terminate();
+    }
+    for server in servers {
+        assert!(server.wait().await.success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_finishes_requests_in_flight_and_exits_0() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDatabase::create(backend).await;
+        let token = cli_admin_token(&db.url, ACCOUNT);
+        let server = ServeProcess::start(&db.url, &[]).await;
+        let users = server.users_url(ACCOUNT);
+
+        // A request in flight: its headers and half its body are sent.
+        let body = json!({"customer_id": "in-flight", "first_name": "Ada"}).to_string();
+        let (head, tail) = body.split_at(body.len() / 2);
+        let address = server.base.trim_start_matches("http://").to_owned();
+        let mut in_flight = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let path = users.split_once(&address).unwrap().1;
+        let headers = format!(
+            "POST {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        in_flight.write_all(headers.as_bytes()).await.unwrap();
+        in_flight.write_all(head.as_bytes()).await.unwrap();
+
+        // Load: four clients creating customers until the server is gone.
+        let load = (0..4).map(|worker| {
+            let (users, token) = (users.clone(), token.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut acknowledged = Vec::new();
+                for i in 0.. {
+                    let id = format!("w{worker}-{i}");
+                    let sent = client.post(&users).bearer_auth(&token).json(&json!({"customer_id": id})).send().await;
+                    match sent {
+                        Ok(response) if response.status() == StatusCode::OK => acknowledged.push(id),
+                        Ok(response) => panic!("{id}: {} during shutdown", response.status()),
+                        Err(_) => break,
+                    }
+                }
+                acknowledged
+            })
+        });
+        let load: Vec<_> = load.collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        server.terminate();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(tokio::net::TcpStream::connect(&address).await.is_err(), "{backend:?}: new connections are refused");
+        in_flight.write_all(tail.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        in_flight.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{backend:?}: the request in flight completed: {answer}");
+        let status = server.wait().await;
+        assert!(status.success(), "{backend:?}: exit {status}");
+
+        let mut acknowledged = vec!["in-flight".to_owned()];
+        for worker in load {
+            acknowledged.extend(worker.await.unwrap());
+        }
+        assert!(acknowledged.len() > 4, "{backend:?}: the load ran");
+        let store = db.open().await;
+        let account = customers::domain::ids::AccountId::parse(ACCOUNT).unwrap();
+        for id in &acknowledged {
+            assert!(
+                store.get_customer(&account, id).await.unwrap().is_some(),
+                "{backend:?}: acknowledged {id} is stored"
+            );
+        }
+        store.close().await;
+    }
+}
