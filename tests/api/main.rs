@@ -7,6 +7,7 @@ mod auth;
 mod customers;
 mod errors;
 mod faults;
+mod isolation;
 mod limits;
 mod listing;
 mod operations;
