@@ -44,7 +44,7 @@ use super::{auth, customers, health, settings, tags, tokens};
         Terms, TermsInput, Tag, TagInput, Token, TokenInput, TokenRef, EventInput, TokenEventRequest, TokenEvent,
         TokenDetail,
     )),
-    modifiers(&Security),
+    modifiers(&Security, &CommonErrors),
 )]
 pub struct ApiDoc;
 
@@ -58,5 +58,48 @@ impl Modify for Security {
             SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
         components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+    }
+}
+
+/// The errors any account operation can answer, documented once instead of
+/// on each handler: a bad path, query or header (400), credentials (401,
+/// 403), limits (429) and an unavailable database (503); operations with a
+/// body also 413 and 415.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+                .build()
+        };
+        let common = [
+            ("400", "invalid path, query, header or body"),
+            ("401", "missing, invalid or expired credentials"),
+            ("403", "the token does not allow this"),
+            ("429", "rate limited; see Retry-After"),
+            ("503", "the database is unavailable or the request took too long; see Retry-After"),
+        ];
+        let with_body = [("413", "the body is too large"), ("415", "the body must be application/json")];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/accounts/") {
+                continue;
+            }
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.head];
+            for operation in operations.into_iter().flatten() {
+                let has_body = operation.request_body.is_some();
+                let extra = if has_body { &with_body[..] } else { &[] };
+                for (status, description) in common.iter().chain(extra) {
+                    operation
+                        .responses
+                        .responses
+                        .entry((*status).to_owned())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
     }
 }
