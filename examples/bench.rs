@@ -214,6 +214,27 @@ enum Command {
         #[arg(long, default_value = "target/bench/report.json")]
         report: String,
     },
+    /// Mixed traffic for a long, bounded time: counts answers by status and
+    /// samples the server's memory every `sample_every` seconds.
+    Soak {
+        #[arg(long)]
+        base: String,
+        #[arg(long)]
+        token: String,
+        /// Customers `c0…c{N-1}` seeded in the main account.
+        #[arg(long)]
+        customers: u64,
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long)]
+        server_pid: u32,
+        #[arg(long, default_value_t = 10)]
+        sample_every: u64,
+        #[arg(long, default_value = "target/bench/soak.json")]
+        report: String,
+    },
 }
 
 pub const MAIN: &str = "P00000001";
@@ -592,6 +613,98 @@ async fn load(
     store.close().await;
 }
 
+/// One soak worker's request: reads, searches, creates, updates and deletes
+/// in proportions like a busy integration's (4:1:1:1:1:1:1).
+async fn soak_request(http: &reqwest::Client, users: &str, token: &str, customers: u64, worker: usize, n: u64) -> u16 {
+    let pick = mix(n);
+    let existing = format!("{users}/c{}", pick % customers.max(1));
+    let own = format!("soak-{worker}-{n}");
+    let request = match pick % 10 {
+        0..=3 => http.get(existing),
+        4 => http.get(format!("{users}?limit=10")),
+        5 => http.get(format!("{users}?search={}", prefix(n))),
+        6 => http.get(format!("{users}?email={}", prefix(n + 1))),
+        7 => http
+            .post(users)
+            .json(&json!({"customer_id": own, "first_name": "Soak", "email": format!("{own}@soak.example")})),
+        8 => http.put(existing).json(&json!({"metadata": {format!("k{}", n % 50): n}})),
+        _ => http.delete(format!("{users}/soak-{worker}-{}", n.saturating_sub(3))),
+    };
+    match request.bearer_auth(token).send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let _ = response.bytes().await;
+            status
+        }
+        Err(_) => 0,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn soak(
+    base: String,
+    token: String,
+    customers: u64,
+    seconds: u64,
+    concurrency: usize,
+    server_pid: u32,
+    sample_every: u64,
+    report: String,
+) {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
+    let users = format!("{base}/v1/accounts/{MAIN}/customers/users");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let workers: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let (http, users, token) = (http.clone(), users.clone(), token.clone());
+            tokio::spawn(async move {
+                let mut statuses = std::collections::BTreeMap::<u16, u64>::new();
+                let mut n = worker as u64 * 1_000_003;
+                while Instant::now() < deadline {
+                    *statuses.entry(soak_request(&http, &users, &token, customers, worker, n).await).or_default() += 1;
+                    n += 1;
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    while Instant::now() < deadline {
+        let elapsed = started.elapsed().as_secs();
+        let rss = rss_kib(server_pid).unwrap_or(0);
+        eprintln!("{elapsed:>5} s  RSS {:>7.1} MiB", rss as f64 / 1024.0);
+        samples.push(json!({"second": elapsed, "rss_kib": rss}));
+        tokio::time::sleep(Duration::from_secs(sample_every).min(deadline - Instant::now())).await;
+    }
+    let mut statuses = std::collections::BTreeMap::<u16, u64>::new();
+    for worker in workers {
+        for (status, count) in worker.await.unwrap() {
+            *statuses.entry(status).or_default() += count;
+        }
+    }
+    samples.push(json!({"second": started.elapsed().as_secs(), "rss_kib": rss_kib(server_pid).unwrap_or(0)}));
+    let total: u64 = statuses.values().sum();
+    let server_errors: u64 = statuses.iter().filter(|(s, _)| **s >= 500 || **s == 0).map(|(_, c)| c).sum();
+    // Flat: the last sample within 10 % (or 4 MiB) of the first sample after warm-up (a fifth of the run).
+    let rss_at = |i: usize| samples[i]["rss_kib"].as_u64().unwrap_or(0);
+    let warm = rss_at(samples.len() / 5);
+    let last = rss_at(samples.len() - 1);
+    let flat = last <= warm + (warm / 10).max(4096);
+    let doc = json!({
+        "seconds": seconds, "concurrency": concurrency, "requests": total,
+        "rps": (total as f64 / started.elapsed().as_secs_f64()).round(),
+        "statuses": statuses.iter().map(|(s, c)| (s.to_string(), json!(c))).collect::<serde_json::Map<_, _>>(),
+        "server_errors_or_failed_connections": server_errors,
+        "rss_samples": samples, "rss_warm_kib": warm, "rss_last_kib": last, "rss_flat": flat,
+    });
+    std::fs::write(&report, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+    if server_errors > 0 || !flat {
+        std::process::exit(1);
+    }
+}
+
 #[tokio::main]
 async fn main() {
     match Cli::parse().command {
@@ -610,5 +723,8 @@ async fn main() {
             extra,
             report,
         } => load(database, base, token, small_token, customers, seconds, concurrency, server_pid, extra, report).await,
+        Command::Soak { base, token, customers, seconds, concurrency, server_pid, sample_every, report } => {
+            soak(base, token, customers, seconds, concurrency, server_pid, sample_every, report).await
+        }
     }
 }

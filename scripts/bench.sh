@@ -8,12 +8,19 @@
 # Defaults: 1,000,000 customers in one account, 1,000 accounts × 1,000,
 # 10 s per scenario, 32 connections. Every step is bounded in time; no
 # traffic leaves 127.0.0.1.
+#
+#   scripts/bench.sh [sqlite|postgres] --soak SECONDS [--customers N] …
+#
+# runs the soak instead: mixed reads, searches, creates, updates and deletes
+# for SECONDS, the server's memory sampled every 10 s; it fails on any 5xx or
+# failed connection, or when memory keeps growing after warm-up. Report:
+# target/bench/soak-<backend>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 backend=sqlite
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then backend=$1; shift; fi
-customers=1000000 accounts=1000 per_account=1000 seconds=10 concurrency=32
+customers=1000000 accounts=1000 per_account=1000 seconds=10 concurrency=32 soak=
 while [ $# -gt 0 ]; do
   case "$1" in
     --customers) customers=$2; shift 2 ;;
@@ -21,6 +28,7 @@ while [ $# -gt 0 ]; do
     --per-account) per_account=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --concurrency) concurrency=$2; shift 2 ;;
+    --soak) soak=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -65,6 +73,27 @@ token_for() {
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
 }
 extra=$(python3 -c 'import json, sys; d = json.loads(sys.argv[1]); d.update(startup_ms=int(sys.argv[2]), rss_idle_kib=int(sys.argv[3])); print(json.dumps(d))' "$seed" "$ready_ms" "$rss_idle")
+
+if [ -n "$soak" ]; then
+  set +e
+  timeout $((soak + 120)) "$bench" soak --base "http://127.0.0.1:$port" --token "$(token_for P00000001)" \
+    --customers "$customers" --seconds "$soak" --concurrency "$concurrency" --server-pid "$pid" \
+    --report "target/bench/soak-$backend.json" > /dev/null
+  result=$?
+  set -e
+  kill -TERM "$pid"; wait "$pid"; stopped=$?
+  trap - EXIT
+  python3 - "target/bench/soak-$backend.json" "$stopped" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"soak: {r['seconds']} s, {r['concurrency']} connections, {r['requests']} requests ({r['rps']:.0f}/s)")
+print("statuses:", ", ".join(f"{s}: {c}" for s, c in r["statuses"].items()))
+print(f"5xx or failed connections: {r['server_errors_or_failed_connections']}")
+print("RSS MiB:", " ".join(f"{s['rss_kib'] / 1024:.1f}" for s in r["rss_samples"]))
+print(f"memory flat after warm-up: {r['rss_flat']}   server exit code after SIGTERM: {sys.argv[2]}")
+PY
+  exit $(( result != 0 || stopped != 0 ))
+fi
 
 timeout 1800 "$bench" load --database "$url" --base "http://127.0.0.1:$port" \
   --token "$(token_for P00000001)" --small-token "$(token_for P00000002)" \

@@ -322,6 +322,25 @@ mod tests {
     }
 
     #[test]
+    fn wrong_audience_and_unknown_kid_are_invalid() {
+        let keys = keys();
+        let a = account("T00000001");
+        let now = chrono::Utc::now().timestamp();
+        let claims = |aud: &str| {
+            serde_json::json!({"iss": "http://issuer", "aud": aud, "sub": "x", "scope": "admin:customers",
+                "iat": now, "exp": now + 60, "jti": "j"})
+        };
+        for aud in ["http://elsewhere/v1/accounts/T00000001", "http://issuer/v1/accounts/not-an-id", "", "T00000001"] {
+            assert_eq!(keys.verify(&signed(&keys, claims(aud)), &a).unwrap_err(), TokenError::Invalid, "aud {aud:?}");
+        }
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("another-kid".to_owned());
+        let unknown_kid = jsonwebtoken::encode(&header, &claims(&keys.audience(&a)), &keys.encoding).unwrap();
+        assert_eq!(keys.verify(&unknown_kid, &a).unwrap_err(), TokenError::Invalid);
+        assert!(keys.verify(&signed(&keys, claims(&keys.audience(&a))), &a).is_ok(), "the baseline verifies");
+    }
+
+    #[test]
     fn hmac_signed_with_the_public_key_is_rejected() {
         let keys = keys();
         let a = account("T00000001");
