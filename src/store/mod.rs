@@ -151,7 +151,8 @@ pub trait Store: Send + Sync {
     async fn migrate(&self) -> Result<Vec<String>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     /// Refreshes the planner's statistics (after a bulk import: a plan made
-    /// without them can sort a whole account instead of walking an index).
+    /// without them can sort a whole account instead of walking an index)
+    /// and, on PostgreSQL, the visibility map index-only counts rely on.
     async fn analyze(&self) -> Result<(), StoreError>;
     async fn close(&self);
 

@@ -126,7 +126,10 @@ impl<B: Backend> Store for SqlStore<B> {
         let mut conn = self.0.read().await?;
         let statement = match conn.dialect() {
             Dialect::Sqlite => "ANALYZE",
-            Dialect::Postgres => "ANALYZE customers, customer_attributes, customer_tokens",
+            // VACUUM also sets the visibility map, without which a count
+            // cannot be answered from the covering indexes alone (autovacuum
+            // would get there, later, if it runs at all).
+            Dialect::Postgres => "VACUUM (ANALYZE) customers, customer_attributes, customer_tokens",
         };
         conn.execute(SqlBuilder::new(conn.dialect(), statement)).await.map(drop)
     }

@@ -264,14 +264,44 @@ fn push_candidate_ids(q: &mut SqlBuilder, account: &AccountId, filter: &Customer
 }
 
 /// The number of all matches, ignoring paging. A prefix filter counts
-/// through its indexes rather than scanning the account.
+/// through its indexes rather than scanning the account; when nothing but the
+/// prefix and the scope applies, the prefix indexes (which carry id, type and
+/// deletion time) answer alone, without reading the table.
 pub fn count(dialect: Dialect, account: &AccountId, filter: &CustomerFilter) -> SqlBuilder {
+    if is_prefix_only(filter) {
+        let mut q = SqlBuilder::new(dialect, "SELECT count(*) FROM (");
+        let Some((prefix, columns)) = prefix_filter(filter) else { unreachable!("a prefix-only filter has a prefix") };
+        for (i, column) in columns.iter().enumerate() {
+            q.push(if i == 0 {
+                "SELECT c.id FROM customers c WHERE "
+            } else {
+                " UNION SELECT c.id FROM customers c WHERE "
+            });
+            push_scope(&mut q, account, filter);
+            q.push(" AND ");
+            push_range(&mut q, &format!("c.{column}"), prefix);
+        }
+        q.push(") m");
+        return q;
+    }
     let mut q = SqlBuilder::new(dialect, "SELECT count(*)");
     push_candidates(&mut q, account, filter);
     q.push(" WHERE ");
     push_scope(&mut q, account, filter);
     push_matches(&mut q, filter, true, "c");
     q
+}
+
+/// Whether the filter is one prefix (search, email or phone) within the
+/// plain scope: no change time, attributes, tag or token conditions.
+fn is_prefix_only(filter: &CustomerFilter) -> bool {
+    let prefixes = [&filter.search, &filter.email, &filter.phone_number].iter().filter(|p| p.is_some()).count();
+    prefixes == 1
+        && filter.since.is_none()
+        && filter.attributes.is_empty()
+        && filter.tag_id.is_none()
+        && filter.token_type.is_none()
+        && filter.token_value.is_none()
 }
 
 /// The account and the cheap row conditions: deletion, type, change time.
@@ -458,9 +488,18 @@ mod tests {
     #[test]
     fn counts_of_prefix_matches_go_through_the_indexes() {
         let q = count(Dialect::Sqlite, &account(), &params("email=ad").filter);
-        assert!(q
-            .sql()
-            .starts_with("SELECT count(*) FROM (SELECT id FROM customers WHERE account_id = ? AND (email_lower >= ?"));
+        assert_eq!(
+            q.sql(),
+            "SELECT count(*) FROM (SELECT c.id FROM customers c WHERE c.account_id = ? AND c.deleted_at IS NULL \
+             AND c.type <> ? AND (c.email_lower >= ? AND c.email_lower < ?)) m",
+            "a lone prefix is counted from its index alone"
+        );
+        let search = count(Dialect::Postgres, &account(), &params("search=ad&include_deleted=true").filter);
+        assert_eq!(search.sql().matches(" UNION SELECT c.id FROM customers c WHERE c.account_id = ").count(), 4);
+        assert!(!search.sql().contains("JOIN") && !search.sql().contains("deleted_at IS NULL"), "{}", search.sql());
+        let with_since =
+            count(Dialect::Sqlite, &account(), &params("email=ad&since_datetime=2020-01-01T00:00:00Z").filter);
+        assert!(with_since.sql().contains(") m JOIN customers c ON c.id = m.id"), "{}", with_since.sql());
         let plain = count(Dialect::Sqlite, &account(), &params("type=company").filter);
         assert!(plain.sql().starts_with("SELECT count(*) FROM customers c WHERE c.account_id = ?"), "{}", plain.sql());
     }
