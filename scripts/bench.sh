@@ -38,17 +38,7 @@ bin=target/release/customers
 bench=target/release/examples/bench
 mkdir -p target/bench
 
-case "$backend" in
-  sqlite)
-    rm -f target/bench/bench.db target/bench/bench.db-wal target/bench/bench.db-shm
-    url="sqlite://$PWD/target/bench/bench.db" ;;
-  postgres)
-    scripts/ensure-postgres.sh
-    admin=postgres://postgres@127.0.0.1:5432/postgres
-    psql "$admin" -qc 'DROP DATABASE IF EXISTS customers_bench' -c 'CREATE DATABASE customers_bench'
-    url=postgres://postgres@127.0.0.1:5432/customers_bench ;;
-  *) echo "backend must be sqlite or postgres" >&2; exit 2 ;;
-esac
+url=$(scripts/fresh-database.sh "$backend" bench)
 export CUSTOMERS_LOG=warn
 
 echo "seeding $customers customers + $accounts × $per_account on $backend…" >&2

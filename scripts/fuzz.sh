@@ -34,17 +34,7 @@ account=T00000001
 
 status=0
 for backend in $backends; do
-  case "$backend" in
-    sqlite)
-      rm -f target/fuzz/fuzz.db target/fuzz/fuzz.db-wal target/fuzz/fuzz.db-shm
-      url="sqlite://$PWD/target/fuzz/fuzz.db" ;;
-    postgres)
-      scripts/ensure-postgres.sh
-      psql postgres://postgres@127.0.0.1:5432/postgres -qc 'DROP DATABASE IF EXISTS customers_fuzz' \
-        -c 'CREATE DATABASE customers_fuzz'
-      url=postgres://postgres@127.0.0.1:5432/customers_fuzz ;;
-    *) echo "backend must be sqlite, postgres or both" >&2; exit 2 ;;
-  esac
+  url=$(scripts/fresh-database.sh "$backend" fuzz)
   "$bin" migrate --database "$url" > /dev/null
   token=$("$bin" tokens issue --database "$url" --account "$account" --scopes admin:customers \
     --subject fuzz --ttl 7200 | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
