@@ -43,8 +43,7 @@ pub struct TokenResponse {
 #[utoipa::path(post, path = "/v1/accounts/{aid}/auth/token", tag = "auth",
     params(("aid" = String, Path)),
     request_body(content = TokenRequest, content_type = "application/json"),
-    responses((status = 200, body = TokenResponse), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = TokenResponse),
         (status = 429, description = "too many requests, or too many failed attempts for this client id", body = ErrorBody)),
     security(("basic" = [])))]
 pub async fn issue_token(

@@ -51,9 +51,7 @@ const WRITERS: &[Scope] = &[Scope::Admin, Scope::Write];
     responses(
         (status = 200, description = "the stored customer (or, for a repeated Idempotency-Key, the first response)", body = Customer),
         (status = 400, description = "invalid input or duplicate", body = ErrorBody),
-        (status = 422, description = "the Idempotency-Key was used with another body", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 413, body = ErrorBody)),
+        (status = 422, description = "the Idempotency-Key was used with another body", body = ErrorBody)),
     security(("bearer" = ["admin:customers", "write:customers", "create:customers:/users"])))]
 pub async fn create_customer(
     State(state): State<AppState>,
@@ -82,8 +80,7 @@ pub async fn create_customer(
 /// Get one customer.
 #[utoipa::path(get, path = "/v1/accounts/{aid}/customers/users/{customer_id}", tag = "customers",
     params(("aid" = String, Path), ("customer_id" = String, Path)),
-    responses((status = 200, body = Customer), (status = 404, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Customer), (status = 404, body = ErrorBody)),
     security(("bearer" = ["admin:customers", "read:customers", "user:customers"])))]
 pub async fn get_customer(
     State(state): State<AppState>,
@@ -132,8 +129,7 @@ fn not_own_record() -> ApiError {
 #[utoipa::path(put, path = "/v1/accounts/{aid}/customers/users/{customer_id}", tag = "customers",
     params(("aid" = String, Path), ("customer_id" = String, Path)),
     request_body = CustomerInput,
-    responses((status = 200, body = Customer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Customer), (status = 404, body = ErrorBody)),
     security(("bearer" = ["admin:customers", "write:customers", "user:customers"])))]
 pub async fn update_customer(
     State(state): State<AppState>,
@@ -207,8 +203,7 @@ fn reject_private_attributes(input: &CustomerInput, private: &[String]) -> Resul
     params(("aid" = String, Path), ("customer_id" = String, Path),
         ("delete_tokens" = Option<bool>, Query, description = "also delete the customer's tokens")),
     responses((status = 200, description = "the erased record", body = Customer), (status = 404, body = ErrorBody),
-        (status = 412, description = "If-Match names another version", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+        (status = 412, description = "If-Match names another version", body = ErrorBody)),
     security(("bearer" = ["admin:customers", "write:customers"])))]
 pub async fn delete_customer(
     State(state): State<AppState>,
@@ -238,8 +233,7 @@ pub struct ChangeCustomerId {
 #[utoipa::path(post, path = "/v1/accounts/{aid}/customers/users/{customer_id}/change_customer_id", tag = "customers",
     params(("aid" = String, Path), ("customer_id" = String, Path)),
     request_body = ChangeCustomerId,
-    responses((status = 200, body = Customer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Customer), (status = 404, body = ErrorBody)),
     security(("bearer" = ["admin:customers"])))]
 pub async fn change_customer_id(
     State(state): State<AppState>,
@@ -277,8 +271,7 @@ pub async fn change_customer_id(
         ("limit" = Option<u32>, Query, description = "1..100, default 10"),
         ("starting_after" = Option<String>, Query, description = "id of the last customer of the previous page"),
         ("total" = Option<bool>, Query, description = "send a total-count header")),
-    responses((status = 200, body = Vec<Customer>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Vec<Customer>)),
     security(("bearer" = ["admin:customers", "read:customers"])))]
 pub async fn list_customers(
     State(state): State<AppState>,

@@ -31,7 +31,7 @@ const WRITERS: &[Scope] = &[Scope::Admin, Scope::Write];
 /// The account's settings. HMAC secrets are shown only to admin and write.
 #[utoipa::path(get, path = "/v1/accounts/{aid}/customers/settings", tag = "settings",
     params(("aid" = String, Path)),
-    responses((status = 200, body = Settings), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Settings)),
     security(("bearer" = ["admin:customers", "read:customers", "public:customers"])))]
 pub async fn get_settings(
     State(state): State<AppState>,
@@ -47,8 +47,7 @@ pub async fn get_settings(
 /// Replace the account's settings.
 #[utoipa::path(put, path = "/v1/accounts/{aid}/customers/settings", tag = "settings",
     params(("aid" = String, Path)), request_body = Settings,
-    responses((status = 200, body = Settings), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Settings)),
     security(("bearer" = ["admin:customers", "write:customers"])))]
 pub async fn put_settings(
     State(state): State<AppState>,
@@ -66,8 +65,7 @@ pub async fn put_settings(
 /// Record a terms text customers can accept.
 #[utoipa::path(post, path = "/v1/accounts/{aid}/customers/terms", tag = "terms",
     params(("aid" = String, Path)), request_body = TermsInput,
-    responses((status = 200, body = Terms), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Terms)),
     security(("bearer" = ["admin:customers", "write:customers"])))]
 pub async fn create_terms(
     State(state): State<AppState>,
@@ -85,8 +83,7 @@ pub async fn create_terms(
 #[utoipa::path(get, path = "/v1/accounts/{aid}/customers/terms", tag = "terms",
     params(("aid" = String, Path), ("limit" = Option<u32>, Query), ("starting_after" = Option<String>, Query),
         ("include_deleted" = Option<bool>, Query), ("total" = Option<bool>, Query)),
-    responses((status = 200, body = Vec<Terms>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Vec<Terms>)),
     security(("bearer" = ["admin:customers", "read:customers", "public:customers"])))]
 pub async fn list_terms(
     State(state): State<AppState>,
@@ -115,8 +112,7 @@ fn terms_id(raw: &str) -> ApiResult<Uuid> {
 /// One terms record.
 #[utoipa::path(get, path = "/v1/accounts/{aid}/customers/terms/{tid}", tag = "terms",
     params(("aid" = String, Path), ("tid" = String, Path)),
-    responses((status = 200, body = Terms), (status = 404, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Terms), (status = 404, body = ErrorBody)),
     security(("bearer" = ["admin:customers", "read:customers", "public:customers"])))]
 pub async fn get_terms(
     State(state): State<AppState>,
@@ -135,8 +131,7 @@ pub async fn get_terms(
 /// Delete a terms record (soft: it stays listed with `include_deleted`).
 #[utoipa::path(delete, path = "/v1/accounts/{aid}/customers/terms/{tid}", tag = "terms",
     params(("aid" = String, Path), ("tid" = String, Path)),
-    responses((status = 200, body = Terms), (status = 404, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Terms), (status = 404, body = ErrorBody)),
     security(("bearer" = ["admin:customers", "write:customers"])))]
 pub async fn delete_terms(
     State(state): State<AppState>,

@@ -27,7 +27,7 @@ const WRITERS: &[Scope] = &[Scope::Admin, Scope::Write];
 /// The account's tags, by name.
 #[utoipa::path(get, path = "/v1/accounts/{aid}/customers/tags", tag = "tags",
     params(("aid" = String, Path)),
-    responses((status = 200, body = Vec<Tag>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Vec<Tag>)),
     security(("bearer" = ["admin:customers", "read:customers"])))]
 pub async fn list_tags(
     State(state): State<AppState>,
@@ -42,8 +42,7 @@ pub async fn list_tags(
 /// Create a tag; names are unique in the account.
 #[utoipa::path(post, path = "/v1/accounts/{aid}/customers/tags", tag = "tags",
     params(("aid" = String, Path)), request_body = TagInput,
-    responses((status = 200, body = Tag), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Tag)),
     security(("bearer" = ["admin:customers", "write:customers"])))]
 pub async fn create_tag(
     State(state): State<AppState>,
@@ -67,8 +66,7 @@ pub struct TagPath {
 /// Delete a tag; every customer loses it.
 #[utoipa::path(delete, path = "/v1/accounts/{aid}/customers/tags/{tag_id}", tag = "tags",
     params(("aid" = String, Path), ("tag_id" = String, Path)),
-    responses((status = 200, body = Tag), (status = 404, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Tag), (status = 404, body = ErrorBody)),
     security(("bearer" = ["admin:customers", "write:customers"])))]
 pub async fn delete_tag(
     State(state): State<AppState>,
@@ -88,8 +86,7 @@ pub async fn delete_tag(
 /// A customer's tags.
 #[utoipa::path(get, path = "/v1/accounts/{aid}/customers/users/{customer_id}/tags", tag = "tags",
     params(("aid" = String, Path), ("customer_id" = String, Path)),
-    responses((status = 200, body = Vec<Tag>), (status = 404, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Vec<Tag>), (status = 404, body = ErrorBody)),
     security(("bearer" = ["admin:customers", "read:customers"])))]
 pub async fn get_customer_tags(
     State(state): State<AppState>,
@@ -106,8 +103,7 @@ pub async fn get_customer_tags(
 #[utoipa::path(put, path = "/v1/accounts/{aid}/customers/users/{customer_id}/tags", tag = "tags",
     params(("aid" = String, Path), ("customer_id" = String, Path)),
     request_body(content = Vec<String>, description = "tag ids"),
-    responses((status = 200, body = Vec<Tag>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Vec<Tag>), (status = 404, body = ErrorBody)),
     security(("bearer" = ["admin:customers", "write:customers"])))]
 pub async fn set_customer_tags(
     State(state): State<AppState>,

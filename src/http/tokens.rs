@@ -34,8 +34,7 @@ const WRITERS: &[Scope] = &[Scope::Admin, Scope::Write];
     params(("aid" = String, Path), ("customer_id" = String, Path), ("type" = Option<String>, Query),
         ("limit" = Option<u32>, Query), ("starting_after" = Option<String>, Query),
         ("total" = Option<bool>, Query), ("include_deleted" = Option<bool>, Query)),
-    responses((status = 200, body = Vec<Token>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Vec<Token>), (status = 404, body = ErrorBody)),
     security(("bearer" = ["admin:customers", "read:customers"])))]
 pub async fn list_tokens(
     State(state): State<AppState>,
@@ -56,8 +55,7 @@ pub async fn list_tokens(
     params(("aid" = String, Path), ("customer_id" = String, Path),
         ("delete_token_events" = Option<bool>, Query, description = "also clear the token's events")),
     request_body = TokenInput,
-    responses((status = 201, body = Token), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 201, body = Token), (status = 404, body = ErrorBody)),
     security(("bearer" = ["admin:customers", "write:customers"])))]
 pub async fn add_token(
     State(state): State<AppState>,
@@ -84,8 +82,7 @@ pub struct TokenPath {
 /// Delete one of a customer's tokens; returns it.
 #[utoipa::path(delete, path = "/v1/accounts/{aid}/customers/users/{customer_id}/tokens/{token_id}", tag = "tokens",
     params(("aid" = String, Path), ("customer_id" = String, Path), ("token_id" = String, Path)),
-    responses((status = 200, body = Token), (status = 404, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Token), (status = 404, body = ErrorBody)),
     security(("bearer" = ["admin:customers", "write:customers"])))]
 pub async fn delete_token(
     State(state): State<AppState>,
@@ -112,8 +109,7 @@ pub async fn delete_token(
 /// answer what is known of the token.
 #[utoipa::path(post, path = "/v1/accounts/{aid}/customers/tokens/events", tag = "tokens",
     params(("aid" = String, Path)), request_body = TokenEventRequest,
-    responses((status = 200, body = TokenDetail), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = TokenDetail)),
     security(("bearer" = ["admin:customers", "write:customers"])))]
 pub async fn record_event(
     State(state): State<AppState>,
@@ -133,8 +129,7 @@ pub async fn record_event(
     params(("aid" = String, Path), ("since_datetime" = Option<String>, Query),
         ("deleted_since" = Option<String>, Query), ("limit" = Option<u32>, Query),
         ("starting_after" = Option<String>, Query)),
-    responses((status = 200, body = Vec<TokenEvent>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Vec<TokenEvent>)),
     security(("bearer" = ["admin:customers", "read:customers"])))]
 pub async fn list_events(
     State(state): State<AppState>,
@@ -168,8 +163,7 @@ pub async fn list_events(
 /// Clear a token's events, recording the given event as `DELETED`.
 #[utoipa::path(delete, path = "/v1/accounts/{aid}/customers/tokens/events", tag = "tokens",
     params(("aid" = String, Path)), request_body = TokenEventRequest,
-    responses((status = 204), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 204)),
     security(("bearer" = ["admin:customers", "write:customers"])))]
 pub async fn clear_events(
     State(state): State<AppState>,

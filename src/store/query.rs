@@ -268,9 +268,8 @@ fn push_candidate_ids(q: &mut SqlBuilder, account: &AccountId, filter: &Customer
 /// prefix and the scope applies, the prefix indexes (which carry id, type and
 /// deletion time) answer alone, without reading the table.
 pub fn count(dialect: Dialect, account: &AccountId, filter: &CustomerFilter) -> SqlBuilder {
-    if is_prefix_only(filter) {
+    if let (true, Some((prefix, columns))) = (is_other_filter_free(filter), prefix_filter(filter)) {
         let mut q = SqlBuilder::new(dialect, "SELECT count(*) FROM (");
-        let Some((prefix, columns)) = prefix_filter(filter) else { unreachable!("a prefix-only filter has a prefix") };
         for (i, column) in columns.iter().enumerate() {
             q.push(if i == 0 {
                 "SELECT c.id FROM customers c WHERE "
@@ -292,11 +291,12 @@ pub fn count(dialect: Dialect, account: &AccountId, filter: &CustomerFilter) -> 
     q
 }
 
-/// Whether the filter is one prefix (search, email or phone) within the
-/// plain scope: no change time, attributes, tag or token conditions.
-fn is_prefix_only(filter: &CustomerFilter) -> bool {
+/// Whether the filter holds at most one prefix (search, email or phone)
+/// and nothing beyond the plain scope: no change time, attributes, tag or
+/// token conditions.
+fn is_other_filter_free(filter: &CustomerFilter) -> bool {
     let prefixes = [&filter.search, &filter.email, &filter.phone_number].iter().filter(|p| p.is_some()).count();
-    prefixes == 1
+    prefixes <= 1
         && filter.since.is_none()
         && filter.attributes.is_empty()
         && filter.tag_id.is_none()

@@ -38,6 +38,17 @@ both_backends! {
                      "/v1/accounts/{aid}/customers/terms", "/v1/accounts/{aid}/customers/terms/{tid}"] {
             assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
         }
+        // The errors every account operation can answer are documented on each.
+        for (path, item) in paths.iter().filter(|(path, _)| path.starts_with("/v1/accounts/")) {
+            for (method, operation) in item.as_object().unwrap() {
+                let responses = operation["responses"].as_object().unwrap();
+                for status in ["400", "401", "403", "429", "503"] {
+                    assert!(responses.contains_key(status), "{method} {path} does not document {status}");
+                }
+                let has_body = operation.get("requestBody").is_some();
+                assert_eq!(responses.contains_key("415"), has_body, "{method} {path}: 415 exactly when it takes a body");
+            }
+        }
     }
 
     async fn request_ids_are_echoed_or_made(app: &TestApp) {
