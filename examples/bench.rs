@@ -182,12 +182,20 @@ enum Command {
     Seed {
         #[arg(long)]
         database: String,
-        #[arg(long, default_value_t = 1_000_000)]
+        /// Customers of the main account (scripts/bench.sh imports them
+        /// with `customers import` instead, to time it).
+        #[arg(long, default_value_t = 0)]
         customers: u64,
         #[arg(long, default_value_t = 1000)]
         accounts: u64,
         #[arg(long, default_value_t = 1000)]
         per_account: u64,
+    },
+    /// Print the main account's customers as NDJSON (the API's create
+    /// shape), for timing `customers import` on a file.
+    Ndjson {
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: u64,
     },
     /// Drive the scenarios and write the report.
     Load {
@@ -290,10 +298,23 @@ async fn seed_account(store: &dyn Store, account: &str, count: u64) -> f64 {
     count as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The same customers [`seed_account`] makes for the main account.
+fn ndjson(count: u64) {
+    use std::io::Write;
+    let mut rng = StdRng::seed_from_u64(MAIN[1..].parse::<u64>().unwrap());
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for i in 0..count {
+        writeln!(out, "{}", customer(&mut rng, i)).expect("write");
+    }
+    out.flush().expect("flush");
+}
+
 async fn seed(database: &str, customers: u64, accounts: u64, per_account: u64) {
     let store = open(database).await;
     let rate = seed_account(&*store, MAIN, customers).await;
-    eprintln!("seeded {customers} customers in {MAIN} at {rate:.0}/s");
+    if customers > 0 {
+        eprintln!("seeded {customers} customers in {MAIN} at {rate:.0}/s");
+    }
     seed_account(&*store, SMALL, 10_000).await;
     let started = Instant::now();
     for a in 0..accounts {
@@ -301,7 +322,8 @@ async fn seed(database: &str, customers: u64, accounts: u64, per_account: u64) {
     }
     eprintln!("seeded {accounts} accounts × {per_account} in {:.1} s", started.elapsed().as_secs_f64());
     store.analyze().await.expect("analyze");
-    println!("{}", json!({"import_per_second": rate.round()}));
+    let figures = if customers > 0 { json!({"seed_per_second": rate.round()}) } else { json!({}) };
+    println!("{figures}");
     store.close().await;
 }
 
@@ -711,6 +733,7 @@ async fn main() {
         Command::Seed { database, customers, accounts, per_account } => {
             seed(&database, customers, accounts, per_account).await
         }
+        Command::Ndjson { customers } => ndjson(customers),
         Command::Load {
             database,
             base,

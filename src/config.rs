@@ -28,14 +28,22 @@ impl DatabaseArgs {
         PoolOptions {
             max_connections: self.db_max_connections.unwrap_or(crate::store::default_max_connections(&self.url)).max(1),
             acquire_timeout: Duration::from_secs(self.db_acquire_timeout),
+            bulk: false,
         }
     }
 
     pub async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+        self.open_with(self.pool()).await
+    }
+
+    /// Opens the store for one bulk writer (see [`PoolOptions::bulk`]).
+    pub async fn open_bulk(&self) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+        self.open_with(PoolOptions { bulk: true, ..self.pool() }).await
+    }
+
+    async fn open_with(&self, pool: PoolOptions) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
         use anyhow::Context;
-        crate::store::open(&self.url, &self.pool())
-            .await
-            .with_context(|| format!("opening database {}", redact(&self.url)))
+        crate::store::open(&self.url, &pool).await.with_context(|| format!("opening database {}", redact(&self.url)))
     }
 }
 

@@ -180,7 +180,7 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
             anyhow::bail!("--strict: {} invalid line(s); nothing was imported", invalid.len());
         }
     }
-    let store = opts.db.open().await?;
+    let store = opts.db.open_bulk().await?;
     store.migrate().await?;
     let started = Instant::now();
     let (input, size) = open_input(&opts.file)?;

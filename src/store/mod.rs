@@ -314,11 +314,15 @@ pub fn default_max_connections(url: &str) -> u32 {
 pub struct PoolOptions {
     pub max_connections: u32,
     pub acquire_timeout: std::time::Duration,
+    /// Tuned for one bulk writer (`customers import`) rather than many
+    /// requests: SQLite connections get a large page cache and check-point
+    /// the WAL less often.
+    pub bulk: bool,
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout: std::time::Duration::from_secs(5) }
+        Self { max_connections: 16, acquire_timeout: std::time::Duration::from_secs(5), bulk: false }
     }
 }
 

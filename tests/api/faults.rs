@@ -79,7 +79,7 @@ async fn a_postgres_outage_fails_fast_and_heals_without_losing_acknowledged_writ
     let mut db = TestDatabase::create(Backend::Postgres).await;
     let link = Link::start(&authority(&db.url)).await;
     db.url = link.rewrite(&db.url);
-    let pool = PoolOptions { max_connections: 4, acquire_timeout: Duration::from_secs(1) };
+    let pool = PoolOptions { max_connections: 4, acquire_timeout: Duration::from_secs(1), ..PoolOptions::default() };
     let app = Arc::new(TestApp::spawn_on(db, HttpLimits::default(), &pool).await);
 
     // A writer that keeps creating customers through the outage.
