@@ -23,6 +23,10 @@ impl PostgresStore {
     pub async fn connect(url: &str, options: &PoolOptions) -> anyhow::Result<Self> {
         let connect: PgConnectOptions = url.parse()?;
         let pool = PgPoolOptions::new()
+            // No ping before each acquire: it cost a round trip per request
+            // (5 % of a GET's CPU). A broken connection fails its query
+            // instead, which answers 503 and drops the connection.
+            .test_before_acquire(false)
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
