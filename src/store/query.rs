@@ -189,7 +189,7 @@ pub fn list_page(
             // Only what the filter reads is copied for the window's rows;
             // the matches are joined back for their documents.
             q.push(" FROM (SELECT c.id, c.created_at, ").push(&WINDOW_COLUMNS.join(", "));
-            q.push(" FROM customers c WHERE ");
+            q.push(" FROM customers c").push(newest_first_hint(dialect)).push(" WHERE ");
             push_scope(&mut q, account, filter);
             push_cursor(&mut q, cursor);
             q.push(" ORDER BY c.created_at DESC, c.id ASC LIMIT ")
@@ -205,7 +205,9 @@ pub fn list_page(
             push_cursor(&mut q, cursor);
         }
         Strategy::Plain => {
-            q.push(" FROM customers c WHERE ");
+            // With a prefix, Plain is the dense fallback: walk created_at.
+            let walk = filter.since.is_none() && prefix_filter(filter).is_some();
+            q.push(" FROM customers c").push(if walk { newest_first_hint(dialect) } else { "" }).push(" WHERE ");
             push_scope(&mut q, account, filter);
             push_matches(&mut q, filter, false, "c");
             if filter.since.is_none() {
@@ -221,6 +223,17 @@ pub fn list_page(
     }
     q.push(" LIMIT ").bind(Param::Int(i64::from(params.limit) + 1));
     q
+}
+
+/// Makes SQLite walk the `created_at` index. With STAT4 statistics its
+/// planner judged a small account's rows few enough to read a covering
+/// prefix index whole and sort it (30 ms a page for 10,000 customers,
+/// against 1.5 ms walking newest first). PostgreSQL needs no hint.
+fn newest_first_hint(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => " INDEXED BY customers_created_idx",
+        Dialect::Postgres => "",
+    }
 }
 
 /// Where the previous page ended. Matches the (account_id, created_at DESC,
@@ -455,6 +468,19 @@ mod tests {
 
         let window = list_page(Dialect::Sqlite, &account(), &p, None, Strategy::Window(2000));
         assert!(window.sql().contains("FROM (SELECT c.id, c.created_at, c.email_lower,"), "{}", window.sql());
+        assert!(window.sql().contains("FROM customers c INDEXED BY customers_created_idx WHERE"), "{}", window.sql());
+        let dense = list_page(Dialect::Sqlite, &account(), &p, None, Strategy::Plain);
+        assert!(dense.sql().contains("INDEXED BY customers_created_idx"), "{}", dense.sql());
+        let feed = list_page(
+            Dialect::Sqlite,
+            &account(),
+            &params("since_datetime=2026-01-01T00:00:00Z"),
+            None,
+            Strategy::Plain,
+        );
+        assert!(!feed.sql().contains("INDEXED BY"), "the change feed walks updated_at: {}", feed.sql());
+        let pg = list_page(Dialect::Postgres, &account(), &p, None, Strategy::Window(2000));
+        assert!(!pg.sql().contains("INDEXED BY"), "{}", pg.sql());
         assert!(window
             .sql()
             .contains("ORDER BY c.created_at DESC, c.id ASC LIMIT ?) w JOIN customers c ON c.id = w.id"));
