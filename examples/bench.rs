@@ -422,6 +422,16 @@ fn list_params(query: &str) -> ListParams {
     ListParams::parse(&pairs).unwrap()
 }
 
+/// Sends a request and reads its whole answer, as a client does: an unread
+/// body keeps the connection from going back to the pool, so each request
+/// would open a new one.
+async fn succeeded(request: reqwest::RequestBuilder) -> bool {
+    match request.send().await {
+        Ok(response) if response.status().is_success() => response.bytes().await.is_ok(),
+        _ => false,
+    }
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
@@ -458,7 +468,7 @@ async fn load(
     let n = customers.max(1);
 
     let get = |url: String, token: String, http: reqwest::Client| async move {
-        http.get(url).bearer_auth(token).send().await.is_ok_and(|r| r.status().is_success())
+        succeeded(http.get(url).bearer_auth(token)).await
     };
     let mut http_figures = Vec::new();
     macro_rules! http_get {
@@ -561,7 +571,7 @@ async fn load(
                 let (http, token, users) = (http.clone(), token.clone(), users.clone());
                 async move {
                     let body = json!({"first_name": "Bench", "last_name": "Create", "email": format!("create{}@bench.io", mix(i))});
-                    http.post(users).bearer_auth(token).json(&body).send().await.is_ok_and(|r| r.status().is_success())
+                    succeeded(http.post(users).bearer_auth(token).json(&body)).await
                 }
             })
             .await,
@@ -575,7 +585,7 @@ async fn load(
                 async move {
                     let body = json!({"metadata": {format!("k{}", i % 7): i}});
                     let url = format!("{users}/c{}", mix(i) % n);
-                    http.put(url).bearer_auth(token).json(&body).send().await.is_ok_and(|r| r.status().is_success())
+                    succeeded(http.put(url).bearer_auth(token).json(&body)).await
                 }
             })
             .await,
