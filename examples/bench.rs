@@ -221,6 +221,10 @@ enum Command {
         extra: String,
         #[arg(long, default_value = "target/bench/report.json")]
         report: String,
+        /// Run only the scenarios whose name contains one of these
+        /// (comma-separated), for a quick A/B; the others report 0 req/s.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Mixed traffic for a long, bounded time: counts answers by status and
     /// samples the server's memory every `sample_every` seconds.
@@ -362,6 +366,10 @@ impl Figures {
     }
 }
 
+/// `load --only`: the scenario-name fragments to run (empty: all). A global
+/// so that every `drive` call site stays as it is.
+static ONLY: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
 /// Runs `op` from `concurrency` workers for `seconds`; `op` returns whether
 /// the request succeeded.
 async fn drive<F, Fut>(name: &str, concurrency: usize, seconds: u64, op: F) -> Figures
@@ -369,6 +377,10 @@ where
     F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
+    let only = ONLY.get().map(Vec::as_slice).unwrap_or_default();
+    if !only.is_empty() && !only.iter().any(|fragment| name.contains(fragment.as_str())) {
+        return Figures { name: name.to_owned(), seconds: 1.0, ..Default::default() };
+    }
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
@@ -761,7 +773,11 @@ async fn main() {
             server_pid,
             extra,
             report,
-        } => load(database, base, token, small_token, customers, seconds, concurrency, server_pid, extra, report).await,
+            only,
+        } => {
+            ONLY.set(only).expect("set once");
+            load(database, base, token, small_token, customers, seconds, concurrency, server_pid, extra, report).await
+        }
         Command::Soak { base, token, customers, seconds, concurrency, server_pid, sample_every, report } => {
             soak(base, token, customers, seconds, concurrency, server_pid, sample_every, report).await
         }
