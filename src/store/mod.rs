@@ -17,6 +17,7 @@ use crate::domain::validate::FieldError;
 
 mod customers;
 mod ops;
+mod pool;
 pub mod postgres;
 pub mod query;
 mod records;

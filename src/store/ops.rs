@@ -58,27 +58,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// A pooled connection or an open transaction of one backend.
-pub enum Handle<DB: sqlx::Database> {
-    Tx(sqlx::Transaction<'static, DB>),
-    Pooled(sqlx::pool::PoolConnection<DB>),
-}
-
-impl<DB: sqlx::Database> Handle<DB> {
-    pub fn raw(&mut self) -> &mut DB::Connection {
-        match self {
-            Handle::Tx(tx) => tx,
-            Handle::Pooled(conn) => conn,
-        }
-    }
-
-    pub async fn finish(self) -> Result<(), sqlx::Error> {
-        match self {
-            Handle::Tx(tx) => tx.commit().await,
-            Handle::Pooled(_) => Ok(()),
-        }
-    }
-}
+/// A leased connection of one backend, perhaps in a transaction.
+pub type Handle<DB> = super::pool::Lease<DB>;
 
 pub struct SqlStore<B>(pub B);
 
@@ -400,8 +381,9 @@ macro_rules! impl_conn {
 
             async fn execute(&mut self, q: $crate::store::query::SqlBuilder) -> Result<u64, StoreError> {
                 let args = $arguments(q.params())?;
-                let done = sqlx::query_with(q.sql(), args).execute(self.raw()).await.map_err($translate)?;
-                Ok(done.rows_affected())
+                let done = sqlx::query_with(q.sql(), args).execute(self.start()).await;
+                self.settle(&done);
+                Ok(done.map_err($translate)?.rows_affected())
             }
 
             async fn fetch_all<R: $crate::store::rows::DbRow>(
@@ -409,21 +391,27 @@ macro_rules! impl_conn {
                 q: $crate::store::query::SqlBuilder,
             ) -> Result<Vec<R>, StoreError> {
                 let args = $arguments(q.params())?;
-                sqlx::query_as_with(q.sql(), args).fetch_all(self.raw()).await.map_err($translate)
+                let rows = sqlx::query_as_with(q.sql(), args).fetch_all(self.start()).await;
+                self.settle(&rows);
+                rows.map_err($translate)
             }
 
             async fn fetch_i64(&mut self, q: $crate::store::query::SqlBuilder) -> Result<Option<i64>, StoreError> {
                 let args = $arguments(q.params())?;
-                sqlx::query_scalar_with(q.sql(), args).fetch_optional(self.raw()).await.map_err($translate)
+                let value = sqlx::query_scalar_with(q.sql(), args).fetch_optional(self.start()).await;
+                self.settle(&value);
+                value.map_err($translate)
             }
 
             async fn fetch_strings(&mut self, q: $crate::store::query::SqlBuilder) -> Result<Vec<String>, StoreError> {
                 let args = $arguments(q.params())?;
-                sqlx::query_scalar_with(q.sql(), args).fetch_all(self.raw()).await.map_err($translate)
+                let values = sqlx::query_scalar_with(q.sql(), args).fetch_all(self.start()).await;
+                self.settle(&values);
+                values.map_err($translate)
             }
 
-            async fn commit(self) -> Result<(), StoreError> {
-                self.finish().await.map_err($translate)
+            async fn commit(mut self) -> Result<(), StoreError> {
+                $crate::store::pool::Lease::commit(&mut self).await.map_err($translate)
             }
         }
     };
@@ -433,15 +421,16 @@ pub(crate) use impl_conn;
 /// Applies the embedded migrations that have not run yet and names them.
 pub async fn run_migrations<DB>(
     migrator: &sqlx::migrate::Migrator,
-    pool: &sqlx::Pool<DB>,
+    pool: &super::pool::Pool<DB>,
     translate: fn(sqlx::Error) -> StoreError,
 ) -> Result<Vec<String>, StoreError>
 where
     DB: sqlx::Database,
-    DB::Connection: sqlx::migrate::Migrate,
+    DB::Connection: sqlx::migrate::Migrate + super::pool::Session,
 {
     use sqlx::migrate::Migrate;
-    let mut conn = pool.acquire().await.map_err(translate)?;
+    let mut lease = pool.lease().await.map_err(translate)?;
+    let conn = lease.start();
     conn.ensure_migrations_table().await.map_err(|e| StoreError::Other(e.to_string()))?;
     let applied: Vec<i64> = conn
         .list_applied_migrations()
@@ -450,8 +439,8 @@ where
         .into_iter()
         .map(|m| m.version)
         .collect();
-    drop(conn);
-    migrator.run(pool).await.map_err(|e| StoreError::Other(e.to_string()))?;
+    migrator.run_direct(conn).await.map_err(|e| StoreError::Other(e.to_string()))?;
+    lease.settle(&Ok(()));
     Ok(migrator
         .iter()
         .filter(|m| !applied.contains(&m.version))

@@ -6,10 +6,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Arguments, Sqlite, SqlitePool};
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Arguments, Sqlite};
 
 use super::ops::{impl_conn, run_migrations, Backend, Handle, SqlStore};
+use super::pool::Pool;
 use super::query::{Dialect, Param};
 use super::{PoolOptions, StoreError};
 
@@ -22,7 +23,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 pub type SqliteStore = SqlStore<SqliteBackend>;
 
 pub struct SqliteBackend {
-    pool: SqlitePool,
+    pool: Pool<Sqlite>,
 }
 
 impl SqliteStore {
@@ -46,15 +47,7 @@ impl SqliteStore {
         // 400 MB of WAL instead (closing the last connection check-points
         // the rest).
         let connect = if options.bulk { connect.pragma("wal_autocheckpoint", "100000") } else { connect };
-        let pool = SqlitePoolOptions::new()
-            // No ping before each acquire: it cost a round trip per request
-            // (5 % of a GET's CPU). A broken connection fails its query
-            // instead, which answers 503 and drops the connection.
-            .test_before_acquire(false)
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await?;
+        let pool = Pool::connect(connect, options.max_connections, options.acquire_timeout).await?;
         Ok(SqlStore(SqliteBackend { pool }))
     }
 }
@@ -68,11 +61,13 @@ impl Backend for SqliteBackend {
     }
 
     async fn read(&self) -> Result<Self::Conn, StoreError> {
-        self.pool.acquire().await.map(Handle::Pooled).map_err(translate)
+        self.pool.lease().await.map_err(translate)
     }
 
     async fn write(&self) -> Result<Self::Conn, StoreError> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map(Handle::Tx).map_err(translate)
+        let mut lease = self.pool.lease().await.map_err(translate)?;
+        lease.begin("BEGIN IMMEDIATE").await.map_err(translate)?;
+        Ok(lease)
     }
 
     async fn migrate(&self) -> Result<Vec<String>, StoreError> {

@@ -1,0 +1,320 @@
+//! The connection pool both backends share. It exists because sqlx's pool
+//! pings every connection it takes back: one more round trip to PostgreSQL
+//! (or to SQLite's worker thread) per request, which measured 15–30 % of a
+//! point read's throughput. This pool takes a connection back without a
+//! round trip when it knows the connection's state:
+//! - every statement ran to completion (a request dropped mid-statement,
+//!   by a timeout or a client hanging up, leaves the connection in an
+//!   unknown state: it is closed, not reused);
+//! - no transaction is open (one left open, by an error inside a write
+//!   flow, is rolled back by a background task before reuse).
+//!
+//! Connections are opened on demand, at most `max_connections` at a time,
+//! and live until they fail or the pool closes. A broken idle connection
+//! (say, after a database restart) fails the one request that draws it,
+//! which answers 503, and is then dropped.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sqlx::postgres::PgConnection;
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{ConnectOptions, Connection, Database, Executor};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A connection that can run a statement without parameters (the pool's
+/// `BEGIN`, `COMMIT` and `ROLLBACK`). Written per driver: sqlx's executor
+/// traits are too lifetime-generic to name in a generic bound here.
+pub trait Session: Connection {
+    fn execute_raw(&mut self, sql: &'static str) -> BoxFuture<'_, Result<(), sqlx::Error>>;
+}
+
+macro_rules! session {
+    ($connection:ty) => {
+        impl Session for $connection {
+            fn execute_raw(&mut self, sql: &'static str) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+                Box::pin(async move { Executor::execute(self, sql).await.map(|_| ()) })
+            }
+        }
+    };
+}
+session!(SqliteConnection);
+session!(PgConnection);
+
+pub struct Pool<DB: Database> {
+    shared: Arc<Shared<DB>>,
+}
+
+struct Shared<DB: Database> {
+    options: <DB::Connection as Connection>::Options,
+    idle: Mutex<Vec<DB::Connection>>,
+    /// One permit per connection that may be open, idle or leased.
+    permits: Arc<Semaphore>,
+    acquire_timeout: Duration,
+}
+
+impl<DB> Pool<DB>
+where
+    DB: Database,
+    DB::Connection: Session,
+{
+    /// Opens one connection at once, so that a wrong URL or an absent
+    /// database fails at start-up rather than on the first request.
+    pub async fn connect(
+        options: <DB::Connection as Connection>::Options,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, sqlx::Error> {
+        let first = options.connect().await?;
+        let shared = Shared {
+            options,
+            idle: Mutex::new(vec![first]),
+            permits: Arc::new(Semaphore::new(max_connections.max(1) as usize)),
+            acquire_timeout,
+        };
+        Ok(Pool { shared: Arc::new(shared) })
+    }
+
+    /// A connection for this request: an idle one, or a new one while
+    /// fewer than `max_connections` are open. Waits at most the acquire
+    /// timeout (including the time to connect).
+    pub async fn lease(&self) -> Result<Lease<DB>, sqlx::Error> {
+        tokio::time::timeout(self.shared.acquire_timeout, self.lease_now())
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+    }
+
+    async fn lease_now(&self) -> Result<Lease<DB>, sqlx::Error> {
+        let permit = self.shared.permits.clone().acquire_owned().await.map_err(|_| sqlx::Error::PoolClosed)?;
+        let idle = self.shared.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.shared.options.connect().await?,
+        };
+        Ok(Lease {
+            conn: Some(conn),
+            permit: Some(permit),
+            shared: self.shared.clone(),
+            settled: true,
+            in_transaction: false,
+        })
+    }
+
+    /// Refuses new leases and closes the idle connections (leased ones
+    /// close when they come back).
+    pub async fn close(&self) {
+        self.shared.permits.close();
+        let idle = self.shared.idle.lock().map(|mut idle| std::mem::take(&mut *idle)).unwrap_or_default();
+        for conn in idle {
+            let _ = conn.close().await;
+        }
+    }
+}
+
+/// A leased connection. It goes back to the pool when dropped, if its state
+/// is known (see the module comment).
+pub struct Lease<DB: Database>
+where
+    DB::Connection: Session,
+{
+    conn: Option<DB::Connection>,
+    permit: Option<OwnedSemaphorePermit>,
+    shared: Arc<Shared<DB>>,
+    /// False while a statement is in flight.
+    settled: bool,
+    in_transaction: bool,
+}
+
+impl<DB: Database> Lease<DB>
+where
+    DB::Connection: Session,
+{
+    /// The connection, for one statement; call [`Lease::settle`] with the
+    /// statement's result after it.
+    pub fn start(&mut self) -> &mut DB::Connection {
+        self.settled = false;
+        self.conn.as_mut().expect("a lease holds its connection until dropped")
+    }
+
+    /// Records how the last statement ended: the connection is reusable if
+    /// it ran to an answer (an error the database sent counts as one).
+    pub fn settle<T>(&mut self, result: &Result<T, sqlx::Error>) {
+        self.settled = matches!(result, Ok(_) | Err(sqlx::Error::Database(_)));
+    }
+}
+
+impl<DB> Lease<DB>
+where
+    DB: Database,
+    DB::Connection: Session,
+{
+    /// Opens a transaction with `statement` (`BEGIN`, or SQLite's `BEGIN
+    /// IMMEDIATE`).
+    pub async fn begin(&mut self, statement: &'static str) -> Result<(), sqlx::Error> {
+        self.execute_raw(statement).await?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    /// Commits the open transaction, if any.
+    pub async fn commit(&mut self) -> Result<(), sqlx::Error> {
+        if self.in_transaction {
+            self.execute_raw("COMMIT").await?;
+            self.in_transaction = false;
+        }
+        Ok(())
+    }
+
+    async fn execute_raw(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        let result = self.start().execute_raw(sql).await;
+        self.settle(&result);
+        result
+    }
+}
+
+impl<DB: Database> Drop for Lease<DB>
+where
+    DB::Connection: Session,
+{
+    fn drop(&mut self) {
+        let (Some(conn), Some(permit)) = (self.conn.take(), self.permit.take()) else { return };
+        if !self.settled {
+            return; // closed: its state is unknown
+        }
+        let shared = self.shared.clone();
+        if !self.in_transaction {
+            shared.put_back(conn);
+            return;
+        }
+        // Rolled back before anyone else may draw it; the permit stays
+        // taken until then. Outside a runtime it is simply closed, which
+        // rolls back too.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let mut conn = conn;
+                if conn.execute_raw("ROLLBACK").await.is_ok() {
+                    shared.put_back(conn);
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+impl<DB: Database> Shared<DB> {
+    fn put_back(&self, conn: DB::Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if !self.permits.is_closed() {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::postgres::PgConnectOptions;
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{Postgres, Sqlite};
+
+    // Temporary tables live and die with their connection, so they tell
+    // whether a lease got the same connection back or a new one.
+
+    async fn sqlite(max: u32) -> Pool<Sqlite> {
+        let options: SqliteConnectOptions = "sqlite::memory:".parse().unwrap();
+        Pool::connect(options, max, Duration::from_millis(300)).await.unwrap()
+    }
+
+    async fn postgres(max: u32) -> Pool<Postgres> {
+        let url =
+            std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let options: PgConnectOptions = url.parse().unwrap();
+        Pool::connect(options, max, Duration::from_millis(300)).await.unwrap()
+    }
+
+    async fn run<DB: Database>(lease: &mut Lease<DB>, sql: &'static str) -> Result<(), sqlx::Error>
+    where
+        DB::Connection: Session,
+    {
+        let result = lease.start().execute_raw(sql).await;
+        lease.settle(&result);
+        result
+    }
+
+    async fn reuses_a_settled_connection<DB: Database>(pool: Pool<DB>)
+    where
+        DB::Connection: Session,
+    {
+        let mut first = pool.lease().await.unwrap();
+        run(&mut first, "CREATE TEMPORARY TABLE marker (id INTEGER)").await.unwrap();
+        drop(first);
+        let mut second = pool.lease().await.unwrap();
+        run(&mut second, "SELECT * FROM marker").await.expect("the same connection comes back");
+    }
+
+    async fn closes_a_connection_left_mid_statement<DB: Database>(pool: Pool<DB>, slow: &'static str)
+    where
+        DB::Connection: Session,
+    {
+        let mut first = pool.lease().await.unwrap();
+        run(&mut first, "CREATE TEMPORARY TABLE marker (id INTEGER)").await.unwrap();
+        // A request cancelled while its statement runs (a timeout, a client
+        // hanging up): the statement's future is dropped unfinished.
+        let cancelled = tokio::time::timeout(Duration::from_millis(50), run(&mut first, slow)).await;
+        assert!(cancelled.is_err(), "the slow statement must still be running when cancelled");
+        drop(first);
+        let mut second = pool.lease().await.unwrap();
+        assert!(run(&mut second, "SELECT * FROM marker").await.is_err(), "a new connection, not the unsettled one");
+    }
+
+    async fn rolls_back_an_abandoned_transaction<DB: Database>(pool: Pool<DB>)
+    where
+        DB::Connection: Session,
+    {
+        let mut setup = pool.lease().await.unwrap();
+        run(&mut setup, "CREATE TEMPORARY TABLE once (id INTEGER PRIMARY KEY)").await.unwrap();
+        setup.begin("BEGIN").await.unwrap();
+        run(&mut setup, "INSERT INTO once VALUES (1)").await.unwrap();
+        drop(setup); // an error inside a write flow: no commit
+        let mut next = pool.lease().await.unwrap();
+        run(&mut next, "SELECT * FROM once").await.expect("the rolled-back connection is reused");
+        run(&mut next, "INSERT INTO once VALUES (1)").await.expect("the abandoned insert was rolled back");
+        next.begin("BEGIN").await.unwrap();
+        next.commit().await.expect("a new transaction opens and commits: none was left open");
+    }
+
+    async fn times_out_and_closes<DB: Database>(pool: Pool<DB>)
+    where
+        DB::Connection: Session,
+    {
+        let held = pool.lease().await.unwrap();
+        assert!(matches!(pool.lease().await, Err(sqlx::Error::PoolTimedOut)), "max 1 connection, and it is leased");
+        drop(held);
+        assert!(pool.lease().await.is_ok(), "free again once returned");
+        pool.close().await;
+        assert!(matches!(pool.lease().await, Err(sqlx::Error::PoolClosed)));
+    }
+
+    /// A statement that runs for seconds on either backend.
+    const SQLITE_SLOW: &str =
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000) SELECT count(*) FROM n";
+    const POSTGRES_SLOW: &str = "SELECT pg_sleep(5)";
+
+    #[tokio::test]
+    async fn sqlite_pool_reuses_settled_connections_only() {
+        reuses_a_settled_connection(sqlite(1).await).await;
+        closes_a_connection_left_mid_statement(sqlite(1).await, SQLITE_SLOW).await;
+        rolls_back_an_abandoned_transaction(sqlite(1).await).await;
+        times_out_and_closes(sqlite(1).await).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_pool_reuses_settled_connections_only() {
+        reuses_a_settled_connection(postgres(1).await).await;
+        closes_a_connection_left_mid_statement(postgres(1).await, POSTGRES_SLOW).await;
+        rolls_back_an_abandoned_transaction(postgres(1).await).await;
+        times_out_and_closes(postgres(1).await).await;
+    }
+}
