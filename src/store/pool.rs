@@ -142,13 +142,7 @@ where
     pub fn settle<T>(&mut self, result: &Result<T, sqlx::Error>) {
         self.settled = matches!(result, Ok(_) | Err(sqlx::Error::Database(_)));
     }
-}
 
-impl<DB> Lease<DB>
-where
-    DB: Database,
-    DB::Connection: Session,
-{
     /// Opens a transaction with `statement` (`BEGIN`, or SQLite's `BEGIN
     /// IMMEDIATE`).
     pub async fn begin(&mut self, statement: &'static str) -> Result<(), sqlx::Error> {
