@@ -85,6 +85,14 @@ where
             .unwrap_or(Err(sqlx::Error::PoolTimedOut))
     }
 
+    /// A connection with a transaction opened by `statement` (`BEGIN`, or
+    /// SQLite's `BEGIN IMMEDIATE`).
+    pub async fn lease_in_transaction(&self, statement: &'static str) -> Result<Lease<DB>, sqlx::Error> {
+        let mut lease = self.lease().await?;
+        lease.begin(statement).await?;
+        Ok(lease)
+    }
+
     async fn lease_now(&self) -> Result<Lease<DB>, sqlx::Error> {
         let permit = self.shared.permits.clone().acquire_owned().await.map_err(|_| sqlx::Error::PoolClosed)?;
         let idle = self.shared.idle.lock().ok().and_then(|mut idle| idle.pop());
@@ -145,7 +153,7 @@ where
 
     /// Opens a transaction with `statement` (`BEGIN`, or SQLite's `BEGIN
     /// IMMEDIATE`).
-    pub async fn begin(&mut self, statement: &'static str) -> Result<(), sqlx::Error> {
+    async fn begin(&mut self, statement: &'static str) -> Result<(), sqlx::Error> {
         self.execute_raw(statement).await?;
         self.in_transaction = true;
         Ok(())
@@ -228,24 +236,15 @@ mod tests {
         Pool::connect(options, max, Duration::from_millis(300)).await.unwrap()
     }
 
-    async fn run<DB: Database>(lease: &mut Lease<DB>, sql: &'static str) -> Result<(), sqlx::Error>
-    where
-        DB::Connection: Session,
-    {
-        let result = lease.start().execute_raw(sql).await;
-        lease.settle(&result);
-        result
-    }
-
     async fn reuses_a_settled_connection<DB: Database>(pool: Pool<DB>)
     where
         DB::Connection: Session,
     {
         let mut first = pool.lease().await.unwrap();
-        run(&mut first, "CREATE TEMPORARY TABLE marker (id INTEGER)").await.unwrap();
+        first.execute_raw("CREATE TEMPORARY TABLE marker (id INTEGER)").await.unwrap();
         drop(first);
         let mut second = pool.lease().await.unwrap();
-        run(&mut second, "SELECT * FROM marker").await.expect("the same connection comes back");
+        second.execute_raw("SELECT * FROM marker").await.expect("the same connection comes back");
     }
 
     async fn closes_a_connection_left_mid_statement<DB: Database>(pool: Pool<DB>, slow: &'static str)
@@ -253,14 +252,14 @@ mod tests {
         DB::Connection: Session,
     {
         let mut first = pool.lease().await.unwrap();
-        run(&mut first, "CREATE TEMPORARY TABLE marker (id INTEGER)").await.unwrap();
+        first.execute_raw("CREATE TEMPORARY TABLE marker (id INTEGER)").await.unwrap();
         // A request cancelled while its statement runs (a timeout, a client
         // hanging up): the statement's future is dropped unfinished.
-        let cancelled = tokio::time::timeout(Duration::from_millis(50), run(&mut first, slow)).await;
+        let cancelled = tokio::time::timeout(Duration::from_millis(50), first.execute_raw(slow)).await;
         assert!(cancelled.is_err(), "the slow statement must still be running when cancelled");
         drop(first);
         let mut second = pool.lease().await.unwrap();
-        assert!(run(&mut second, "SELECT * FROM marker").await.is_err(), "a new connection, not the unsettled one");
+        assert!(second.execute_raw("SELECT * FROM marker").await.is_err(), "a new connection, not the unsettled one");
     }
 
     async fn rolls_back_an_abandoned_transaction<DB: Database>(pool: Pool<DB>)
@@ -268,13 +267,13 @@ mod tests {
         DB::Connection: Session,
     {
         let mut setup = pool.lease().await.unwrap();
-        run(&mut setup, "CREATE TEMPORARY TABLE once (id INTEGER PRIMARY KEY)").await.unwrap();
+        setup.execute_raw("CREATE TEMPORARY TABLE once (id INTEGER PRIMARY KEY)").await.unwrap();
         setup.begin("BEGIN").await.unwrap();
-        run(&mut setup, "INSERT INTO once VALUES (1)").await.unwrap();
+        setup.execute_raw("INSERT INTO once VALUES (1)").await.unwrap();
         drop(setup); // an error inside a write flow: no commit
         let mut next = pool.lease().await.unwrap();
-        run(&mut next, "SELECT * FROM once").await.expect("the rolled-back connection is reused");
-        run(&mut next, "INSERT INTO once VALUES (1)").await.expect("the abandoned insert was rolled back");
+        next.execute_raw("SELECT * FROM once").await.expect("the rolled-back connection is reused");
+        next.execute_raw("INSERT INTO once VALUES (1)").await.expect("the abandoned insert was rolled back");
         next.begin("BEGIN").await.unwrap();
         next.commit().await.expect("a new transaction opens and commits: none was left open");
     }

@@ -41,9 +41,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn write(&self) -> Result<Self::Conn, StoreError> {
-        let mut lease = self.pool.lease().await.map_err(translate)?;
-        lease.begin("BEGIN").await.map_err(translate)?;
-        Ok(lease)
+        self.pool.lease_in_transaction("BEGIN").await.map_err(translate)
     }
 
     async fn migrate(&self) -> Result<Vec<String>, StoreError> {

@@ -65,9 +65,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn write(&self) -> Result<Self::Conn, StoreError> {
-        let mut lease = self.pool.lease().await.map_err(translate)?;
-        lease.begin("BEGIN IMMEDIATE").await.map_err(translate)?;
-        Ok(lease)
+        self.pool.lease_in_transaction("BEGIN IMMEDIATE").await.map_err(translate)
     }
 
     async fn migrate(&self) -> Result<Vec<String>, StoreError> {
