@@ -6,7 +6,7 @@
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]
-mod allocator;
+pub(crate) mod allocator;
 
 pub mod auth;
 pub mod cli;

@@ -32,8 +32,10 @@ pub struct ImportOpts {
     /// stop at the first conflict found while writing.
     #[arg(long)]
     pub strict: bool,
-    /// Customers per transaction.
-    #[arg(long, default_value_t = 5000)]
+    /// Customers per transaction. Larger batches write each hot index page
+    /// fewer times (SQLite, 1M customers: 15.8k/s at 5,000, 21.2k/s at
+    /// 20,000, no faster at 50,000).
+    #[arg(long, default_value_t = 20_000)]
     pub batch_size: usize,
     /// Recorded as `created_by`.
     #[arg(long, default_value = "import")]

@@ -66,6 +66,9 @@ where
         max_connections: u32,
         acquire_timeout: Duration,
     ) -> Result<Self, sqlx::Error> {
+        // Every connection of the process opens here, so SQLite is set up
+        // before its first one (for a PostgreSQL pool this does nothing).
+        crate::allocator::route_sqlite_allocations();
         let first = options.connect().await?;
         let shared = Shared {
             options,
