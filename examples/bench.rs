@@ -293,7 +293,7 @@ async fn seed_account(store: &dyn Store, account: &str, count: u64) -> f64 {
             .map(|i| {
                 let input: CustomerInput = serde_json::from_value(customer(&mut rng, i)).unwrap();
                 let (customer_id, data) = input.into_new(chrono::Utc::now()).unwrap();
-                ImportRow { line: i + 1, customer_id: customer_id.unwrap(), data }
+                ImportRow::new(i + 1, customer_id.unwrap(), data)
             })
             .collect();
         index += rows.len() as u64;

@@ -80,7 +80,7 @@ pub fn parse_line(account: &AccountId, line_no: u64, line: &str) -> Result<Optio
     })?;
     let customer_id = customer_id
         .unwrap_or_else(|| Uuid::new_v5(&IMPORT_NAMESPACE, format!("{account}\n{trimmed}").as_bytes()).to_string());
-    Ok(Some(ImportRow { line: line_no, customer_id, data }))
+    Ok(Some(ImportRow::new(line_no, customer_id, data)))
 }
 
 fn open_input(file: &str) -> io::Result<(Box<dyn Read + Send>, Option<u64>)> {

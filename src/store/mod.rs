@@ -15,6 +15,7 @@ use crate::domain::records::{Tag, TagInput, Terms, Token, TokenDetail, TokenEven
 use crate::domain::settings::Settings;
 use crate::domain::validate::FieldError;
 
+mod copy;
 mod customers;
 mod ops;
 mod pool;
@@ -74,6 +75,19 @@ pub struct ImportRow {
     pub line: u64,
     pub customer_id: String,
     pub data: CustomerData,
+    /// The columns derived from `data`, computed by [`ImportRow::new`] on
+    /// the caller's thread: an import's reader makes them while the previous
+    /// batch is being written, rather than inside the write transaction.
+    columns: IndexedColumns,
+    doc: serde_json::Value,
+}
+
+impl ImportRow {
+    pub fn new(line: u64, customer_id: String, data: CustomerData) -> Self {
+        let columns = IndexedColumns::of(&customer_id, &data);
+        let doc = serde_json::to_value(&data).unwrap_or_default();
+        Self { line, customer_id, data, columns, doc }
+    }
 }
 
 /// What became of an import batch's lines.
@@ -329,7 +343,7 @@ impl Default for PoolOptions {
 
 /// The lower-cased, indexed copies of a customer's searchable fields. Both
 /// stores write exactly these, so search behaves the same on each.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct IndexedColumns {
     pub customer_id_lower: String,
     pub email: Option<String>,

@@ -34,6 +34,10 @@ pub trait Conn: Send {
     async fn fetch_i64(&mut self, q: SqlBuilder) -> Result<Option<i64>, StoreError>;
     async fn fetch_strings(&mut self, q: SqlBuilder) -> Result<Vec<String>, StoreError>;
 
+    /// Streams `rows` into `statement` (a `COPY … FROM STDIN`) and returns
+    /// how many it wrote; `None` where the backend has no COPY (SQLite).
+    async fn copy_in(&mut self, statement: &str, rows: &[Vec<Param>]) -> Result<Option<u64>, StoreError>;
+
     async fn fetch_customers(&mut self, q: SqlBuilder) -> Result<Vec<Customer>, StoreError> {
         let rows: Vec<CustomerRow> = self.fetch_all(q).await?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -372,7 +376,7 @@ impl<B: Backend> Store for SqlStore<B> {
 /// Implements [`Conn`] for one backend's [`Handle`]; the backend supplies its
 /// dialect, how to bind [`Param`]s and how to translate errors.
 macro_rules! impl_conn {
-    ($db:ty, $dialect:expr, $arguments:path, $translate:path) => {
+    ($db:ty, $dialect:expr, $arguments:path, $translate:path, $copy_in:path) => {
         #[async_trait::async_trait]
         impl $crate::store::ops::Conn for $crate::store::ops::Handle<$db> {
             fn dialect(&self) -> $crate::store::query::Dialect {
@@ -408,6 +412,16 @@ macro_rules! impl_conn {
                 let values = sqlx::query_scalar_with(q.sql(), args).fetch_all(self.start()).await;
                 self.settle(&values);
                 values.map_err($translate)
+            }
+
+            async fn copy_in(
+                &mut self,
+                statement: &str,
+                rows: &[Vec<$crate::store::query::Param>],
+            ) -> Result<Option<u64>, StoreError> {
+                let written = $copy_in(self.start(), statement, rows).await;
+                self.settle(&written);
+                written.map_err($translate)
             }
 
             async fn commit(mut self) -> Result<(), StoreError> {

@@ -3,10 +3,11 @@
 //! so the API answers 503 while the database is away.
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgConnectOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection};
 use sqlx::types::Json;
 use sqlx::{Arguments, Postgres};
 
+use super::copy::CopyRows;
 use super::ops::{impl_conn, run_migrations, Backend, Handle, SqlStore};
 use super::pool::Pool;
 use super::query::{Dialect, Param};
@@ -53,7 +54,23 @@ impl Backend for PostgresBackend {
     }
 }
 
-impl_conn!(Postgres, Dialect::Postgres, arguments, translate);
+impl_conn!(Postgres, Dialect::Postgres, arguments, translate, copy_in);
+
+/// One `COPY … FROM STDIN` of text-format rows, sent 500 rows at a time so
+/// that the server writes a batch while the next is being encoded. A row the
+/// server refuses (a unique violation) fails the whole statement, and the
+/// connection is ready for the next one.
+async fn copy_in(conn: &mut PgConnection, statement: &str, rows: &[Vec<Param>]) -> Result<Option<u64>, sqlx::Error> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    for chunk in rows.chunks(500) {
+        let mut data = CopyRows::default();
+        for row in chunk {
+            data.push_row(row);
+        }
+        copy.send(data.into_bytes()).await?;
+    }
+    copy.finish().await.map(Some)
+}
 
 fn arguments(params: &[Param]) -> Result<PgArguments, StoreError> {
     let mut args = PgArguments::default();

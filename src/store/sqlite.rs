@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Arguments, Sqlite};
 
 use super::ops::{impl_conn, run_migrations, Backend, Handle, SqlStore};
@@ -77,7 +77,12 @@ impl Backend for SqliteBackend {
     }
 }
 
-impl_conn!(Sqlite, Dialect::Sqlite, arguments, translate);
+impl_conn!(Sqlite, Dialect::Sqlite, arguments, translate, no_copy);
+
+/// SQLite has no COPY; bulk writes use multi-row `INSERT`s.
+async fn no_copy(_: &mut SqliteConnection, _: &str, _: &[Vec<Param>]) -> Result<Option<u64>, sqlx::Error> {
+    Ok(None)
+}
 
 fn arguments(params: &[Param]) -> Result<SqliteArguments<'static>, StoreError> {
     let mut args = SqliteArguments::default();

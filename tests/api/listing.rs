@@ -196,7 +196,7 @@ both_backends! {
                 let name = if i < 3 { format!("Zed{i}") } else { format!("Common{i}") };
                 let input: CustomerInput = serde_json::from_value(json!({"first_name": name})).unwrap();
                 let (_, data) = input.into_new(chrono::Utc::now()).unwrap();
-                ImportRow { line: i + 1, customer_id: format!("r{i:05}"), data }
+                ImportRow::new(i + 1, format!("r{i:05}"), data)
             })
             .collect();
         app.store.import_customers(&account, rows, "test").await.unwrap();
@@ -225,7 +225,7 @@ both_backends! {
                 let name = if i < dense { "Dense" } else { "Other" };
                 let input: CustomerInput = serde_json::from_value(json!({"last_name": name})).unwrap();
                 let (_, data) = input.into_new(chrono::Utc::now()).unwrap();
-                ImportRow { line: i + 1, customer_id: format!("d{i:05}"), data }
+                ImportRow::new(i + 1, format!("d{i:05}"), data)
             })
             .collect();
         for chunk in rows.chunks(5000) {
