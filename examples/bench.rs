@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use customers::domain::customer::CustomerInput;
 use customers::domain::ids::AccountId;
 use customers::domain::listing::ListParams;
-use customers::store::{self, ImportRow, NewCustomer, PoolOptions, Store};
+use customers::store::{self, ImportRow, NewCustomer, OnRejected, PoolOptions, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -297,7 +297,7 @@ async fn seed_account(store: &dyn Store, account: &str, count: u64) -> f64 {
             })
             .collect();
         index += rows.len() as u64;
-        store.import_customers(&account, rows, "bench").await.expect("import");
+        store.import_customers(&account, rows, "bench", OnRejected::KeepTheRest).await.expect("import");
     }
     count as f64 / started.elapsed().as_secs_f64()
 }

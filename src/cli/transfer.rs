@@ -17,7 +17,7 @@ use crate::domain::customer::CustomerInput;
 use crate::domain::ids::AccountId;
 use crate::domain::listing::{CustomerFilter, ListParams, TypeFilter};
 use crate::http::extract::parse_json;
-use crate::store::{now_micros, ImportOutcome, ImportRow, Store};
+use crate::store::{now_micros, ImportOutcome, ImportRow, OnRejected, Store};
 
 #[derive(Args, Debug)]
 pub struct ImportOpts {
@@ -232,7 +232,8 @@ async fn write_batch(
     if rows.is_empty() {
         return Ok(());
     }
-    let outcome = store.import_customers(&opts.account, rows, &opts.actor).await?;
+    let on_rejected = if opts.strict { OnRejected::RollBack } else { OnRejected::KeepTheRest };
+    let outcome = store.import_customers(&opts.account, rows, &opts.actor, on_rejected).await?;
     if opts.strict && !outcome.rejected.is_empty() {
         report_rejected(&outcome.rejected);
         anyhow::bail!("--strict: stopped at a conflict; this batch was rolled back, earlier ones are stored");

@@ -90,6 +90,16 @@ impl ImportRow {
     }
 }
 
+/// What an import batch does when the database refuses some of its rows
+/// (a collision with a stored customer's email or phone number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRejected {
+    /// Store the other rows and report the refused ones.
+    KeepTheRest,
+    /// Store nothing of the batch (`import --strict`).
+    RollBack,
+}
+
 /// What became of an import batch's lines.
 #[derive(Debug, Default)]
 pub struct ImportOutcome {
@@ -212,12 +222,15 @@ pub trait Store: Send + Sync {
         actor: &str,
     ) -> Result<Customer, StoreError>;
     async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError>;
-    /// Inserts a batch of customers in one transaction (see `ImportOutcome`).
+    /// Inserts a batch of customers in one transaction (see `ImportOutcome`);
+    /// `on_rejected` says whether the batch's other rows are kept when the
+    /// database refuses some.
     async fn import_customers(
         &self,
         account: &AccountId,
         rows: Vec<ImportRow>,
         actor: &str,
+        on_rejected: OnRejected,
     ) -> Result<ImportOutcome, StoreError>;
     /// Whether a live customer has exactly this email (any case) and/or phone.
     async fn customer_exists(

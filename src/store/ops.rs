@@ -16,8 +16,8 @@ use super::query::{self, text, Dialect, Param, SqlBuilder};
 use super::records;
 use super::rows::{ClientRow, CustomerRow, DbRow, KeyRow};
 use super::{
-    ClientRecord, Created, CustomerPage, EventListParams, IdempotencyKey, ImportOutcome, ImportRow, NewCustomer, Page,
-    Patcher, SigningKeyRecord, Store, StoreError,
+    ClientRecord, Created, CustomerPage, EventListParams, IdempotencyKey, ImportOutcome, ImportRow, NewCustomer,
+    OnRejected, Page, Patcher, SigningKeyRecord, Store, StoreError,
 };
 use crate::domain::listing::PageParams;
 use crate::domain::records::{Tag, TagInput, Terms, Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput};
@@ -243,8 +243,15 @@ impl<B: Backend> Store for SqlStore<B> {
         account: &AccountId,
         rows: Vec<ImportRow>,
         actor: &str,
+        on_rejected: OnRejected,
     ) -> Result<ImportOutcome, StoreError> {
-        in_write_tx!(self.0, |conn| import_batch(&mut conn, account, rows, actor).await)
+        let mut conn = self.0.write().await?;
+        let outcome = import_batch(&mut conn, account, rows, actor).await?;
+        // Not committed: dropping the transaction rolls it back.
+        if outcome.rejected.is_empty() || on_rejected == OnRejected::KeepTheRest {
+            conn.commit().await?;
+        }
+        Ok(outcome)
     }
 
     async fn customer_exists(

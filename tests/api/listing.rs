@@ -186,7 +186,7 @@ both_backends! {
 both_backends! {
     async fn rare_prefixes_older_than_the_newest_rows_are_still_found_and_paged(app: &TestApp) {
         use customers::domain::customer::CustomerInput;
-        use customers::store::ImportRow;
+        use customers::store::{ImportRow, OnRejected};
         let account = customers::domain::ids::AccountId::parse(crate::helpers::ACCOUNT).unwrap();
         // Three old matches, then more non-matching customers than the
         // window plan looks at, so only the index plan can find them.
@@ -199,7 +199,7 @@ both_backends! {
                 ImportRow::new(i + 1, format!("r{i:05}"), data)
             })
             .collect();
-        app.store.import_customers(&account, rows, "test").await.unwrap();
+        app.store.import_customers(&account, rows, "test", OnRejected::KeepTheRest).await.unwrap();
 
         let first = app.list("search=zed&limit=2&total=true").await;
         assert_eq!(TestApp::ids(&first), ["r00002", "r00001"]);
@@ -216,7 +216,7 @@ both_backends! {
     async fn dense_prefixes_behind_the_window_are_found_by_walking_newest_first(app: &TestApp) {
         use customers::domain::customer::CustomerInput;
         use customers::store::query::{MAX_SORTED_CANDIDATES, WINDOW};
-        use customers::store::ImportRow;
+        use customers::store::{ImportRow, OnRejected};
         let account = customers::domain::ids::AccountId::parse(crate::helpers::ACCOUNT).unwrap();
         let dense = MAX_SORTED_CANDIDATES as u64 + 50;
         let total = dense + WINDOW as u64 + 50;
@@ -229,7 +229,7 @@ both_backends! {
             })
             .collect();
         for chunk in rows.chunks(5000) {
-            app.store.import_customers(&account, chunk.to_vec(), "test").await.unwrap();
+            app.store.import_customers(&account, chunk.to_vec(), "test", OnRejected::KeepTheRest).await.unwrap();
         }
         let page = app.list("search=dense&limit=2").await;
         assert_eq!(TestApp::ids(&page), [format!("d{:05}", dense - 1), format!("d{:05}", dense - 2)]);

@@ -207,6 +207,29 @@ both_backends! {
     }
 }
 
+both_backends! {
+    async fn a_strict_import_stores_nothing_of_a_batch_that_collides_with_stored_data(app: &TestApp) {
+        app.create(json!({"customer_id": "kept", "email": "taken@x.io"})).await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("in.ndjson");
+        let lines = [
+            r#"{"customer_id": "s1", "email": "new@x.io"}"#,
+            r#"{"customer_id": "s2", "email": "TAKEN@x.io"}"#,
+        ];
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let out = binary()
+            .args(["import", "--database", &app.db.url, "--account", ACCOUNT, "--file", file.to_str().unwrap()])
+            .arg("--strict")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("line 2: email or phone_number belongs to another customer"), "{stderr}");
+        assert_eq!(app.row_count().await, 1, "the colliding batch's valid line is not stored either");
+        assert_eq!(app.get(&app.user_url("s1")).await.status, StatusCode::NOT_FOUND);
+    }
+}
+
 // A first import takes PostgreSQL's COPY path, whose text format gives
 // tabs, newlines and backslashes a meaning: every value must arrive as it
 // was sent, attributes included.
