@@ -7,6 +7,8 @@
 //! in values a backslash, tab, newline or carriage return written as a
 //! backslash escape.
 
+use std::io::Write;
+
 use chrono::SecondsFormat;
 
 use super::query::Param;
@@ -44,7 +46,8 @@ impl CopyRows {
             Param::Bytes(v) => {
                 self.data.extend_from_slice(b"\\\\x");
                 for byte in v {
-                    self.data.extend_from_slice(format!("{byte:02x}").as_bytes());
+                    // Writing to a Vec cannot fail.
+                    let _ = write!(self.data, "{byte:02x}");
                 }
             }
             Param::Null | Param::NullTime | Param::NullJson => self.data.extend_from_slice(b"\\N"),

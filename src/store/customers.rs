@@ -611,7 +611,11 @@ pub(super) async fn import_batch(
     for (index, (row, id)) in accepted.iter_mut().zip(&ids).enumerate() {
         let at = first + chrono::Duration::microseconds(index as i64);
         let cols = std::mem::take(&mut row.columns);
-        let columns = customer_columns(&cols, std::mem::take(&mut row.doc), &row.data, &settings, at);
+        let doc = match row.doc.take() {
+            Some(doc) => doc,
+            None => document(&row.data)?,
+        };
+        let columns = customer_columns(&cols, doc, &row.data, &settings, at);
         row_attributes.push(cols.attributes);
         if index == 0 {
             names.extend(columns.iter().flat_map(|(c, _)| [", ", c]));

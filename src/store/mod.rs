@@ -78,14 +78,16 @@ pub struct ImportRow {
     /// The columns derived from `data`, computed by [`ImportRow::new`] on
     /// the caller's thread: an import's reader makes them while the previous
     /// batch is being written, rather than inside the write transaction.
+    /// (So a row is made by `new` from its final data.) `doc` is `None` when
+    /// the document could not be made; the import then reports why.
     columns: IndexedColumns,
-    doc: serde_json::Value,
+    doc: Option<serde_json::Value>,
 }
 
 impl ImportRow {
     pub fn new(line: u64, customer_id: String, data: CustomerData) -> Self {
         let columns = IndexedColumns::of(&customer_id, &data);
-        let doc = serde_json::to_value(&data).unwrap_or_default();
+        let doc = serde_json::to_value(&data).ok();
         Self { line, customer_id, data, columns, doc }
     }
 }
