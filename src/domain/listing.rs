@@ -107,6 +107,13 @@ pub struct ListParams {
 }
 
 impl ListParams {
+    /// Whether answering may take more than an index walk of one page: a
+    /// count, or any filter (a search merges several index ranges, a type
+    /// or attribute filter may pass over many rows that do not match).
+    pub fn may_take_long(&self) -> bool {
+        self.total || self.filter != CustomerFilter::default()
+    }
+
     /// Parses the decoded query pairs of `GET /customers/users`.
     pub fn parse(pairs: &[(String, String)]) -> Result<Self, Vec<FieldError>> {
         let mut errors = Errors::default();

@@ -15,7 +15,7 @@ use crate::domain::validate::Errors;
 
 use super::ops::Conn;
 use super::query::{self, opt_text, text, CursorPosition, Dialect, Param, SqlBuilder, Strategy, CUSTOMER_COLUMNS};
-use super::rows::{IdempotencyRow, SettingsRow};
+use super::rows::{db_row, IdempotencyRow, SettingsRow};
 use super::{
     change_customer_id_key, micros_to_time, new_id, now_micros, Created, CustomerPage, IdempotencyKey, ImportOutcome,
     ImportRow, IndexedColumns, NewCustomer, PatchError, Patcher, StoreError, IDEMPOTENCY_KEY_TTL,
@@ -568,9 +568,10 @@ pub(super) async fn contacts_targets(
     conn.fetch_customers(q).await
 }
 
-#[derive(sqlx::FromRow)]
-struct IdRow {
-    id: Uuid,
+db_row! {
+    struct IdRow {
+        id: Uuid,
+    }
 }
 
 /// Imports a batch of validated customers in the caller's transaction with

@@ -24,6 +24,7 @@ pub mod query;
 mod records;
 mod rows;
 pub mod sqlite;
+mod sqlite_reader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -52,9 +52,18 @@ pub trait Conn: Send {
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     type Conn: Conn;
+    type ReadConn: Conn;
     fn name(&self) -> &'static str;
-    /// A pooled connection for reads (no transaction).
-    async fn read(&self) -> Result<Self::Conn, StoreError>;
+    /// A connection for reads (no transaction; it may refuse writes).
+    async fn read(&self) -> Result<Self::ReadConn, StoreError>;
+    /// A pooled connection outside a transaction, for maintenance
+    /// statements that write but cannot run in a transaction (`VACUUM`).
+    async fn session(&self) -> Result<Self::Conn, StoreError>;
+    /// Whether reads run on the calling thread (SQLite's direct reader)
+    /// rather than waiting for a database server or a driver thread.
+    fn reads_block(&self) -> bool {
+        false
+    }
     /// A transaction that may write; in SQLite it holds the write lock from
     /// the start, so a read-modify-write cannot be overtaken.
     async fn write(&self) -> Result<Self::Conn, StoreError>;
@@ -66,6 +75,22 @@ pub trait Backend: Send + Sync + 'static {
 pub type Handle<DB> = super::pool::Lease<DB>;
 
 pub struct SqlStore<B>(pub B);
+
+impl<B: Backend> SqlStore<B> {
+    /// Runs a read that can take long (a search, a count over many matches)
+    /// without holding up the async worker it was called on, when reads
+    /// block the calling thread: the worker's other tasks move to another
+    /// thread meanwhile, so a point read is not queued behind a count.
+    async fn long_read<F: std::future::Future>(&self, read: F) -> F::Output {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(runtime) if self.0.reads_block() && runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| runtime.block_on(read))
+            }
+            _ => read.await,
+        }
+    }
+}
 
 /// The deployment's signing key, if one was stored.
 async fn signing_key(conn: &mut impl Conn) -> Result<Option<SigningKeyRecord>, StoreError> {
@@ -108,7 +133,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn analyze(&self) -> Result<(), StoreError> {
-        let mut conn = self.0.read().await?;
+        let mut conn = self.0.session().await?;
         let statement = match conn.dialect() {
             Dialect::Sqlite => "ANALYZE",
             // VACUUM also sets the visibility map, without which a count
@@ -235,7 +260,11 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError> {
         let mut conn = self.0.read().await?;
-        list_customers(&mut conn, account, params).await
+        if params.may_take_long() {
+            self.long_read(list_customers(&mut conn, account, params)).await
+        } else {
+            list_customers(&mut conn, account, params).await
+        }
     }
 
     async fn import_customers(

@@ -32,12 +32,17 @@ impl PostgresStore {
 #[async_trait]
 impl Backend for PostgresBackend {
     type Conn = Handle<Postgres>;
+    type ReadConn = Handle<Postgres>;
 
     fn name(&self) -> &'static str {
         "postgres"
     }
 
-    async fn read(&self) -> Result<Self::Conn, StoreError> {
+    async fn read(&self) -> Result<Self::ReadConn, StoreError> {
+        self.session().await
+    }
+
+    async fn session(&self) -> Result<Self::Conn, StoreError> {
         self.pool.lease().await.map_err(translate)
     }
 

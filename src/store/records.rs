@@ -17,7 +17,7 @@ use crate::domain::settings::Settings;
 use super::customers::{live_for_update, load_settings, select_by_customer_id};
 use super::ops::Conn;
 use super::query::{self, opt_text, text, Param, SqlBuilder, CUSTOMER_COLUMNS};
-use super::rows::Ts;
+use super::rows::{db_row, Ts};
 use super::{new_id, now_micros, EventListParams, Page, StoreError};
 
 fn json_param(value: &Option<JsonObject>) -> Param {
@@ -93,14 +93,15 @@ pub(super) async fn customer_exists(
 
 // ---- terms ---------------------------------------------------------------
 
-#[derive(sqlx::FromRow)]
-struct TermsRow {
-    id: Uuid,
-    terms: String,
-    created_at: Ts,
-    created_by: String,
-    deleted_at: Option<Ts>,
-    deleted_by: Option<String>,
+db_row! {
+    struct TermsRow {
+        id: Uuid,
+        terms: String,
+        created_at: Ts,
+        created_by: String,
+        deleted_at: Option<Ts>,
+        deleted_by: Option<String>,
+    }
 }
 
 impl From<TermsRow> for Terms {
@@ -238,13 +239,14 @@ pub(super) async fn delete_terms(
 
 // ---- tags ----------------------------------------------------------------
 
-#[derive(sqlx::FromRow)]
-struct TagRow {
-    id: Uuid,
-    tag: String,
-    metadata: Option<Json<JsonObject>>,
-    created_at: Ts,
-    created_by: String,
+db_row! {
+    struct TagRow {
+        id: Uuid,
+        tag: String,
+        metadata: Option<Json<JsonObject>>,
+        created_at: Ts,
+        created_by: String,
+    }
 }
 
 impl From<TagRow> for Tag {
@@ -386,26 +388,26 @@ pub(super) async fn set_customer_tags(
 
 // ---- tokens --------------------------------------------------------------
 
-#[derive(sqlx::FromRow)]
-struct TokenRow {
-    token_id: String,
-    customer_pk: Uuid,
-    #[sqlx(rename = "type")]
-    kind: String,
-    value: String,
-    metadata: Option<Json<JsonObject>>,
-    source: Option<String>,
-    created_at: Ts,
-    created_by: String,
-    deleted_at: Option<Ts>,
-    deleted_by: Option<String>,
+db_row! {
+    struct TokenRow {
+        token_id: String,
+        customer_pk: Uuid,
+        r#type: String,
+        value: String,
+        metadata: Option<Json<JsonObject>>,
+        source: Option<String>,
+        created_at: Ts,
+        created_by: String,
+        deleted_at: Option<Ts>,
+        deleted_by: Option<String>,
+    }
 }
 
 impl From<TokenRow> for Token {
     fn from(r: TokenRow) -> Self {
         Token {
             id: r.token_id,
-            kind: r.kind,
+            kind: r.r#type,
             value: r.value,
             metadata: r.metadata.map(|m| m.0),
             source: r.source,
@@ -551,19 +553,20 @@ pub(super) async fn delete_token(
 
 // ---- token events ----------------------------------------------------------
 
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    id: Uuid,
-    token_type: String,
-    token_value: String,
-    event: String,
-    status: Option<String>,
-    metadata: Option<Json<JsonObject>>,
-    expires_at: Option<Ts>,
-    created_at: Ts,
-    created_by: String,
-    deleted_at: Option<Ts>,
-    deleted_by: Option<String>,
+db_row! {
+    struct EventRow {
+        id: Uuid,
+        token_type: String,
+        token_value: String,
+        event: String,
+        status: Option<String>,
+        metadata: Option<Json<JsonObject>>,
+        expires_at: Option<Ts>,
+        created_at: Ts,
+        created_by: String,
+        deleted_at: Option<Ts>,
+        deleted_by: Option<String>,
+    }
 }
 
 impl From<EventRow> for TokenEvent {

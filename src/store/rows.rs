@@ -1,7 +1,10 @@
-//! Row types, written once for both backends. Timestamps decode through
+//! Row types, written once for both backends and both SQLite readers (sqlx,
+//! and the direct reader of `sqlite_reader`). Timestamps decode through
 //! [`Ts`]: microseconds (`INTEGER`) in SQLite, `timestamptz` in PostgreSQL.
 
 use chrono::{DateTime, Utc};
+use rusqlite::types::ValueRef;
+use serde::de::DeserializeOwned;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgTypeInfo, PgValueRef};
 use sqlx::sqlite::{SqliteTypeInfo, SqliteValueRef};
@@ -50,30 +53,131 @@ impl<'r> Decode<'r, Postgres> for Ts {
     }
 }
 
-/// A row type both backends can decode.
+/// A row type every reader can decode.
 pub trait DbRow:
-    for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin
+    for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+    + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+    + DirectRow
+    + Send
+    + Unpin
 {
 }
 
 impl<T> DbRow for T where
     T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
         + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + DirectRow
         + Send
         + Unpin
 {
 }
 
-#[derive(sqlx::FromRow)]
-pub struct CustomerRow {
-    pub id: Uuid,
-    pub customer_id: String,
-    pub doc: Json<CustomerData>,
-    pub created_at: Ts,
-    pub created_by: String,
-    pub updated_at: Ts,
-    pub deleted_at: Option<Ts>,
-    pub deleted_by: Option<String>,
+/// A row as SQLite's direct reader (rusqlite) hands it over, decoded by
+/// column name as sqlx's `FromRow` does.
+pub trait DirectRow: Sized {
+    fn from_direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
+/// Declares a row struct once for every reader: it derives sqlx's `FromRow`
+/// and implements [`DirectRow`] with the same column names (the field's,
+/// without a raw identifier's `r#`, as sqlx names them).
+macro_rules! db_row {
+    ($(#[$attr:meta])* $vis:vis struct $name:ident { $($fvis:vis $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$attr])*
+        #[derive(sqlx::FromRow)]
+        $vis struct $name { $($fvis $field: $ty),* }
+
+        impl $crate::store::rows::DirectRow for $name {
+            fn from_direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                let mut position = 0..;
+                Ok(Self { $($field: $crate::store::rows::column(row, &mut position, stringify!($field))?),* })
+            }
+        }
+    };
+}
+pub(crate) use db_row;
+
+/// One column of a direct-reader row, by name. Queries select the columns
+/// in field order, so the column at the field's `position` is tried first:
+/// a search by name compares every column's name, for every row.
+pub fn column<T: FromColumn>(
+    row: &rusqlite::Row<'_>,
+    position: &mut std::ops::RangeFrom<usize>,
+    name: &str,
+) -> rusqlite::Result<T> {
+    let name = name.trim_start_matches("r#");
+    let statement = row.as_ref();
+    let index = match position.next() {
+        Some(index) if statement.column_name(index).is_ok_and(|found| found == name) => index,
+        _ => statement.column_index(name)?,
+    };
+    let value = row.get_ref(index)?;
+    T::from_column(value).map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, value.data_type(), error))
+}
+
+/// A value as the sqlx SQLite driver stores it, read back from rusqlite.
+pub trait FromColumn: Sized {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, BoxDynError>;
+}
+
+impl FromColumn for i64 {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, BoxDynError> {
+        Ok(value.as_i64()?)
+    }
+}
+
+impl FromColumn for String {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, BoxDynError> {
+        Ok(value.as_str()?.to_owned())
+    }
+}
+
+impl FromColumn for Vec<u8> {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, BoxDynError> {
+        Ok(value.as_blob()?.to_vec())
+    }
+}
+
+/// sqlx stores a UUID as its 16 bytes.
+impl FromColumn for Uuid {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, BoxDynError> {
+        Ok(Uuid::from_slice(value.as_blob()?)?)
+    }
+}
+
+impl FromColumn for Ts {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, BoxDynError> {
+        Ok(Ts(micros_to_time(value.as_i64()?)))
+    }
+}
+
+/// JSON is stored as text.
+impl<T: DeserializeOwned> FromColumn for Json<T> {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, BoxDynError> {
+        Ok(Json(serde_json::from_slice(value.as_bytes()?)?))
+    }
+}
+
+impl<T: FromColumn> FromColumn for Option<T> {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, BoxDynError> {
+        match value {
+            ValueRef::Null => Ok(None),
+            value => T::from_column(value).map(Some),
+        }
+    }
+}
+
+db_row! {
+    pub struct CustomerRow {
+        pub id: Uuid,
+        pub customer_id: String,
+        pub doc: Json<CustomerData>,
+        pub created_at: Ts,
+        pub created_by: String,
+        pub updated_at: Ts,
+        pub deleted_at: Option<Ts>,
+        pub deleted_by: Option<String>,
+    }
 }
 
 impl From<CustomerRow> for Customer {
@@ -93,13 +197,14 @@ impl From<CustomerRow> for Customer {
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub struct ClientRow {
-    pub client_id: String,
-    pub account_id: String,
-    pub secret_hash: String,
-    pub scopes: String,
-    pub created_at: Ts,
+db_row! {
+    pub struct ClientRow {
+        pub client_id: String,
+        pub account_id: String,
+        pub secret_hash: String,
+        pub scopes: String,
+        pub created_at: Ts,
+    }
 }
 
 impl From<ClientRow> for ClientRecord {
@@ -114,12 +219,13 @@ impl From<ClientRow> for ClientRecord {
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub struct KeyRow {
-    pub kid: String,
-    pub private_pkcs8: Vec<u8>,
-    pub public_key: Vec<u8>,
-    pub created_at: Ts,
+db_row! {
+    pub struct KeyRow {
+        pub kid: String,
+        pub private_pkcs8: Vec<u8>,
+        pub public_key: Vec<u8>,
+        pub created_at: Ts,
+    }
 }
 
 impl From<KeyRow> for SigningKeyRecord {
@@ -133,14 +239,16 @@ impl From<KeyRow> for SigningKeyRecord {
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub struct IdempotencyRow {
-    pub fingerprint: String,
-    pub etag: String,
-    pub response: String,
+db_row! {
+    pub struct IdempotencyRow {
+        pub fingerprint: String,
+        pub etag: String,
+        pub response: String,
+    }
 }
 
-#[derive(sqlx::FromRow)]
-pub struct SettingsRow {
-    pub doc: Json<Settings>,
+db_row! {
+    pub struct SettingsRow {
+        pub doc: Json<Settings>,
+    }
 }
