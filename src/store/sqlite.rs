@@ -105,8 +105,11 @@ impl Backend for SqliteBackend {
         self.pool.lease().await.map_err(translate)
     }
 
-    fn reads_block(&self) -> bool {
-        self.reader.is_some()
+    async fn long_read_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, StoreError> {
+        match &self.reader {
+            Some(reader) => reader.long_read_slot().await.map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn write(&self) -> Result<Self::Conn, StoreError> {

@@ -9,7 +9,9 @@
 //! A read holds the async worker it runs on for the time of the query: tens
 //! of microseconds for a point read or a page. Reads that can take long (a
 //! search, a count over thousands of matches) leave the worker first
-//! (`SqlStore::long_read`, through `block_in_place`): run on the worker, 8
+//! for a blocking-pool thread (`ops::off_worker`), one per core at a time
+//! (8 at once, each with its own page cache, took the process to 77 MiB).
+//! Run on the worker, 8
 //! connections of counts held 8 connections of GETs to 34–54 answers/s,
 //! p50 150–200 ms; moved off, the GETs ran at 3,700/s, p50 0.5 ms (sqlx's
 //! threads: 214/s, p50 30 ms). Writes stay on sqlx: they wait for SQLite's
@@ -50,6 +52,10 @@ struct Shared {
     idle: Mutex<Vec<rusqlite::Connection>>,
     /// One permit per connection that may be open, idle or in use.
     permits: Arc<Semaphore>,
+    /// One permit per core for reads that may take long: more at once only
+    /// share the cores, each on its own thread with its own page cache, and
+    /// hold connections that point reads then wait for.
+    long_reads: Arc<Semaphore>,
     acquire_timeout: Duration,
 }
 
@@ -71,6 +77,7 @@ impl Reader {
             busy_timeout: options.busy_timeout,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(options.max_connections.max(1) as usize)),
+            long_reads: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from))),
             acquire_timeout: options.acquire_timeout,
         };
         let first = shared.connect()?;
@@ -78,17 +85,16 @@ impl Reader {
         Ok(Reader(Arc::new(shared)))
     }
 
+    /// A slot for a read that may take long (see `Shared::long_reads`);
+    /// waits at most the acquire timeout.
+    pub async fn long_read_slot(&self) -> Result<OwnedSemaphorePermit, StoreError> {
+        acquire(&self.0.long_reads, self.0.acquire_timeout).await
+    }
+
     /// A connection: an idle one, or a new one while fewer than
     /// `max_connections` are open; waits at most the acquire timeout.
     pub async fn read(&self) -> Result<ReadConn, StoreError> {
-        let permits = self.0.permits.clone();
-        let permit = match permits.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => tokio::time::timeout(self.0.acquire_timeout, permits.acquire_owned())
-                .await
-                .map_err(|_| StoreError::Unavailable("timed out waiting for a read connection".into()))?
-                .map_err(|_| StoreError::Unavailable("the store is closed".into()))?,
-        };
+        let permit = acquire(&self.0.permits, self.0.acquire_timeout).await?;
         let idle = self.0.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match idle {
             Some(conn) => conn,
@@ -101,9 +107,20 @@ impl Reader {
     /// dropped when they come back).
     pub fn close(&self) {
         self.0.permits.close();
+        self.0.long_reads.close();
         if let Ok(mut idle) = self.0.idle.lock() {
             idle.clear();
         }
+    }
+}
+
+async fn acquire(permits: &Arc<Semaphore>, timeout: Duration) -> Result<OwnedSemaphorePermit, StoreError> {
+    match permits.clone().try_acquire_owned() {
+        Ok(permit) => Ok(permit),
+        Err(_) => tokio::time::timeout(timeout, permits.clone().acquire_owned())
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out waiting for a read connection".into()))?
+            .map_err(|_| StoreError::Unavailable("the store is closed".into())),
     }
 }
 
