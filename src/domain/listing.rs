@@ -223,6 +223,16 @@ mod tests {
     }
 
     #[test]
+    fn only_a_plain_page_is_quick() {
+        let params = |query: &str| parse(query).unwrap();
+        assert!(!params("").may_take_long());
+        assert!(!params("limit=50&starting_after=00000000-0000-0000-0000-000000000001").may_take_long());
+        for query in ["total=true", "search=ann", "email=a", "type=company", "include_deleted=true"] {
+            assert!(params(query).may_take_long(), "{query}");
+        }
+    }
+
+    #[test]
     fn successor_increments_the_last_character() {
         assert_eq!(successor("abc").as_deref(), Some("abd"));
         assert_eq!(successor("a\u{10FFFF}").as_deref(), Some("b"));

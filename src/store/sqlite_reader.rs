@@ -88,13 +88,13 @@ impl Reader {
     /// A slot for a read that may take long (see `Shared::long_reads`);
     /// waits at most the acquire timeout.
     pub async fn long_read_slot(&self) -> Result<OwnedSemaphorePermit, StoreError> {
-        acquire(&self.0.long_reads, self.0.acquire_timeout).await
+        acquire(&self.0.long_reads, self.0.acquire_timeout, "a long-read slot").await
     }
 
     /// A connection: an idle one, or a new one while fewer than
     /// `max_connections` are open; waits at most the acquire timeout.
     pub async fn read(&self) -> Result<ReadConn, StoreError> {
-        let permit = acquire(&self.0.permits, self.0.acquire_timeout).await?;
+        let permit = acquire(&self.0.permits, self.0.acquire_timeout, "a read connection").await?;
         let idle = self.0.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match idle {
             Some(conn) => conn,
@@ -114,12 +114,13 @@ impl Reader {
     }
 }
 
-async fn acquire(permits: &Arc<Semaphore>, timeout: Duration) -> Result<OwnedSemaphorePermit, StoreError> {
+/// A permit of `permits`, without a timer when one is free at once.
+async fn acquire(permits: &Arc<Semaphore>, timeout: Duration, what: &str) -> Result<OwnedSemaphorePermit, StoreError> {
     match permits.clone().try_acquire_owned() {
         Ok(permit) => Ok(permit),
         Err(_) => tokio::time::timeout(timeout, permits.clone().acquire_owned())
             .await
-            .map_err(|_| StoreError::Unavailable("timed out waiting for a read connection".into()))?
+            .map_err(|_| StoreError::Unavailable(format!("timed out waiting for {what}")))?
             .map_err(|_| StoreError::Unavailable("the store is closed".into())),
     }
 }
@@ -432,8 +433,27 @@ mod tests {
         let third = reader.read().await.expect("one came back");
         reader.close();
         assert!(matches!(reader.read().await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(reader.long_read_slot().await, Err(StoreError::Unavailable(_))));
         drop(third);
         assert!(reader.0.idle.lock().unwrap().is_empty(), "connections are not kept after close");
+    }
+
+    #[tokio::test]
+    async fn long_reads_get_one_slot_per_core() {
+        let (db, _sqlx_conn) = database().await;
+        let reader = db.reader(8);
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let mut slots = Vec::new();
+        for _ in 0..cores {
+            slots.push(reader.long_read_slot().await.unwrap());
+        }
+        assert!(
+            matches!(reader.long_read_slot().await, Err(StoreError::Unavailable(_))),
+            "one more waits, then times out"
+        );
+        let _point_read = reader.read().await.expect("point reads need no slot");
+        slots.pop();
+        let _slot = reader.long_read_slot().await.expect("a slot came back");
     }
 
     /// SQLite built with STAT4 compiles a statement again on the first step
