@@ -35,7 +35,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ops::Conn;
 use super::query::{Dialect, Param, SqlBuilder};
-use super::rows::DbRow;
+use super::rows::{self, DbRow};
 use super::StoreError;
 
 /// Prepared statements kept per connection: the list filters combine into
@@ -196,8 +196,12 @@ impl Conn for ReadConn {
 
     async fn fetch_all<R: DbRow>(&mut self, q: SqlBuilder) -> Result<Vec<R>, StoreError> {
         let mut found = Vec::new();
+        let mut columns = Vec::new();
         self.for_each_row(&q, |row| {
-            found.push(R::from_direct(row)?);
+            if found.is_empty() {
+                columns = rows::column_indexes(row.as_ref(), R::COLUMNS)?;
+            }
+            found.push(R::from_direct(row, &columns)?);
             Ok(())
         })?;
         Ok(found)
