@@ -222,9 +222,9 @@ pub fn verify_secret(secret: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Creates an API client and returns its one-time secret.
-pub async fn create_client(
-    store: &dyn Store,
+/// A client record with its secret hashed, and the secret (random unless
+/// given; the only time it is known in clear).
+pub fn new_client(
     account: &AccountId,
     scopes: &[Scope],
     client_id: Option<String>,
@@ -238,6 +238,18 @@ pub async fn create_client(
         scopes: Scope::join(scopes),
         created_at: now_micros(),
     };
+    Ok((record, secret))
+}
+
+/// Creates an API client and returns its one-time secret.
+pub async fn create_client(
+    store: &dyn Store,
+    account: &AccountId,
+    scopes: &[Scope],
+    client_id: Option<String>,
+    client_secret: Option<String>,
+) -> anyhow::Result<(ClientRecord, String)> {
+    let (record, secret) = new_client(account, scopes, client_id, client_secret)?;
     store.insert_client(record.clone()).await.map_err(|e| match e {
         crate::store::StoreError::Conflict { .. } => {
             anyhow::anyhow!("client id `{}` exists already", record.client_id)

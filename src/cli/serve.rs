@@ -88,7 +88,11 @@ async fn bootstrap_first_client(store: &dyn Store, account: &AccountId, address:
     if store.has_clients().await? {
         return Ok(());
     }
-    let (client, secret) = crate::auth::create_client(store, account, &[Scope::Admin], None, None).await?;
+    let (client, secret) = crate::auth::new_client(account, &[Scope::Admin], None, None)?;
+    if !store.insert_first_client(client.clone()).await? {
+        // Another server on the same database created the first client meanwhile.
+        return Ok(());
+    }
     let base = format!("http://{address}");
     println!(
         "\nNo API client existed, so an admin client was created for account {account}.\n\

@@ -187,6 +187,8 @@ pub trait Store: Send + Sync {
     /// Stores `candidate` unless a key exists already; returns the key in force.
     async fn ensure_signing_key(&self, candidate: SigningKeyRecord) -> Result<SigningKeyRecord, StoreError>;
     async fn insert_client(&self, client: ClientRecord) -> Result<(), StoreError>;
+    /// Stores `client` if no client exists yet; returns whether it did.
+    async fn insert_first_client(&self, client: ClientRecord) -> Result<bool, StoreError>;
     async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
     async fn has_clients(&self) -> Result<bool, StoreError>;
 

@@ -114,6 +114,41 @@ macro_rules! in_write_tx {
     }};
 }
 
+async fn insert_client_row(conn: &mut impl Conn, client: &ClientRecord) -> Result<(), StoreError> {
+    let mut q = SqlBuilder::new(
+        conn.dialect(),
+        "INSERT INTO api_clients (client_id, account_id, secret_hash, scopes, created_at) VALUES (",
+    );
+    query::push_list(
+        &mut q,
+        [
+            text(&client.client_id),
+            text(&client.account_id),
+            text(&client.secret_hash),
+            text(&client.scopes),
+            Param::Time(client.created_at),
+        ],
+    );
+    q.push(")");
+    conn.execute(q).await.map(drop)
+}
+
+/// Inserts `client` only into an empty client table; returns whether it did.
+/// Servers starting together on a new database each try: in PostgreSQL the
+/// table lock queues them (at READ COMMITTED each would see an empty table
+/// and insert), in SQLite the write transaction already does.
+async fn insert_if_no_client(conn: &mut impl Conn, client: &ClientRecord) -> Result<bool, StoreError> {
+    if conn.dialect() == Dialect::Postgres {
+        conn.execute(SqlBuilder::new(Dialect::Postgres, "LOCK TABLE api_clients IN SHARE ROW EXCLUSIVE MODE")).await?;
+    }
+    let existing = conn.fetch_i64(SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM api_clients")).await?;
+    if existing.unwrap_or(0) > 0 {
+        return Ok(false);
+    }
+    insert_client_row(conn, client).await?;
+    Ok(true)
+}
+
 #[async_trait]
 impl<B: Backend> Store for SqlStore<B> {
     fn backend(&self) -> &'static str {
@@ -173,24 +208,11 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn insert_client(&self, client: ClientRecord) -> Result<(), StoreError> {
-        in_write_tx!(self.0, |conn| {
-            let mut q = SqlBuilder::new(
-                conn.dialect(),
-                "INSERT INTO api_clients (client_id, account_id, secret_hash, scopes, created_at) VALUES (",
-            );
-            query::push_list(
-                &mut q,
-                [
-                    text(&client.client_id),
-                    text(&client.account_id),
-                    text(&client.secret_hash),
-                    text(&client.scopes),
-                    Param::Time(client.created_at),
-                ],
-            );
-            q.push(")");
-            conn.execute(q).await.map(drop)
-        })
+        in_write_tx!(self.0, |conn| insert_client_row(&mut conn, &client).await)
+    }
+
+    async fn insert_first_client(&self, client: ClientRecord) -> Result<bool, StoreError> {
+        in_write_tx!(self.0, |conn| insert_if_no_client(&mut conn, &client).await)
     }
 
     async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {

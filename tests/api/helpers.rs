@@ -348,12 +348,18 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `serve` on `database_url` and waits until it answers.
     pub async fn start(database_url: &str, extra: &[&str]) -> Self {
+        Self::start_with_stdout(database_url, extra, std::process::Stdio::null()).await
+    }
+
+    /// As [`ServeProcess::start`], with the process's standard output sent
+    /// to `stdout` (a pipe, to read what it printed).
+    pub async fn start_with_stdout(database_url: &str, extra: &[&str], stdout: std::process::Stdio) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let listen = format!("127.0.0.1:{port}");
         let child = binary()
             .args(["serve", "--listen", &listen, "--database", database_url])
             .args(extra)
-            .stdout(std::process::Stdio::null())
+            .stdout(stdout)
             .spawn()
             .expect("start customers serve");
         let process = ServeProcess { child, base: format!("http://{listen}") };

@@ -1,8 +1,10 @@
 //! Issue 5 §5 and §7 with real operating-system processes: three
-//! `customers serve` processes on one PostgreSQL database keep its rules, and
+//! `customers serve` processes on one PostgreSQL database keep its rules,
+//! servers started together on an empty database make one first client, and
 //! SIGTERM under load finishes what is in flight, refuses new connections
 //! and exits 0.
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -103,6 +105,56 @@ async fn three_serve_processes_on_one_postgres_keep_uniqueness_sequences_and_mer
     }
     for server in servers {
         assert!(server.wait().await.success());
+    }
+}
+
+/// Servers started at once on a database without API clients create one
+/// first client between them, not one each: the check and the insert are
+/// one transaction that the database serialises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_started_together_on_an_empty_database_bootstrap_one_client() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDatabase::create(backend).await;
+        let migrated = binary().args(["migrate", "--database", &db.url]).output().unwrap();
+        assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+        let starts = (0..4).map(|_| ServeProcess::start_with_stdout(&db.url, &["--no-migrate"], Stdio::piped()));
+        let servers = futures::future::join_all(starts).await;
+        let mut printed_credentials = 0;
+        for mut server in servers {
+            server.terminate();
+            let mut stdout = server.child.stdout.take().unwrap();
+            let output = tokio::task::spawn_blocking(move || {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            printed_credentials += output.matches("client_secret:").count();
+            assert!(server.wait().await.success(), "{backend:?}");
+        }
+        let clients = db.query_text("SELECT client_id FROM api_clients", &[]).await;
+        assert_eq!(clients.len(), 1, "{backend:?}: {clients:?}");
+        assert_eq!(printed_credentials, 1, "{backend:?}: one process prints the one client");
+    }
+}
+
+/// The same rule at the store, where the attempts can be made to overlap:
+/// sixteen at once through two stores (two processes' pools), one insert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_client_inserts_store_one() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDatabase::create(backend).await;
+        let stores = [db.open().await, db.open().await];
+        let account = customers::domain::ids::AccountId::parse(ACCOUNT).unwrap();
+        let attempts = (0..16).map(|i| {
+            let store = stores[i % 2].clone();
+            let (record, _) = customers::auth::new_client(&account, &[], None, Some(format!("secret-{i}"))).unwrap();
+            async move { store.insert_first_client(record).await.unwrap() }
+        });
+        let inserted = futures::future::join_all(attempts).await;
+        assert_eq!(inserted.iter().filter(|&&done| done).count(), 1, "{backend:?}: {inserted:?}");
+        assert_eq!(db.query_text("SELECT client_id FROM api_clients", &[]).await.len(), 1, "{backend:?}");
     }
 }
 
