@@ -92,17 +92,10 @@ pub async fn delete_token(
 ) -> ApiResult<Json<Token>> {
     require(&auth, WRITERS)?;
     query.flags(&[])?;
-    let customer_exists =
-        state.store.get_customer(&auth.account, &path.customer_id).await?.is_some_and(|c| !c.is_deleted());
-    if !customer_exists {
-        return Err(ApiError::customer_not_found());
-    }
-    let token = state
-        .store
-        .delete_token(&auth.account, &path.customer_id, &path.token_id, &auth.subject)
-        .await
-        .map_err(ApiError::missing("token_not_found", "no such token"))?;
-    Ok(Json(token))
+    // The customer and the token are looked up in the delete's transaction:
+    // a missing customer is NotFound (customer_not_found), a missing token None.
+    let deleted = state.store.delete_token(&auth.account, &path.customer_id, &path.token_id, &auth.subject).await?;
+    deleted.map(Json).ok_or_else(|| ApiError::not_found("token_not_found", "no such token"))
 }
 
 /// Record an event against a token (which no customer need own yet) and

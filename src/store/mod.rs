@@ -287,7 +287,7 @@ pub trait Store: Send + Sync {
         customer_id: &str,
         token_id: &str,
         actor: &str,
-    ) -> Result<Token, StoreError>;
+    ) -> Result<Option<Token>, StoreError>;
 
     async fn record_token_event(
         &self,

@@ -408,7 +408,7 @@ impl<B: Backend> Store for SqlStore<B> {
         customer_id: &str,
         token_id: &str,
         actor: &str,
-    ) -> Result<Token, StoreError> {
+    ) -> Result<Option<Token>, StoreError> {
         in_write_tx!(self.0, |conn| records::delete_token(&mut conn, account, customer_id, token_id, actor).await)
     }
 

@@ -529,7 +529,7 @@ pub(super) async fn delete_token(
     customer_id: &str,
     token_id: &str,
     actor: &str,
-) -> Result<Token, StoreError> {
+) -> Result<Option<Token>, StoreError> {
     let customer = live_for_update(conn, account, customer_id).await?;
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customer_tokens SET ");
     query::push_assignments(&mut q, [("deleted_at", Param::Time(now_micros())), ("deleted_by", text(actor))]);
@@ -539,7 +539,7 @@ pub(super) async fn delete_token(
         .bind(text(token_id))
         .push(" AND deleted_at IS NULL");
     if conn.execute(q).await? == 0 {
-        return Err(StoreError::NotFound);
+        return Ok(None);
     }
     let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
     q.push(TOKEN_COLUMNS)
@@ -548,7 +548,7 @@ pub(super) async fn delete_token(
         .push(" AND token_id = ")
         .bind(text(token_id));
     let row = select_tokens(conn, q).await?.into_iter().next().ok_or(StoreError::NotFound)?;
-    Ok(row.into())
+    Ok(Some(row.into()))
 }
 
 // ---- token events ----------------------------------------------------------

@@ -51,6 +51,7 @@ both_backends! {
         assert_eq!(deleted.status, StatusCode::OK);
         assert!(deleted.body["deleted_at"].is_string());
         assert_eq!(app.delete(&format!("{}/t1", tokens_url(app, "c1"))).await.code(), "token_not_found");
+        assert_eq!(app.delete(&format!("{}/t1", tokens_url(app, "nobody"))).await.code(), "customer_not_found");
         assert!(TestApp::ids(&app.list("token_value=4111").await).is_empty());
         let all = app.get(&format!("{}?include_deleted=true&type=card", tokens_url(app, "c1"))).await;
         assert_eq!(all.body.as_array().unwrap().len(), 1);
