@@ -531,6 +531,27 @@ async fn load(
         "{u}?search={}&total=true",
         prefix(i)
     ));
+    // Point reads on three quarters of the connections while counts run on
+    // the rest: a count must not hold the GETs back (SQLite runs counts on
+    // blocking threads, one per core, for this).
+    {
+        let counters = (concurrency / 4).max(1);
+        let (counts_http, counts_token, counts_users) = (http.clone(), token.clone(), users.clone());
+        let (gets_http, gets_token, gets_users) = (http.clone(), token.clone(), users.clone());
+        let (counts, gets) = tokio::join!(
+            drive("total=true beside get", counters, seconds, move |i| get(
+                format!("{counts_users}?search={}&total=true", prefix(i)),
+                counts_token.clone(),
+                counts_http.clone()
+            )),
+            drive("get beside total=true", concurrency.saturating_sub(counters).max(1), seconds, move |i| get(
+                format!("{gets_users}/c{}", mix(i) % n),
+                gets_token.clone(),
+                gets_http.clone()
+            )),
+        );
+        http_figures.extend([gets, counts]);
+    }
 
     // The store ceiling: the same work through the Store trait, no HTTP.
     let mut store_figures = Vec::new();
