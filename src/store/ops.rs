@@ -141,12 +141,16 @@ async fn insert_if_no_client(conn: &mut impl Conn, client: &ClientRecord) -> Res
     if conn.dialect() == Dialect::Postgres {
         conn.execute(SqlBuilder::new(Dialect::Postgres, "LOCK TABLE api_clients IN SHARE ROW EXCLUSIVE MODE")).await?;
     }
-    let existing = conn.fetch_i64(SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM api_clients")).await?;
-    if existing.unwrap_or(0) > 0 {
+    if any_client(conn).await? {
         return Ok(false);
     }
     insert_client_row(conn, client).await?;
     Ok(true)
+}
+
+async fn any_client(conn: &mut impl Conn) -> Result<bool, StoreError> {
+    let q = SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM api_clients");
+    Ok(conn.fetch_i64(q).await?.unwrap_or(0) > 0)
 }
 
 #[async_trait]
@@ -227,9 +231,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn has_clients(&self) -> Result<bool, StoreError> {
-        let mut conn = self.0.read().await?;
-        let q = SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM api_clients");
-        Ok(conn.fetch_i64(q).await?.unwrap_or(0) > 0)
+        any_client(&mut self.0.read().await?).await
     }
 
     async fn create_customer(

@@ -8,15 +8,14 @@
 //!
 //! A read holds the async worker it runs on for the time of the query: tens
 //! of microseconds for a point read or a page. Reads that can take long (a
-//! search, a count over thousands of matches) leave the worker first
-//! for a blocking-pool thread (`ops::off_worker`), one per core at a time
-//! (8 at once, each with its own page cache, took the process to 77 MiB).
-//! Run on the worker, 8
-//! connections of counts held 8 connections of GETs to 34–54 answers/s,
-//! p50 150–200 ms; moved off, the GETs ran at 3,700/s, p50 0.5 ms (sqlx's
-//! threads: 214/s, p50 30 ms). Writes stay on sqlx: they wait for SQLite's
-//! write lock, which can take a while under load, and that wait must not
-//! hold an async worker.
+//! search, a count over thousands of matches) leave the worker first for a
+//! blocking-pool thread (`ops::off_worker`), one per core at a time (8 at
+//! once, each with its own page cache, took the process to 77 MiB). Run on
+//! the worker, 8 connections of counts held 8 connections of GETs to 34–54
+//! answers/s, p50 150–200 ms; moved off, the GETs ran at 16,900/s, p50
+//! 0.3 ms (sqlx's threads: 214/s, p50 30 ms). Writes stay on sqlx: they wait
+//! for SQLite's write lock, which can take a while under load, and that wait
+//! must not hold an async worker.
 //!
 //! Connections are read-only (a write through one fails, it never lands),
 //! opened on demand, at most `max_connections` at a time (each keeps a page

@@ -147,9 +147,11 @@ async fn concurrent_first_client_inserts_store_one() {
         let db = TestDatabase::create(backend).await;
         let stores = [db.open().await, db.open().await];
         let account = customers::domain::ids::AccountId::parse(ACCOUNT).unwrap();
+        // One Argon2 hash for all: the attempts differ by client id only.
+        let (record, _) = customers::auth::new_client(&account, &[], None, None).unwrap();
         let attempts = (0..16).map(|i| {
             let store = stores[i % 2].clone();
-            let (record, _) = customers::auth::new_client(&account, &[], None, Some(format!("secret-{i}"))).unwrap();
+            let record = customers::store::ClientRecord { client_id: format!("client-{i}"), ..record.clone() };
             async move { store.insert_first_client(record).await.unwrap() }
         });
         let inserted = futures::future::join_all(attempts).await;
