@@ -2,13 +2,40 @@
 //! digits (`2026-11-23T09:15:02.120000Z`). A fixed width makes the text sort
 //! as the time does, so clients may compare `updated_at` values as strings.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::Serializer;
 
-/// Written by chrono's RFC 3339 writer rather than a `format` string, which
-/// is parsed again for every timestamp (3.6 % of a list page's CPU).
 pub fn micros<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, true))
+    with_micros_text(at, |text| serializer.serialize_str(text))
+}
+
+/// Hands `f` the text of `at`. Years 0–9999 are written digit by digit into
+/// a buffer on the stack: chrono's RFC 3339 writer goes through its generic
+/// formatting and allocates a `String` per timestamp (4 % of a list page's
+/// server CPU, two timestamps per customer). Other years, and leap seconds,
+/// which stored microseconds never produce, go to chrono's writer.
+pub fn with_micros_text<R>(at: &DateTime<Utc>, f: impl FnOnce(&str) -> R) -> R {
+    let (year, micros) = (at.year(), at.timestamp_subsec_micros());
+    if !(0..=9999).contains(&year) || micros >= 1_000_000 {
+        return f(&at.to_rfc3339_opts(SecondsFormat::Micros, true));
+    }
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |end: usize, width: u32, value: u32| {
+        let mut value = value;
+        for i in (end + 1 - width as usize..=end).rev() {
+            text[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(3, 4, year as u32);
+    put(6, 2, at.month());
+    put(9, 2, at.day());
+    put(12, 2, at.hour());
+    put(15, 2, at.minute());
+    put(18, 2, at.second());
+    put(25, 6, micros);
+    // Only ASCII digits went into an ASCII template.
+    f(std::str::from_utf8(&text).unwrap_or_default())
 }
 
 pub fn optional_micros<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -41,6 +68,28 @@ mod tests {
             let at = DateTime::from_timestamp_micros(micros).unwrap();
             let expected = format!("\"{}\"", at.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
             assert_eq!(micros_json(&at), expected, "{micros}");
+        }
+    }
+
+    #[test]
+    fn the_stack_writer_writes_what_chrono_writes() {
+        let cases = [
+            0,
+            -1,
+            1,
+            999_999,
+            1_700_000_000_123_456,
+            // 0000-01-01, 9999-12-31T23:59:59.999999, and just outside both.
+            -62_167_219_200_000_000,
+            -62_167_219_200_000_001,
+            253_402_300_799_999_999,
+            253_402_300_800_000_000,
+        ];
+        let spread = (0..5000i64).map(|i| -62_167_219_200_000_000 + i * 63_114_000_123_457);
+        for micros in cases.into_iter().chain(spread) {
+            let at = DateTime::from_timestamp_micros(micros).unwrap();
+            let written = with_micros_text(&at, str::to_owned);
+            assert_eq!(written, at.to_rfc3339_opts(SecondsFormat::Micros, true), "{micros}");
         }
     }
 
