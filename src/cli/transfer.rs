@@ -276,10 +276,12 @@ pub async fn export(opts: ExportOpts) -> anyhow::Result<()> {
     };
     loop {
         let page = store.list_customers(&opts.account, &params).await?;
+        let mut lines = Vec::new();
         for customer in &page.customers {
-            serde_json::to_writer(&mut out, customer)?;
-            out.write_all(b"\n")?;
+            customer.write_json(&mut lines);
+            lines.push(b'\n');
         }
+        out.write_all(&lines)?;
         match page.customers.last() {
             Some(last) if page.has_more => params.starting_after = Some(last.id),
             _ => break,

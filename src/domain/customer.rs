@@ -213,7 +213,7 @@ impl Customer {
     /// The version tag of this state. `updated_at` changes on every write
     /// and is unique within the account, so it names one version.
     pub fn etag(&self) -> String {
-        format!("\"{}\"", self.updated_at.timestamp_micros())
+        etag(&self.updated_at)
     }
 
     /// Whether an `If-Match` header value admits this version (RFC 9110
@@ -222,6 +222,11 @@ impl Customer {
         let etag = self.etag();
         if_match.split(',').map(str::trim).any(|tag| tag == "*" || tag == etag)
     }
+}
+
+/// The version tag of the customer state last written at `updated_at`.
+pub fn etag(updated_at: &DateTime<Utc>) -> String {
+    format!("\"{}\"", updated_at.timestamp_micros())
 }
 
 /// The body of `POST` and `PUT /customers/users…`. Every field is a

@@ -8,6 +8,7 @@ pub mod listing;
 pub mod patch;
 pub mod records;
 pub mod settings;
+pub mod stored;
 pub mod time;
 pub mod validate;
 

@@ -13,8 +13,9 @@ use crate::domain::customer::{Customer, CustomerInput, Identity};
 use crate::domain::ids::{AccountId, Scope};
 use crate::domain::listing::ListParams;
 use crate::domain::settings::Settings;
+use crate::domain::stored;
 use crate::domain::validate::{self, Errors, FieldError};
-use crate::store::{now_micros, Created, NewCustomer, PatchError, StoreError};
+use crate::store::{self, now_micros, Created, NewCustomer, PatchError, StoreError};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{require, ApiJson, Auth, IdempotentJson, QueryPairs};
@@ -69,7 +70,7 @@ pub async fn create_customer(
     match state.store.create_customer(&auth.account, new, &auth.subject, idempotency.as_ref()).await? {
         Created::New(customer) => Ok(with_etag(*customer)),
         Created::Replayed { etag, body } => Ok((
-            [(header::ETAG, etag), (header::CONTENT_TYPE, "application/json".to_owned())],
+            [(header::ETAG, etag), (header::CONTENT_TYPE, JSON.to_owned())],
             [(HeaderName::from_static("idempotent-replayed"), "true")],
             body,
         )
@@ -94,8 +95,10 @@ pub async fn get_customer(
     let own_only = !auth.has_any(READERS);
     match found {
         Some(c) if own_only && c.id.to_string() != auth.subject => Err(not_own_record()),
-        Some(c) if !c.is_deleted() && own_only => Ok(with_etag(hide_private(&state, &auth.account, c).await?)),
-        Some(c) if !c.is_deleted() => Ok(with_etag(c)),
+        Some(c) if !c.is_deleted() && own_only => {
+            Ok(with_etag(hide_private(&state, &auth.account, store::parsed(c)?).await?))
+        }
+        Some(c) if !c.is_deleted() => Ok(json_response(c.etag(), stored::json_object(&c))),
         _ if own_only => Err(not_own_record()),
         _ => Err(ApiError::customer_not_found()),
     }
@@ -116,6 +119,13 @@ fn with_etag(customer: Customer) -> Response {
     let etag = customer.etag();
     ([(header::ETAG, etag)], Json(customer)).into_response()
 }
+
+/// A customer's JSON written by `domain::stored`, with its version tag.
+fn json_response(etag: String, body: Vec<u8>) -> Response {
+    ([(header::ETAG, etag), (header::CONTENT_TYPE, JSON.to_owned())], body).into_response()
+}
+
+const JSON: &str = "application/json";
 
 fn if_match(headers: &HeaderMap) -> Option<String> {
     headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned)
@@ -294,9 +304,8 @@ pub async fn list_customers(
         }
     });
     let headers = page_headers(uri.path(), &pairs, next, page.total);
-    let mut body = page.customers;
-    body.extend(page.related);
-    Ok((headers, Json(body)).into_response())
+    let body = stored::json_array(&page.customers.iter().chain(&page.related).collect::<Vec<_>>());
+    Ok((headers, [(header::CONTENT_TYPE, JSON)], body).into_response())
 }
 
 /// `HEAD /customers/users?email=…&phone_number=…`: 200 when a live customer

@@ -11,11 +11,12 @@ use crate::domain::customer::{Customer, CustomerData};
 use crate::domain::ids::AccountId;
 use crate::domain::listing::ListParams;
 use crate::domain::settings::{AutoTokenValue, CustomerIdFormat, Settings};
+use crate::domain::stored::StoredCustomer;
 use crate::domain::validate::Errors;
 
 use super::ops::Conn;
 use super::query::{self, opt_text, text, CursorPosition, Dialect, Param, SqlBuilder, Strategy, CUSTOMER_COLUMNS};
-use super::rows::{db_row, IdempotencyRow, SettingsRow};
+use super::rows::{db_row, IdempotencyRow, SettingsRow, Ts};
 use super::{
     change_customer_id_key, micros_to_time, new_id, now_micros, Created, CustomerPage, IdempotencyKey, ImportOutcome,
     ImportRow, IndexedColumns, NewCustomer, PatchError, Patcher, StoreError, IDEMPOTENCY_KEY_TTL,
@@ -357,16 +358,22 @@ pub(super) async fn select_by_customer_id(
     customer_id: &str,
     lock: bool,
 ) -> Result<Option<Customer>, StoreError> {
-    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
+    let q = by_customer_id(conn.dialect(), account, customer_id, lock);
+    Ok(conn.fetch_customers(q).await?.into_iter().next())
+}
+
+/// The query for the customer with this `customer_id` (see above).
+pub(super) fn by_customer_id(dialect: Dialect, account: &AccountId, customer_id: &str, lock: bool) -> SqlBuilder {
+    let mut q = SqlBuilder::new(dialect, "SELECT ");
     q.push(CUSTOMER_COLUMNS)
         .push(" FROM customers c WHERE c.account_id = ")
         .bind(text(account.as_str()))
         .push(" AND c.customer_id = ")
         .bind(text(customer_id));
-    if lock && conn.dialect() == Dialect::Postgres {
+    if lock && dialect == Dialect::Postgres {
         q.push(" FOR UPDATE");
     }
-    Ok(conn.fetch_customers(q).await?.into_iter().next())
+    q
 }
 
 pub(super) async fn live_for_update(
@@ -499,7 +506,7 @@ pub(super) async fn list_customers(
     let mut strategy = Strategy::first(&params.filter);
     let mut customers = loop {
         let q = query::list_page(conn.dialect(), account, params, cursor.as_ref(), strategy);
-        let rows = conn.fetch_customers(q).await?;
+        let rows = conn.fetch_stored(q).await?;
         match strategy {
             // Too few matches among the newest rows. Few candidates in the
             // prefix indexes: sort them. Many: they are dense enough that
@@ -530,15 +537,20 @@ pub(super) async fn cursor_position(
     account: &AccountId,
     id: Uuid,
 ) -> Result<CursorPosition, StoreError> {
-    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
-    q.push(CUSTOMER_COLUMNS)
-        .push(" FROM customers c WHERE c.account_id = ")
-        .bind(text(account.as_str()))
-        .push(" AND c.id = ")
-        .bind(Param::Id(id));
-    match conn.fetch_customers(q).await?.into_iter().next() {
-        Some(c) => Ok(CursorPosition { created_at: c.created_at, id: c.id }),
+    // Only the position: reading and decoding the whole row for it cost a
+    // next-page request a second document.
+    let mut q = SqlBuilder::new(conn.dialect(), "SELECT c.created_at FROM customers c WHERE c.account_id = ");
+    q.bind(text(account.as_str())).push(" AND c.id = ").bind(Param::Id(id));
+    let rows: Vec<CreatedRow> = conn.fetch_all(q).await?;
+    match rows.into_iter().next() {
+        Some(row) => Ok(CursorPosition { created_at: row.created_at.0, id }),
         None => Err(StoreError::invalid("starting_after", "invalid_cursor", "names no customer of this account")),
+    }
+}
+
+db_row! {
+    struct CreatedRow {
+        created_at: Ts,
     }
 }
 
@@ -547,10 +559,10 @@ pub(super) async fn cursor_position(
 pub(super) async fn contacts_targets(
     conn: &mut impl Conn,
     account: &AccountId,
-    page: &[Customer],
-) -> Result<Vec<Customer>, StoreError> {
-    let mut wanted: Vec<&str> = Vec::new();
-    for id in page.iter().filter_map(|c| c.data.as_ref()).flat_map(CustomerData::contact_ids) {
+    page: &[StoredCustomer],
+) -> Result<Vec<StoredCustomer>, StoreError> {
+    let mut wanted: Vec<String> = Vec::new();
+    for id in page.iter().flat_map(StoredCustomer::contact_ids) {
         if !wanted.contains(&id) && !page.iter().any(|c| c.customer_id == id) {
             wanted.push(id);
         }
@@ -565,7 +577,7 @@ pub(super) async fn contacts_targets(
         .push(" AND c.deleted_at IS NULL AND c.customer_id IN (");
     query::push_list(&mut q, wanted.iter().map(|id| text(id)));
     q.push(") ORDER BY c.created_at DESC, c.id ASC");
-    conn.fetch_customers(q).await
+    conn.fetch_stored(q).await
 }
 
 db_row! {

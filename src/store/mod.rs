@@ -13,6 +13,7 @@ use crate::domain::ids::AccountId;
 use crate::domain::listing::{ListParams, PageParams};
 use crate::domain::records::{Tag, TagInput, Terms, Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput};
 use crate::domain::settings::Settings;
+use crate::domain::stored::StoredCustomer;
 use crate::domain::validate::FieldError;
 
 mod copy;
@@ -25,6 +26,8 @@ mod records;
 mod rows;
 pub mod sqlite;
 mod sqlite_reader;
+
+pub use ops::parsed;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -147,9 +150,9 @@ pub enum Created {
 
 #[derive(Debug, Clone)]
 pub struct CustomerPage {
-    pub customers: Vec<Customer>,
+    pub customers: Vec<StoredCustomer>,
     /// Customers that contacts in `customers` are `contact_for` (§4.3).
-    pub related: Vec<Customer>,
+    pub related: Vec<StoredCustomer>,
     pub has_more: bool,
     pub total: Option<i64>,
 }
@@ -201,7 +204,7 @@ pub trait Store: Send + Sync {
         actor: &str,
         idempotency: Option<&IdempotencyKey>,
     ) -> Result<Created, StoreError>;
-    async fn get_customer(&self, account: &AccountId, customer_id: &str) -> Result<Option<Customer>, StoreError>;
+    async fn get_customer(&self, account: &AccountId, customer_id: &str) -> Result<Option<StoredCustomer>, StoreError>;
     async fn update_customer(
         &self,
         account: &AccountId,

@@ -7,10 +7,11 @@ use async_trait::async_trait;
 use crate::domain::customer::Customer;
 use crate::domain::ids::AccountId;
 use crate::domain::listing::ListParams;
+use crate::domain::stored::StoredCustomer;
 
 use super::customers::{
-    change_customer_id, create_customer, delete_customer, import_batch, list_customers, load_settings,
-    select_by_customer_id, update_customer,
+    by_customer_id, change_customer_id, create_customer, delete_customer, import_batch, list_customers, load_settings,
+    update_customer,
 };
 use super::query::{self, text, Dialect, Param, SqlBuilder};
 use super::records;
@@ -39,14 +40,25 @@ pub trait Conn: Send {
     /// how many it wrote; `None` where the backend has no COPY (SQLite).
     async fn copy_in(&mut self, statement: &str, rows: &[Vec<Param>]) -> Result<Option<u64>, StoreError>;
 
-    async fn fetch_customers(&mut self, q: SqlBuilder) -> Result<Vec<Customer>, StoreError> {
+    /// Customers as read for an answer: documents unparsed.
+    async fn fetch_stored(&mut self, q: SqlBuilder) -> Result<Vec<StoredCustomer>, StoreError> {
         let rows: Vec<CustomerRow> = self.fetch_all(q).await?;
         Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Customers with their documents parsed, for the flows that change them.
+    async fn fetch_customers(&mut self, q: SqlBuilder) -> Result<Vec<Customer>, StoreError> {
+        self.fetch_stored(q).await?.into_iter().map(parsed).collect()
     }
     /// Commits a transaction; a plain connection just goes back to the pool.
     async fn commit(self) -> Result<(), StoreError>
     where
         Self: Sized;
+}
+
+/// A stored customer with its document parsed.
+pub fn parsed(customer: StoredCustomer) -> Result<Customer, StoreError> {
+    customer.into_customer().map_err(|e| StoreError::Other(format!("a stored customer document: {e}")))
 }
 
 /// A backend: how to get connections, and the few things that are not SQL.
@@ -244,9 +256,9 @@ impl<B: Backend> Store for SqlStore<B> {
         in_write_tx!(self.0, |conn| create_customer(&mut conn, account, new, actor, idempotency).await)
     }
 
-    async fn get_customer(&self, account: &AccountId, customer_id: &str) -> Result<Option<Customer>, StoreError> {
+    async fn get_customer(&self, account: &AccountId, customer_id: &str) -> Result<Option<StoredCustomer>, StoreError> {
         let mut conn = self.0.read().await?;
-        select_by_customer_id(&mut conn, account, customer_id, false).await
+        Ok(conn.fetch_stored(by_customer_id(conn.dialect(), account, customer_id, false)).await?.into_iter().next())
     }
 
     async fn update_customer(

@@ -6,14 +6,14 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::ValueRef;
 use serde::de::DeserializeOwned;
 use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgTypeInfo, PgValueRef};
+use sqlx::postgres::{PgTypeInfo, PgValueFormat, PgValueRef};
 use sqlx::sqlite::{SqliteTypeInfo, SqliteValueRef};
 use sqlx::types::Json;
-use sqlx::{Decode, Postgres, Sqlite, Type};
+use sqlx::{Decode, Postgres, Sqlite, Type, TypeInfo, ValueRef as _};
 use uuid::Uuid;
 
-use crate::domain::customer::{Customer, CustomerData};
 use crate::domain::settings::Settings;
+use crate::domain::stored::{StoredCustomer, StoredDocument};
 
 use super::{micros_to_time, ClientRecord, SigningKeyRecord};
 
@@ -51,6 +51,79 @@ impl<'r> Decode<'r, Postgres> for Ts {
     fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
         Ok(Ts(<DateTime<Utc> as Decode<Postgres>>::decode(value)?))
     }
+}
+
+/// A customer's document, decoded as text: the answers copy it as it is
+/// (`domain::stored`). SQLite holds the text serde wrote; PostgreSQL's
+/// `jsonb` comes back as its own rendering, with a space after every `:`
+/// and `,`, which is taken out so both backends answer alike.
+impl Type<Sqlite> for StoredDocument {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for StoredDocument {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        document(<String as Decode<Sqlite>>::decode(value)?)
+    }
+}
+
+impl Type<Postgres> for StoredDocument {
+    fn type_info() -> PgTypeInfo {
+        <Json<serde_json::Value> as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <Json<serde_json::Value> as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for StoredDocument {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        let binary_jsonb = value.format() == PgValueFormat::Binary && value.type_info().name() == "JSONB";
+        let mut bytes = value.as_bytes()?;
+        if binary_jsonb {
+            // jsonb's binary form is a version byte, then the text.
+            match bytes.split_first() {
+                Some((1, text)) => bytes = text,
+                _ => return Err("unsupported jsonb format version".into()),
+            }
+        }
+        document(String::from_utf8(compact_json(bytes))?)
+    }
+}
+
+fn document(text: String) -> Result<StoredDocument, BoxDynError> {
+    StoredDocument::from_object_text(text).ok_or_else(|| "a customer document is not a JSON object".into())
+}
+
+/// `json` without whitespace outside its strings (only ASCII whitespace
+/// goes, so UTF-8 stays valid).
+fn compact_json(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if byte.is_ascii_whitespace() {
+            continue;
+        }
+        out.push(byte);
+    }
+    out
 }
 
 /// A row type every reader can decode.
@@ -169,6 +242,12 @@ impl FromColumn for Ts {
     }
 }
 
+impl FromColumn for StoredDocument {
+    fn from_column(value: ValueRef<'_>) -> Result<Self, BoxDynError> {
+        document(String::from_column(value)?)
+    }
+}
+
 /// JSON is stored as text.
 impl<T: DeserializeOwned> FromColumn for Json<T> {
     fn from_column(value: ValueRef<'_>) -> Result<Self, BoxDynError> {
@@ -189,7 +268,7 @@ db_row! {
     pub struct CustomerRow {
         pub id: Uuid,
         pub customer_id: String,
-        pub doc: Json<CustomerData>,
+        pub doc: StoredDocument,
         pub created_at: Ts,
         pub created_by: String,
         pub updated_at: Ts,
@@ -198,18 +277,16 @@ db_row! {
     }
 }
 
-impl From<CustomerRow> for Customer {
+impl From<CustomerRow> for StoredCustomer {
     fn from(row: CustomerRow) -> Self {
-        let deleted_at = row.deleted_at.map(|t| t.0);
-        Customer {
+        StoredCustomer {
             id: row.id,
             customer_id: row.customer_id,
-            // An erased customer keeps no details (§4.2).
-            data: deleted_at.is_none().then_some(row.doc.0),
+            doc: row.doc,
             created_at: row.created_at.0,
             created_by: row.created_by,
             updated_at: row.updated_at.0,
-            deleted_at,
+            deleted_at: row.deleted_at.map(|t| t.0),
             deleted_by: row.deleted_by,
         }
     }
@@ -268,5 +345,19 @@ db_row! {
 db_row! {
     pub struct SettingsRow {
         pub doc: Json<Settings>,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compact_json;
+
+    #[test]
+    fn compacting_keeps_strings_and_drops_the_rest_of_the_whitespace() {
+        let spaced = "{\"a b\": \"x, \\\"y\\\": z\\\\\", \"n\": [1, 2.5, {\"t\": true}],\n\t\"ø\": \" \"}";
+        let compact = String::from_utf8(compact_json(spaced.as_bytes())).unwrap();
+        assert_eq!(compact, "{\"a b\":\"x, \\\"y\\\": z\\\\\",\"n\":[1,2.5,{\"t\":true}],\"ø\":\" \"}");
+        let a: serde_json::Value = serde_json::from_str(spaced).unwrap();
+        assert_eq!(a, serde_json::from_str::<serde_json::Value>(&compact).unwrap());
     }
 }
