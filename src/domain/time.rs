@@ -2,7 +2,7 @@
 //! digits (`2026-11-23T09:15:02.120000Z`). A fixed width makes the text sort
 //! as the time does, so clients may compare `updated_at` values as strings.
 
-use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serializer;
 
 pub fn micros<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -15,8 +15,11 @@ pub fn micros<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok,
 /// server CPU, two timestamps per customer). Other years, and leap seconds,
 /// which stored microseconds never produce, go to chrono's writer.
 pub fn with_micros_text<R>(at: &DateTime<Utc>, f: impl FnOnce(&str) -> R) -> R {
-    let (year, micros) = (at.year(), at.timestamp_subsec_micros());
-    if !(0..=9999).contains(&year) || micros >= 1_000_000 {
+    let micros = at.timestamp_micros();
+    let (seconds, fraction) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000));
+    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) || at.timestamp_subsec_micros() >= 1_000_000 {
         return f(&at.to_rfc3339_opts(SecondsFormat::Micros, true));
     }
     let mut text = *b"0000-00-00T00:00:00.000000Z";
@@ -27,15 +30,32 @@ pub fn with_micros_text<R>(at: &DateTime<Utc>, f: impl FnOnce(&str) -> R) -> R {
             value /= 10;
         }
     };
+    let second_of_day = second_of_day as u32;
     put(3, 4, year as u32);
-    put(6, 2, at.month());
-    put(9, 2, at.day());
-    put(12, 2, at.hour());
-    put(15, 2, at.minute());
-    put(18, 2, at.second());
-    put(25, 6, micros);
+    put(6, 2, month);
+    put(9, 2, day);
+    put(12, 2, second_of_day / 3600);
+    put(15, 2, second_of_day / 60 % 60);
+    put(18, 2, second_of_day % 60);
+    put(25, 6, fraction as u32);
     // Only ASCII digits went into an ASCII template.
     f(std::str::from_utf8(&text).unwrap_or_default())
+}
+
+/// The proleptic Gregorian (year, month, day) of a count of days since
+/// 1970-01-01: Howard Hinnant's `civil_from_days`, in integer arithmetic
+/// (chrono's calendar accessors went through its offset and ordinal code).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 pub fn optional_micros<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -86,7 +106,10 @@ mod tests {
             253_402_300_800_000_000,
         ];
         let spread = (0..5000i64).map(|i| -62_167_219_200_000_000 + i * 63_114_000_123_457);
-        for micros in cases.into_iter().chain(spread) {
+        // Every day of 1896–1904 and 1996–2004: leap days, and the century
+        // years that are (2000) and are not (1900) leap years.
+        let days = (0..3288i64).flat_map(|d| [-27_028 + d, 9_496 + d]).map(|day| day * 86_400_000_000 + 86_399_999_999);
+        for micros in cases.into_iter().chain(spread).chain(days) {
             let at = DateTime::from_timestamp_micros(micros).unwrap();
             let written = with_micros_text(&at, str::to_owned);
             assert_eq!(written, at.to_rfc3339_opts(SecondsFormat::Micros, true), "{micros}");
