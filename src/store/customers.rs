@@ -15,8 +15,8 @@ use crate::domain::stored::StoredCustomer;
 use crate::domain::validate::Errors;
 
 use super::ops::Conn;
-use super::query::{self, opt_text, text, CursorPosition, Dialect, Param, SqlBuilder, Strategy, CUSTOMER_COLUMNS};
-use super::rows::{db_row, IdempotencyRow, SettingsRow, Ts};
+use super::query::{self, opt_text, text, Dialect, Param, SqlBuilder, Strategy, CUSTOMER_COLUMNS};
+use super::rows::{db_row, IdempotencyRow, SettingsRow};
 use super::{
     change_customer_id_key, micros_to_time, new_id, now_micros, Created, CustomerPage, IdempotencyKey, ImportOutcome,
     ImportRow, IndexedColumns, NewCustomer, PatchError, Patcher, StoreError, IDEMPOTENCY_KEY_TTL,
@@ -499,13 +499,9 @@ pub(super) async fn list_customers(
     account: &AccountId,
     params: &ListParams,
 ) -> Result<CustomerPage, StoreError> {
-    let cursor = match params.starting_after {
-        Some(id) => Some(cursor_position(conn, account, id).await?),
-        None => None,
-    };
     let mut strategy = Strategy::first(&params.filter);
     let mut customers = loop {
-        let q = query::list_page(conn.dialect(), account, params, cursor.as_ref(), strategy);
+        let q = query::list_page(conn.dialect(), account, params, strategy);
         let rows = conn.fetch_stored(q).await?;
         match strategy {
             // Too few matches among the newest rows. Few candidates in the
@@ -520,6 +516,9 @@ pub(super) async fn list_customers(
             _ => break rows,
         }
     };
+    if let (true, Some(id)) = (customers.is_empty(), params.starting_after) {
+        check_cursor(conn, account, id).await?;
+    }
     let has_more = customers.len() > params.limit as usize;
     customers.truncate(params.limit as usize);
     let total = if params.total {
@@ -532,25 +531,15 @@ pub(super) async fn list_customers(
     Ok(CustomerPage { customers, related, has_more, total })
 }
 
-pub(super) async fn cursor_position(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    id: Uuid,
-) -> Result<CursorPosition, StoreError> {
-    // Only the position: reading and decoding the whole row for it cost a
-    // next-page request a second document.
-    let mut q = SqlBuilder::new(conn.dialect(), "SELECT c.created_at FROM customers c WHERE c.account_id = ");
+/// An empty page after a cursor: the end of the list, or a cursor that
+/// names no customer of this account (400).
+async fn check_cursor(conn: &mut impl Conn, account: &AccountId, id: Uuid) -> Result<(), StoreError> {
+    // count(*): an integer of the same width in both backends.
+    let mut q = SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM customers c WHERE c.account_id = ");
     q.bind(text(account.as_str())).push(" AND c.id = ").bind(Param::Id(id));
-    let rows: Vec<CreatedRow> = conn.fetch_all(q).await?;
-    match rows.into_iter().next() {
-        Some(row) => Ok(CursorPosition { created_at: row.created_at.0, id }),
-        None => Err(StoreError::invalid("starting_after", "invalid_cursor", "names no customer of this account")),
-    }
-}
-
-db_row! {
-    struct CreatedRow {
-        created_at: Ts,
+    match conn.fetch_i64(q).await? {
+        Some(1) => Ok(()),
+        _ => Err(StoreError::invalid("starting_after", "invalid_cursor", "names no customer of this account")),
     }
 }
 

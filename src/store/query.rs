@@ -104,13 +104,6 @@ pub fn push_assignments<'a>(q: &mut SqlBuilder, pairs: impl IntoIterator<Item = 
 pub const CUSTOMER_COLUMNS: &str =
     "c.id, c.customer_id, c.doc, c.created_at, c.created_by, c.updated_at, c.deleted_at, c.deleted_by";
 
-/// Where the previous page ended, in the default order.
-#[derive(Debug, Clone)]
-pub struct CursorPosition {
-    pub created_at: DateTime<Utc>,
-    pub id: Uuid,
-}
-
 /// How a list query finds the matches of a prefix filter. Newest-first
 /// with a prefix has two good plans and the planner cannot tell which one
 /// applies: walking the `created_at` index and filtering is fast when matches
@@ -174,13 +167,7 @@ fn prefix_filter(filter: &CustomerFilter) -> Option<(&Prefix, &'static [&'static
 
 /// One page of matches: `limit + 1` rows so the caller can tell whether
 /// another page exists.
-pub fn list_page(
-    dialect: Dialect,
-    account: &AccountId,
-    params: &ListParams,
-    cursor: Option<&CursorPosition>,
-    strategy: Strategy,
-) -> SqlBuilder {
+pub fn list_page(dialect: Dialect, account: &AccountId, params: &ListParams, strategy: Strategy) -> SqlBuilder {
     let filter = &params.filter;
     let mut q = SqlBuilder::new(dialect, "SELECT ");
     q.push(CUSTOMER_COLUMNS);
@@ -191,7 +178,7 @@ pub fn list_page(
             q.push(" FROM (SELECT c.id, c.created_at, ").push(&WINDOW_COLUMNS.join(", "));
             q.push(" FROM customers c").push(newest_first_hint(dialect)).push(" WHERE ");
             push_scope(&mut q, account, filter);
-            push_cursor(&mut q, cursor);
+            push_cursor(&mut q, account, params.starting_after);
             q.push(" ORDER BY c.created_at DESC, c.id ASC LIMIT ")
                 .bind(Param::Int(window))
                 .push(") w JOIN customers c ON c.id = w.id WHERE 1 = 1");
@@ -202,7 +189,7 @@ pub fn list_page(
             q.push(" WHERE ");
             push_scope(&mut q, account, filter);
             push_matches(&mut q, filter, true, "c");
-            push_cursor(&mut q, cursor);
+            push_cursor(&mut q, account, params.starting_after);
         }
         Strategy::Plain => {
             // With a prefix, Plain is the dense fallback: walk created_at.
@@ -211,7 +198,7 @@ pub fn list_page(
             push_scope(&mut q, account, filter);
             push_matches(&mut q, filter, false, "c");
             if filter.since.is_none() {
-                push_cursor(&mut q, cursor);
+                push_cursor(&mut q, account, params.starting_after);
             }
         }
     }
@@ -236,17 +223,26 @@ fn newest_first_hint(dialect: Dialect) -> &'static str {
     }
 }
 
-/// Where the previous page ended. Matches the (account_id, created_at DESC,
-/// id) index; a row comparison would not, because the directions are mixed.
-fn push_cursor(q: &mut SqlBuilder, cursor: Option<&CursorPosition>) {
-    if let Some(cursor) = cursor {
-        q.push(" AND c.created_at <= ")
-            .bind(Param::Time(cursor.created_at))
-            .push(" AND (c.created_at < ")
-            .bind(Param::Time(cursor.created_at))
-            .push(" OR c.id > ")
-            .bind(Param::Id(cursor.id))
-            .push(")");
+/// After the cursor customer (`starting_after`) in the default order. Its
+/// `created_at` is read inside the statement, by a subquery that runs once
+/// (it saves a next page a statement of its own); a cursor naming no
+/// customer of the account matches nothing, which the caller tells apart
+/// from the end of the list. Matches the (account_id, created_at DESC, id)
+/// index; a row comparison would not, because the directions are mixed.
+fn push_cursor(q: &mut SqlBuilder, account: &AccountId, cursor: Option<Uuid>) {
+    if let Some(id) = cursor {
+        let cursor_time = |q: &mut SqlBuilder| {
+            q.push("(SELECT k.created_at FROM customers k WHERE k.account_id = ")
+                .bind(text(account.as_str()))
+                .push(" AND k.id = ")
+                .bind(Param::Id(id))
+                .push(")");
+        };
+        q.push(" AND c.created_at <= ");
+        cursor_time(q);
+        q.push(" AND (c.created_at < ");
+        cursor_time(q);
+        q.push(" OR c.id > ").bind(Param::Id(id)).push(")");
     }
 }
 
@@ -415,10 +411,10 @@ mod tests {
     #[test]
     fn placeholders_follow_the_dialect() {
         let p = params("email=ad&type=company");
-        let pg = list_page(Dialect::Postgres, &account(), &p, None, Strategy::Plain);
+        let pg = list_page(Dialect::Postgres, &account(), &p, Strategy::Plain);
         assert!(pg.sql().contains("c.email_lower >= $3 AND c.email_lower < $4"), "{}", pg.sql());
         assert!(pg.sql().ends_with("LIMIT $5"));
-        let lite = list_page(Dialect::Sqlite, &account(), &p, None, Strategy::Plain);
+        let lite = list_page(Dialect::Sqlite, &account(), &p, Strategy::Plain);
         assert!(lite.sql().contains("c.email_lower >= ? AND c.email_lower < ?"));
         assert_eq!(pg.params(), lite.params());
         assert_eq!(pg.params()[4], Param::Int(11));
@@ -426,7 +422,7 @@ mod tests {
 
     #[test]
     fn search_ors_every_search_column_as_ranges() {
-        let q = list_page(Dialect::Sqlite, &account(), &params("search=An"), None, Strategy::Plain);
+        let q = list_page(Dialect::Sqlite, &account(), &params("search=An"), Strategy::Plain);
         for column in SEARCH_COLUMNS {
             assert!(q.sql().contains(&format!("{column} >= ?")), "{column}");
         }
@@ -436,11 +432,14 @@ mod tests {
 
     #[test]
     fn default_listing_hides_deleted_and_contacts_and_pages_by_cursor() {
-        let cursor = CursorPosition { created_at: Utc::now(), id: Uuid::nil() };
-        let q = list_page(Dialect::Sqlite, &account(), &params(""), Some(&cursor), Strategy::Plain);
+        let cursor = "01a20991-ec60-71ca-9acf-eb3795830f0c";
+        let q = list_page(Dialect::Sqlite, &account(), &params(&format!("starting_after={cursor}")), Strategy::Plain);
         assert!(q.sql().contains("c.deleted_at IS NULL"));
         assert!(q.sql().contains("c.type <> ?"));
-        assert!(q.sql().contains("c.created_at <= ? AND (c.created_at < ? OR c.id > ?)"));
+        let cursor_time = "(SELECT k.created_at FROM customers k WHERE k.account_id = ? AND k.id = ?)";
+        assert!(q
+            .sql()
+            .contains(&format!("c.created_at <= {cursor_time} AND (c.created_at < {cursor_time} OR c.id > ?)")));
         assert!(q.sql().contains("ORDER BY c.created_at DESC, c.id ASC"));
     }
 
@@ -450,7 +449,6 @@ mod tests {
             Dialect::Sqlite,
             &account(),
             &params("since_datetime=2026-01-01T00:00:00Z&include_deleted=true&type=any"),
-            None,
             Strategy::Plain,
         );
         assert!(!q.sql().contains("deleted_at IS NULL"));
@@ -466,20 +464,15 @@ mod tests {
         assert_eq!(Strategy::first(&params("").filter), Strategy::Plain);
         assert_eq!(Strategy::first(&params("search=an&since_datetime=2026-01-01T00:00:00Z").filter), Strategy::Plain);
 
-        let window = list_page(Dialect::Sqlite, &account(), &p, None, Strategy::Window(2000));
+        let window = list_page(Dialect::Sqlite, &account(), &p, Strategy::Window(2000));
         assert!(window.sql().contains("FROM (SELECT c.id, c.created_at, c.email_lower,"), "{}", window.sql());
         assert!(window.sql().contains("FROM customers c INDEXED BY customers_created_idx WHERE"), "{}", window.sql());
-        let dense = list_page(Dialect::Sqlite, &account(), &p, None, Strategy::Plain);
+        let dense = list_page(Dialect::Sqlite, &account(), &p, Strategy::Plain);
         assert!(dense.sql().contains("INDEXED BY customers_created_idx"), "{}", dense.sql());
-        let feed = list_page(
-            Dialect::Sqlite,
-            &account(),
-            &params("since_datetime=2026-01-01T00:00:00Z"),
-            None,
-            Strategy::Plain,
-        );
+        let feed =
+            list_page(Dialect::Sqlite, &account(), &params("since_datetime=2026-01-01T00:00:00Z"), Strategy::Plain);
         assert!(!feed.sql().contains("INDEXED BY"), "the change feed walks updated_at: {}", feed.sql());
-        let pg = list_page(Dialect::Postgres, &account(), &p, None, Strategy::Window(2000));
+        let pg = list_page(Dialect::Postgres, &account(), &p, Strategy::Window(2000));
         assert!(!pg.sql().contains("INDEXED BY"), "{}", pg.sql());
         assert!(window
             .sql()
@@ -487,7 +480,7 @@ mod tests {
         assert!(window.sql().contains("AND (w.email_lower >= ?"), "{}", window.sql());
         assert!(window.params().contains(&Param::Int(2000)));
 
-        let ranges = list_page(Dialect::Postgres, &account(), &p, None, Strategy::IndexRanges);
+        let ranges = list_page(Dialect::Postgres, &account(), &p, Strategy::IndexRanges);
         let sql = ranges.sql();
         assert!(
             sql.contains("FROM (SELECT id FROM customers WHERE account_id = $1 AND (last_name_lower >= $2"),

@@ -7,7 +7,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::{Reply, TestApp};
+use crate::helpers::{Reply, TestApp, OTHER_ACCOUNT};
+use customers::domain::ids::Scope;
 
 /// The query part of a `Link: <…>; rel="next"` header.
 fn next_query(reply: &Reply) -> Option<String> {
@@ -180,6 +181,31 @@ both_backends! {
         let unknown_cursor = app.get(&format!("{}?starting_after={}", app.users_url(), uuid::Uuid::new_v4())).await;
         assert_eq!(unknown_cursor.status, StatusCode::BAD_REQUEST);
         assert_eq!(unknown_cursor.body["error"]["errors"][0]["field"], "starting_after");
+    }
+
+    async fn a_cursor_must_name_a_customer_of_the_account(app: &TestApp) {
+        seed_people(app).await;
+        let oldest = app.get(&app.user_url("p1")).await.body["id"].as_str().unwrap().to_owned();
+        let other_users = app.url(&format!("/v1/accounts/{OTHER_ACCOUNT}/customers/users"));
+        let other_admin = app.token_for(OTHER_ACCOUNT, "other", &[Scope::Admin]);
+        let body = json!({"customer_id": "theirs"});
+        let other = app.send(reqwest::Method::POST, &other_users, Some(&other_admin), Some(&body)).await;
+        let theirs = other.body["id"].as_str().unwrap().to_owned();
+        for query in [
+            format!("starting_after={}", uuid::Uuid::new_v4()),
+            format!("starting_after={theirs}"),
+            format!("search=an&starting_after={theirs}"),
+            format!("email=c&total=true&starting_after={}", uuid::Uuid::new_v4()),
+        ] {
+            let reply = app.get(&format!("{}?{query}", app.users_url())).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+            assert_eq!(reply.body["error"]["errors"][0]["code"], "invalid_cursor", "{query}");
+        }
+        // The oldest customer is a good cursor with nothing after it.
+        let end = app.list(&format!("starting_after={oldest}&total=true")).await;
+        assert_eq!(end.body, json!([]));
+        assert_eq!(end.header("total-count"), Some("4"));
+        assert!(end.header("link").is_none());
     }
 }
 
