@@ -23,24 +23,32 @@ pub fn with_micros_text<R>(at: &DateTime<Utc>, f: impl FnOnce(&str) -> R) -> R {
         return f(&at.to_rfc3339_opts(SecondsFormat::Micros, true));
     }
     let mut text = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |end: usize, width: u32, value: u32| {
-        let mut value = value;
-        for i in (end + 1 - width as usize..=end).rev() {
-            text[i] = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
+    // Two digits at a time, from a table: a digit per division took 380
+    // instructions a timestamp.
+    let mut pair = |at: usize, value: u32| {
+        let i = 2 * (value % 100) as usize;
+        text[at..at + 2].copy_from_slice(&DIGIT_PAIRS[i..i + 2]);
     };
-    let second_of_day = second_of_day as u32;
-    put(3, 4, year as u32);
-    put(6, 2, month);
-    put(9, 2, day);
-    put(12, 2, second_of_day / 3600);
-    put(15, 2, second_of_day / 60 % 60);
-    put(18, 2, second_of_day % 60);
-    put(25, 6, fraction as u32);
+    let (year, second_of_day, fraction) = (year as u32, second_of_day as u32, fraction as u32);
+    pair(0, year / 100);
+    pair(2, year);
+    pair(5, month);
+    pair(8, day);
+    pair(11, second_of_day / 3600);
+    pair(14, second_of_day / 60 % 60);
+    pair(17, second_of_day % 60);
+    pair(20, fraction / 10_000);
+    pair(22, fraction / 100 % 100);
+    pair(24, fraction);
     // Only ASCII digits went into an ASCII template.
     f(std::str::from_utf8(&text).unwrap_or_default())
 }
+
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 /// The proleptic Gregorian (year, month, day) of a count of days since
 /// 1970-01-01: Howard Hinnant's `civil_from_days`, in integer arithmetic
