@@ -213,6 +213,10 @@ enum Command {
         seconds: u64,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// Each read scenario's time is split into this many rounds of
+        /// HTTP ceiling, service and store ceiling back to back.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
         /// The server's pid, to read its memory after the load.
         #[arg(long)]
         server_pid: u32,
@@ -360,6 +364,16 @@ impl Figures {
         f64::from(self.latencies_us[i]) / 1000.0
     }
 
+    /// Adds another run of the same scenario.
+    fn merge(&mut self, more: Figures) {
+        self.name = more.name;
+        self.requests += more.requests;
+        self.errors += more.errors;
+        self.seconds += more.seconds;
+        self.latencies_us.extend(more.latencies_us);
+        self.latencies_us.sort_unstable();
+    }
+
     fn json(&self) -> Value {
         json!({"name": self.name, "requests": self.requests, "errors": self.errors,
             "rps": self.rps().round(), "p50_ms": self.percentile_ms(0.5), "p99_ms": self.percentile_ms(0.99)})
@@ -377,11 +391,25 @@ where
     F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
-    let only = ONLY.get().map(Vec::as_slice).unwrap_or_default();
-    if !only.is_empty() && !only.iter().any(|fragment| name.contains(fragment.as_str())) {
+    if !selected(name) {
         return Figures { name: name.to_owned(), seconds: 1.0, ..Default::default() };
     }
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    measure(name, concurrency, Duration::from_secs(seconds), op).await
+}
+
+/// Whether `load --only` lets the scenario `name` run.
+fn selected(name: &str) -> bool {
+    let only = ONLY.get().map(Vec::as_slice).unwrap_or_default();
+    only.is_empty() || only.iter().any(|fragment| name.contains(fragment.as_str()))
+}
+
+/// [`drive`] without the `--only` check.
+async fn measure<F, Fut>(name: &str, concurrency: usize, time: Duration, op: F) -> Figures
+where
+    F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let deadline = Instant::now() + time;
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|w| {
@@ -420,6 +448,56 @@ where
         figures.errors
     );
     figures
+}
+
+const CEILING: &str = "http ceiling (/health/live)";
+
+/// A list scenario's query string for the `n`-th request.
+type ListQuery = Arc<dyn Fn(u64) -> String + Send + Sync>;
+
+/// How a read scenario is measured against its ceilings.
+struct Rounds {
+    rounds: u32,
+    round: Duration,
+    concurrency: usize,
+}
+
+impl Rounds {
+    /// Runs the HTTP ceiling, the service and the store ceiling back to back,
+    /// `rounds` times. Gives the service's and the store's figures (the
+    /// ceiling's go into `ceiling`) and the median over the rounds of
+    /// service ÷ min(HTTP ceiling, store ceiling).
+    async fn paired<C, CF, S, SF, T, TF>(
+        &self,
+        name: &str,
+        ceiling_op: C,
+        service: S,
+        store: T,
+        ceiling: &mut Figures,
+    ) -> ((Figures, Figures), Value)
+    where
+        C: Fn(u64) -> CF + Send + Sync + Clone + 'static,
+        CF: std::future::Future<Output = bool> + Send,
+        S: Fn(u64) -> SF + Send + Sync + Clone + 'static,
+        SF: std::future::Future<Output = bool> + Send,
+        T: Fn(u64) -> TF + Send + Sync + Clone + 'static,
+        TF: std::future::Future<Output = bool> + Send,
+    {
+        let store_name = format!("store: {name}");
+        let (mut served, mut stored, mut ratios) = (Figures::default(), Figures::default(), Vec::new());
+        for _ in 0..self.rounds.max(1) {
+            let http = measure(CEILING, self.concurrency, self.round, ceiling_op.clone()).await;
+            let service = measure(name, self.concurrency, self.round, service.clone()).await;
+            let store = measure(&store_name, self.concurrency, self.round, store.clone()).await;
+            ratios.push(service.rps() / http.rps().min(store.rps()));
+            ceiling.merge(http);
+            served.merge(service);
+            stored.merge(store);
+        }
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ratios.len() / 2];
+        ((served, stored), json!((median * 100.0).round() / 100.0))
+    }
 }
 
 /// A pseudo-random number from a worker's counter (cheap, no shared RNG).
@@ -464,6 +542,7 @@ async fn load(
     customers: u64,
     seconds: u64,
     concurrency: usize,
+    rounds: u32,
     server_pid: u32,
     extra: String,
     report: String,
@@ -488,49 +567,72 @@ async fn load(
     let get = |url: String, token: String, http: reqwest::Client| async move {
         succeeded(http.get(url).bearer_auth(token)).await
     };
+    // Each read scenario runs in rounds; in each, the HTTP ceiling, the
+    // service and the store ceiling (the same work through the Store trait,
+    // no HTTP) run back to back for a share of the time, so that all three
+    // meet the machine in the same state: on a shared VM its speed drifts by
+    // 20-40 % within minutes, and a ceiling measured once, minutes before a
+    // scenario, moved the ratios as much.
+    let round = Duration::from_secs_f64(seconds as f64 / rounds.max(1) as f64);
+    let health = format!("{base}/health/live");
+    let ceiling_op = {
+        let (http, token) = (http.clone(), token.clone());
+        move |_| get(health.clone(), token.clone(), http.clone())
+    };
+    let mut ceiling = Figures::default();
     let mut http_figures = Vec::new();
-    macro_rules! http_get {
-        ($name:expr, $token:expr, $url:expr) => {{
-            let (http, token) = (http.clone(), $token.clone());
-            let (users, small_users, ids) = (users.clone(), small_users.clone(), ids.clone());
-            let _ = (&users, &small_users, &ids);
-            http_figures.push(
-                drive($name, concurrency, seconds, move |i| {
-                    let url: String = $url(i, &users, &small_users, &ids);
-                    get(url, token.clone(), http.clone())
-                })
-                .await,
-            );
-        }};
+    let mut store_figures = Vec::new();
+    let mut ratios = serde_json::Map::new();
+    let small = AccountId::parse(SMALL).unwrap();
+    let lists: [(&str, &AccountId, &str, &str, ListQuery); 6] = [
+        ("list first page", &main, &users, &token, Arc::new(|_| "limit=10".to_owned())),
+        ("list next page", &main, &users, &token, {
+            let ids = ids.clone();
+            Arc::new(move |i| format!("limit=10&starting_after={}", ids[(mix(i) % ids.len() as u64) as usize]))
+        }),
+        ("search (1M account)", &main, &users, &token, Arc::new(|i| format!("search={}", prefix(i)))),
+        ("search (10k account)", &small, &small_users, &small_token, Arc::new(|i| format!("search={}", prefix(i)))),
+        ("email prefix", &main, &users, &token, Arc::new(|i| format!("email={}", prefix(i)))),
+        ("search total=true", &main, &users, &token, Arc::new(|i| format!("search={}&total=true", prefix(i)))),
+    ];
+    if selected("get customer") {
+        let service = {
+            let (http, token, users) = (http.clone(), token.clone(), users.clone());
+            move |i| get(format!("{users}/c{}", mix(i) % n), token.clone(), http.clone())
+        };
+        let store_op = {
+            let (store, account) = (store.clone(), main.clone());
+            move |i| {
+                let (store, account) = (store.clone(), account.clone());
+                async move { store.get_customer(&account, &format!("c{}", mix(i) % n)).await.is_ok() }
+            }
+        };
+        let run = Rounds { rounds, round, concurrency };
+        let (figures, ratio) = run.paired("get customer", ceiling_op.clone(), service, store_op, &mut ceiling).await;
+        http_figures.push(figures.0);
+        store_figures.push(figures.1);
+        ratios.insert("get customer".to_owned(), ratio);
     }
-    http_get!("http ceiling (/health/live)", token, |_, _: &String, _: &String, _: &Arc<Vec<uuid::Uuid>>| format!(
-        "{base}/health/live"
-    ));
-    http_get!("get customer", token, |i, u: &String, _: &String, _: &Arc<Vec<uuid::Uuid>>| format!(
-        "{u}/c{}",
-        mix(i) % n
-    ));
-    http_get!("list first page", token, |_, u: &String, _: &String, _: &Arc<Vec<uuid::Uuid>>| format!("{u}?limit=10"));
-    http_get!("list next page", token, |i, u: &String, _: &String, ids: &Arc<Vec<uuid::Uuid>>| format!(
-        "{u}?limit=10&starting_after={}",
-        ids[(mix(i) % ids.len() as u64) as usize]
-    ));
-    http_get!("search (1M account)", token, |i, u: &String, _: &String, _: &Arc<Vec<uuid::Uuid>>| format!(
-        "{u}?search={}",
-        prefix(i)
-    ));
-    http_get!("search (10k account)", small_token, |i, _: &String, s: &String, _: &Arc<Vec<uuid::Uuid>>| format!(
-        "{s}?search={}",
-        prefix(i)
-    ));
-    http_get!("email prefix", token, |i, u: &String, _: &String, _: &Arc<Vec<uuid::Uuid>>| format!(
-        "{u}?email={}",
-        prefix(i)
-    ));
-    http_get!("search total=true", token, |i, u: &String, _: &String, _: &Arc<Vec<uuid::Uuid>>| format!(
-        "{u}?search={}&total=true",
-        prefix(i)
-    ));
+    for (name, account, users, token, query) in lists.into_iter().filter(|list| selected(list.0)) {
+        let service = {
+            let (http, token, users, query) = (http.clone(), token.to_owned(), users.to_owned(), query.clone());
+            move |i| get(format!("{users}?{}", query(i)), token.clone(), http.clone())
+        };
+        let store_op = {
+            let (store, account) = (store.clone(), account.clone());
+            move |i| {
+                let (store, account, query) = (store.clone(), account.clone(), query.clone());
+                async move { store.list_customers(&account, &list_params(&query(i))).await.is_ok() }
+            }
+        };
+        let run = Rounds { rounds, round, concurrency };
+        let (figures, ratio) = run.paired(name, ceiling_op.clone(), service, store_op, &mut ceiling).await;
+        http_figures.push(figures.0);
+        store_figures.push(figures.1);
+        ratios.insert(name.to_owned(), ratio);
+    }
+    ceiling.name = CEILING.to_owned();
+    http_figures.insert(0, ceiling);
     // Point reads on three quarters of the connections while counts run on
     // the rest: a count must not hold the GETs back (SQLite runs counts on
     // blocking threads, one per core, for this).
@@ -553,55 +655,6 @@ async fn load(
         http_figures.extend([gets, counts]);
     }
 
-    // The store ceiling: the same work through the Store trait, no HTTP.
-    let mut store_figures = Vec::new();
-    macro_rules! store_op {
-        ($name:expr, $account:expr, |$store:ident, $acc:ident, $i:ident, $ids:ident| $body:expr) => {{
-            let (store0, account0, ids0) = (store.clone(), $account.clone(), ids.clone());
-            store_figures.push(
-                drive($name, concurrency, seconds, move |$i| {
-                    let ($store, $acc, $ids) = (store0.clone(), account0.clone(), ids0.clone());
-                    async move {
-                        let _ = &$ids;
-                        $body
-                    }
-                })
-                .await,
-            );
-        }};
-    }
-    let small = AccountId::parse(SMALL).unwrap();
-    store_op!("store: get customer", main, |s, a, i, ids| s
-        .get_customer(&a, &format!("c{}", mix(i) % n))
-        .await
-        .is_ok());
-    store_op!("store: list first page", main, |s, a, _i, ids| s
-        .list_customers(&a, &list_params("limit=10"))
-        .await
-        .is_ok());
-    store_op!("store: list next page", main, |s, a, i, ids| s
-        .list_customers(
-            &a,
-            &list_params(&format!("limit=10&starting_after={}", ids[(mix(i) % ids.len() as u64) as usize]))
-        )
-        .await
-        .is_ok());
-    store_op!("store: search (1M account)", main, |s, a, i, ids| s
-        .list_customers(&a, &list_params(&format!("search={}", prefix(i))))
-        .await
-        .is_ok());
-    store_op!("store: search (10k account)", small, |s, a, i, ids| s
-        .list_customers(&a, &list_params(&format!("search={}", prefix(i))))
-        .await
-        .is_ok());
-    store_op!("store: email prefix", main, |s, a, i, ids| s
-        .list_customers(&a, &list_params(&format!("email={}", prefix(i))))
-        .await
-        .is_ok());
-    store_op!("store: search total=true", main, |s, a, i, ids| s
-        .list_customers(&a, &list_params(&format!("search={}&total=true", prefix(i))))
-        .await
-        .is_ok());
     // Writes last, so every read scenario (service and ceiling) sees the same data.
     {
         let (http, token, users) = (http.clone(), token.clone(), users.clone());
@@ -631,31 +684,27 @@ async fn load(
         );
     }
     let rss_after = rss_kib(server_pid);
-    store_op!("store: create", main, |s, a, i, ids| {
-        let input: CustomerInput = serde_json::from_value(
-            json!({"first_name": "Bench", "last_name": "Store", "email": format!("store{}@bench.io", mix(i))}),
-        )
-        .unwrap();
-        let (customer_id, data) = input.into_new(chrono::Utc::now()).unwrap();
-        s.create_customer(&a, NewCustomer { customer_id, data }, "bench", None).await.is_ok()
-    });
+    {
+        let (store, account) = (store.clone(), main.clone());
+        store_figures.push(
+            drive("store: create", concurrency, seconds, move |i| {
+                let (store, account) = (store.clone(), account.clone());
+                async move {
+                    let body = json!({"first_name": "Bench", "last_name": "Store", "email": format!("store{}@bench.io", mix(i))});
+                    let input: CustomerInput = serde_json::from_value(body).unwrap();
+                    let (customer_id, data) = input.into_new(chrono::Utc::now()).unwrap();
+                    store.create_customer(&account, NewCustomer { customer_id, data }, "bench", None).await.is_ok()
+                }
+            })
+            .await,
+        );
+    }
 
     let find = |list: &[Figures], name: &str| list.iter().find(|f| f.name == name).cloned().unwrap_or_default();
-    let ceiling_http = find(&http_figures, "http ceiling (/health/live)").rps();
-    let mut ratios = serde_json::Map::new();
-    for (service, store_name) in [
-        ("get customer", "store: get customer"),
-        ("list first page", "store: list first page"),
-        ("list next page", "store: list next page"),
-        ("search (1M account)", "store: search (1M account)"),
-        ("email prefix", "store: email prefix"),
-        ("search total=true", "store: search total=true"),
-        ("create", "store: create"),
-    ] {
-        let ceiling = ceiling_http.min(find(&store_figures, store_name).rps());
-        ratios
-            .insert(service.to_owned(), json!((find(&http_figures, service).rps() / ceiling * 100.0).round() / 100.0));
-    }
+    // Creates are not paired: the store's insert rate is their only ceiling.
+    let create_ceiling = find(&http_figures, CEILING).rps().min(find(&store_figures, "store: create").rps());
+    let create_ratio = find(&http_figures, "create").rps() / create_ceiling;
+    ratios.insert("create".to_owned(), json!((create_ratio * 100.0).round() / 100.0));
     let search_growth = find(&http_figures, "search (1M account)").percentile_ms(0.99)
         / find(&http_figures, "search (10k account)").percentile_ms(0.99).max(0.001);
     let total_vs_store = find(&http_figures, "search total=true").percentile_ms(0.5)
@@ -791,13 +840,15 @@ async fn main() {
             customers,
             seconds,
             concurrency,
+            rounds,
             server_pid,
             extra,
             report,
             only,
         } => {
             ONLY.set(only).expect("set once");
-            load(database, base, token, small_token, customers, seconds, concurrency, server_pid, extra, report).await
+            load(database, base, token, small_token, customers, seconds, concurrency, rounds, server_pid, extra, report)
+                .await
         }
         Command::Soak { base, token, customers, seconds, concurrency, server_pid, sample_every, report } => {
             soak(base, token, customers, seconds, concurrency, server_pid, sample_every, report).await
