@@ -75,6 +75,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             .then(|| RateLimit { per_second: opts.rate_limit, burst: opts.rate_limit_burst.max(opts.rate_limit) }),
     };
     let state = AppState::new(store.clone(), Arc::new(keys), &limits);
+    crate::http::spawn_metrics_upkeep(state.metrics.clone());
     tracing::info!(%address, backend = store.backend(), ready_in_ms = started.elapsed().as_millis() as u64, "listening");
     crate::serve(listener, crate::app(state, &limits), &limits, shutdown_signal()).await?;
     store.close().await;

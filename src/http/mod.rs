@@ -88,6 +88,23 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// How often histogram samples are folded into their summaries.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their summaries every few seconds.
+/// The recorder keeps every sample until then, and only a `/metrics` scrape
+/// folds them otherwise: a server nobody scraped grew by 8 bytes a request
+/// (RSS 12 → 100 MiB over the PostgreSQL benchmark).
+pub fn spawn_metrics_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    })
+}
+
 pub fn router(state: AppState, limits: &HttpLimits) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     Router::new()
