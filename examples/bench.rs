@@ -455,26 +455,23 @@ const CEILING: &str = "http ceiling (/health/live)";
 /// A list scenario's query string for the `n`-th request.
 type ListQuery = Arc<dyn Fn(u64) -> String + Send + Sync>;
 
-/// How a read scenario is measured against its ceilings.
+/// The read scenarios measured against their ceilings, and what they gave.
 struct Rounds {
     rounds: u32,
     round: Duration,
     concurrency: usize,
+    /// Every round's HTTP ceiling, merged.
+    ceiling: Figures,
+    service: Vec<Figures>,
+    store: Vec<Figures>,
+    ratios: serde_json::Map<String, Value>,
 }
 
 impl Rounds {
     /// Runs the HTTP ceiling, the service and the store ceiling back to back,
-    /// `rounds` times. Gives the service's and the store's figures (the
-    /// ceiling's go into `ceiling`) and the median over the rounds of
-    /// service ÷ min(HTTP ceiling, store ceiling).
-    async fn paired<C, CF, S, SF, T, TF>(
-        &self,
-        name: &str,
-        ceiling_op: C,
-        service: S,
-        store: T,
-        ceiling: &mut Figures,
-    ) -> ((Figures, Figures), Value)
+    /// `rounds` times, and keeps the figures and the median over the rounds
+    /// of service ÷ min(HTTP ceiling, store ceiling).
+    async fn paired<C, CF, S, SF, T, TF>(&mut self, name: &str, ceiling_op: C, service: S, store: T)
     where
         C: Fn(u64) -> CF + Send + Sync + Clone + 'static,
         CF: std::future::Future<Output = bool> + Send,
@@ -490,13 +487,15 @@ impl Rounds {
             let service = measure(name, self.concurrency, self.round, service.clone()).await;
             let store = measure(&store_name, self.concurrency, self.round, store.clone()).await;
             ratios.push(service.rps() / http.rps().min(store.rps()));
-            ceiling.merge(http);
+            self.ceiling.merge(http);
             served.merge(service);
             stored.merge(store);
         }
         ratios.sort_by(f64::total_cmp);
         let median = ratios[ratios.len() / 2];
-        ((served, stored), json!((median * 100.0).round() / 100.0))
+        self.service.push(served);
+        self.store.push(stored);
+        self.ratios.insert(name.to_owned(), json!((median * 100.0).round() / 100.0));
     }
 }
 
@@ -579,10 +578,15 @@ async fn load(
         let (http, token) = (http.clone(), token.clone());
         move |_| get(health.clone(), token.clone(), http.clone())
     };
-    let mut ceiling = Figures::default();
-    let mut http_figures = Vec::new();
-    let mut store_figures = Vec::new();
-    let mut ratios = serde_json::Map::new();
+    let mut reads = Rounds {
+        rounds,
+        round,
+        concurrency,
+        ceiling: Figures::default(),
+        service: Vec::new(),
+        store: Vec::new(),
+        ratios: serde_json::Map::new(),
+    };
     let small = AccountId::parse(SMALL).unwrap();
     let lists: [(&str, &AccountId, &str, &str, ListQuery); 6] = [
         ("list first page", &main, &users, &token, Arc::new(|_| "limit=10".to_owned())),
@@ -607,11 +611,7 @@ async fn load(
                 async move { store.get_customer(&account, &format!("c{}", mix(i) % n)).await.is_ok() }
             }
         };
-        let run = Rounds { rounds, round, concurrency };
-        let (figures, ratio) = run.paired("get customer", ceiling_op.clone(), service, store_op, &mut ceiling).await;
-        http_figures.push(figures.0);
-        store_figures.push(figures.1);
-        ratios.insert("get customer".to_owned(), ratio);
+        reads.paired("get customer", ceiling_op.clone(), service, store_op).await;
     }
     for (name, account, users, token, query) in lists.into_iter().filter(|list| selected(list.0)) {
         let service = {
@@ -625,12 +625,9 @@ async fn load(
                 async move { store.list_customers(&account, &list_params(&query(i))).await.is_ok() }
             }
         };
-        let run = Rounds { rounds, round, concurrency };
-        let (figures, ratio) = run.paired(name, ceiling_op.clone(), service, store_op, &mut ceiling).await;
-        http_figures.push(figures.0);
-        store_figures.push(figures.1);
-        ratios.insert(name.to_owned(), ratio);
+        reads.paired(name, ceiling_op.clone(), service, store_op).await;
     }
+    let Rounds { mut ceiling, service: mut http_figures, store: mut store_figures, mut ratios, .. } = reads;
     ceiling.name = CEILING.to_owned();
     http_figures.insert(0, ceiling);
     // Point reads on three quarters of the connections while counts run on
