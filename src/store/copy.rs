@@ -41,7 +41,7 @@ impl CopyRows {
             // ISO 8601 in UTC with microseconds: timestamptz reads it exactly.
             Param::Time(v) => self.data.extend_from_slice(v.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes()),
             Param::Id(v) => self.data.extend_from_slice(v.hyphenated().to_string().as_bytes()),
-            Param::Json(v) => self.push_escaped(&v.to_string()),
+            Param::Json(v) => self.push_escaped(v.as_str()),
             // bytea's hex form, its backslash escaped for COPY.
             Param::Bytes(v) => {
                 self.data.extend_from_slice(b"\\\\x");
@@ -106,7 +106,7 @@ mod tests {
         let doc = serde_json::json!({"note": "line\nbreak", "path": "C:\\x"});
         // serde_json writes the newline as the two characters \n; COPY must
         // then see the backslash doubled, or it would read a real newline.
-        assert_eq!(line(vec![Param::Json(doc)]), "{\"note\":\"line\\\\nbreak\",\"path\":\"C:\\\\\\\\x\"}\n");
+        assert_eq!(line(vec![Param::json(&doc).unwrap()]), "{\"note\":\"line\\\\nbreak\",\"path\":\"C:\\\\\\\\x\"}\n");
         assert_eq!(line(vec![Param::Text("Bjørn Åse".into())]), "Bjørn Åse\n");
     }
 

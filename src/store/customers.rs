@@ -320,7 +320,7 @@ async fn insert_customer(
 /// The columns a customer's data writes, in one place for insert and update.
 fn customer_columns(
     cols: &IndexedColumns,
-    doc: serde_json::Value,
+    doc: Param,
     data: &CustomerData,
     settings: &Settings,
     at: DateTime<Utc>,
@@ -339,14 +339,14 @@ fn customer_columns(
         ("phone_unique", phone_unique),
         ("last_name_lower", opt_text(cols.last_name_lower.as_ref())),
         ("full_name_lower", opt_text(cols.full_name_lower.as_ref())),
-        ("doc", Param::Json(doc)),
+        ("doc", doc),
         ("updated_at", Param::Time(at)),
     ]
 }
 
 /// The stored document of a customer's data.
-fn document(data: &CustomerData) -> Result<serde_json::Value, StoreError> {
-    serde_json::to_value(data).map_err(|e| StoreError::Other(e.to_string()))
+fn document(data: &CustomerData) -> Result<Param, StoreError> {
+    Ok(Param::json(data)?)
 }
 
 /// The customer with this `customer_id`; with `lock`, its row stays locked
@@ -473,7 +473,7 @@ pub(super) async fn delete_customer(
     query::push_assignments(
         &mut q,
         [
-            ("doc", Param::Json(json!({}))),
+            ("doc", Param::json(&json!({}))?),
             ("updated_at", Param::Time(at)),
             ("deleted_at", Param::Time(at)),
             ("deleted_by", text(actor)),
@@ -686,12 +686,13 @@ async fn insert_customer_rows(
 ) -> Result<std::collections::HashSet<Uuid>, StoreError> {
     let mut inserted = std::collections::HashSet::new();
     // 15 parameters a row; 1,000 rows stay under both backends' limits.
-    for chunk in values.chunks(1000) {
+    let mut rows = values.into_iter().peekable();
+    while rows.peek().is_some() {
         let mut q = SqlBuilder::new(conn.dialect(), "INSERT INTO customers (");
         q.push(columns).push(") VALUES ");
-        for (i, row) in chunk.iter().enumerate() {
+        for (i, row) in rows.by_ref().take(1000).enumerate() {
             q.push(if i == 0 { "(" } else { ", (" });
-            query::push_list(&mut q, row.iter().cloned());
+            query::push_list(&mut q, row);
             q.push(")");
         }
         q.push(" ON CONFLICT DO NOTHING RETURNING id");

@@ -53,6 +53,13 @@ pub enum StoreError {
     Other(String),
 }
 
+/// Serialising a value for storage failed (it cannot for the types stored).
+impl From<serde_json::Error> for StoreError {
+    fn from(error: serde_json::Error) -> Self {
+        StoreError::Other(error.to_string())
+    }
+}
+
 impl StoreError {
     /// A write refused for one field only the database could check.
     pub fn invalid(field: &str, code: &str, message: &str) -> Self {
@@ -85,13 +92,13 @@ pub struct ImportRow {
     /// (So a row is made by `new` from its final data.) `doc` is `None` when
     /// the document could not be made; the import then reports why.
     columns: IndexedColumns,
-    doc: Option<serde_json::Value>,
+    doc: Option<query::Param>,
 }
 
 impl ImportRow {
     pub fn new(line: u64, customer_id: String, data: CustomerData) -> Self {
         let columns = IndexedColumns::of(&customer_id, &data);
-        let doc = serde_json::to_value(&data).ok();
+        let doc = query::Param::json(&data).ok();
         Self { line, customer_id, data, columns, doc }
     }
 }

@@ -465,8 +465,9 @@ macro_rules! impl_conn {
             }
 
             async fn execute(&mut self, q: $crate::store::query::SqlBuilder) -> Result<u64, StoreError> {
-                let args = $arguments(q.params())?;
-                let done = sqlx::query_with(q.sql(), args).execute(self.start()).await;
+                let (sql, params) = q.into_parts();
+                let args = $arguments(params)?;
+                let done = sqlx::query_with(&sql, args).execute(self.start()).await;
                 self.settle(&done);
                 Ok(done.map_err($translate)?.rows_affected())
             }
@@ -475,22 +476,25 @@ macro_rules! impl_conn {
                 &mut self,
                 q: $crate::store::query::SqlBuilder,
             ) -> Result<Vec<R>, StoreError> {
-                let args = $arguments(q.params())?;
-                let rows = sqlx::query_as_with(q.sql(), args).fetch_all(self.start()).await;
+                let (sql, params) = q.into_parts();
+                let args = $arguments(params)?;
+                let rows = sqlx::query_as_with(&sql, args).fetch_all(self.start()).await;
                 self.settle(&rows);
                 rows.map_err($translate)
             }
 
             async fn fetch_i64(&mut self, q: $crate::store::query::SqlBuilder) -> Result<Option<i64>, StoreError> {
-                let args = $arguments(q.params())?;
-                let value = sqlx::query_scalar_with(q.sql(), args).fetch_optional(self.start()).await;
+                let (sql, params) = q.into_parts();
+                let args = $arguments(params)?;
+                let value = sqlx::query_scalar_with(&sql, args).fetch_optional(self.start()).await;
                 self.settle(&value);
                 value.map_err($translate)
             }
 
             async fn fetch_strings(&mut self, q: $crate::store::query::SqlBuilder) -> Result<Vec<String>, StoreError> {
-                let args = $arguments(q.params())?;
-                let values = sqlx::query_scalar_with(q.sql(), args).fetch_all(self.start()).await;
+                let (sql, params) = q.into_parts();
+                let args = $arguments(params)?;
+                let values = sqlx::query_scalar_with(&sql, args).fetch_all(self.start()).await;
                 self.settle(&values);
                 values.map_err($translate)
             }

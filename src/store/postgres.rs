@@ -77,16 +77,16 @@ async fn copy_in(conn: &mut PgConnection, statement: &str, rows: &[Vec<Param>]) 
     copy.finish().await.map(Some)
 }
 
-fn arguments(params: &[Param]) -> Result<PgArguments, StoreError> {
+fn arguments(params: Vec<Param>) -> Result<PgArguments, StoreError> {
     let mut args = PgArguments::default();
     for param in params {
         let added = match param {
-            Param::Text(v) => args.add(v.clone()),
-            Param::Int(v) => args.add(*v),
-            Param::Time(v) => args.add(*v),
-            Param::Id(v) => args.add(*v),
-            Param::Json(v) => args.add(Json(v.clone())),
-            Param::Bytes(v) => args.add(v.clone()),
+            Param::Text(v) => args.add(v),
+            Param::Int(v) => args.add(v),
+            Param::Time(v) => args.add(v),
+            Param::Id(v) => args.add(v),
+            Param::Json(v) => args.add(Json(v.raw())),
+            Param::Bytes(v) => args.add(v),
             Param::Null => args.add(Option::<String>::None),
             Param::NullTime => args.add(Option::<chrono::DateTime<chrono::Utc>>::None),
             Param::NullJson => args.add(Option::<Json<serde_json::Value>>::None),

@@ -23,7 +23,8 @@ pub enum Param {
     Int(i64),
     Time(DateTime<Utc>),
     Id(Uuid),
-    Json(serde_json::Value),
+    /// JSON text, serialised once when the value is made (see [`Param::json`]).
+    Json(JsonText),
     Bytes(Vec<u8>),
     /// A text-typed NULL.
     Null,
@@ -31,6 +32,38 @@ pub enum Param {
     NullTime,
     /// A JSON-typed NULL.
     NullJson,
+}
+
+impl Param {
+    /// A value as JSON text. Serialised here, once, straight from the value
+    /// (a struct keeps its field order): binding then only copies the text.
+    pub fn json(value: &impl serde::Serialize) -> Result<Param, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(|raw| Param::Json(JsonText(raw)))
+    }
+}
+
+/// Serialised JSON, compared by its text.
+#[derive(Debug, Clone)]
+pub struct JsonText(Box<serde_json::value::RawValue>);
+
+impl JsonText {
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    pub fn raw(&self) -> &serde_json::value::RawValue {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        Box::<str>::from(self.0).into_string()
+    }
+}
+
+impl PartialEq for JsonText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
 }
 
 pub fn text(value: &str) -> Param {
@@ -73,6 +106,12 @@ impl SqlBuilder {
 
     pub fn sql(&self) -> &str {
         &self.sql
+    }
+
+    /// The SQL text and the parameters, for a store to bind them without
+    /// copying.
+    pub fn into_parts(self) -> (String, Vec<Param>) {
+        (self.sql, self.params)
     }
 
     pub fn params(&self) -> &[Param] {

@@ -20,8 +20,8 @@ use super::query::{self, opt_text, text, Param, SqlBuilder, CUSTOMER_COLUMNS};
 use super::rows::{db_row, Ts};
 use super::{new_id, now_micros, EventListParams, Page, StoreError};
 
-fn json_param(value: &Option<JsonObject>) -> Param {
-    value.as_ref().map_or(Param::NullJson, |m| Param::Json(serde_json::Value::Object(m.clone())))
+fn json_param(value: &Option<JsonObject>) -> Result<Param, StoreError> {
+    Ok(value.as_ref().map(Param::json).transpose()?.unwrap_or(Param::NullJson))
 }
 
 /// Splits `limit + 1` fetched rows into a page.
@@ -43,12 +43,12 @@ pub(super) async fn put_settings(
     actor: &str,
 ) -> Result<Settings, StoreError> {
     let before = load_settings(conn, account).await?;
-    let doc = serde_json::to_value(&settings).map_err(|e| StoreError::Other(e.to_string()))?;
+    let doc = Param::json(&settings)?;
     let mut q = SqlBuilder::new(
         conn.dialect(),
         "INSERT INTO account_settings (account_id, doc, updated_at, updated_by) VALUES (",
     );
-    query::push_list(&mut q, [text(account.as_str()), Param::Json(doc), Param::Time(now_micros()), text(actor)]);
+    query::push_list(&mut q, [text(account.as_str()), doc, Param::Time(now_micros()), text(actor)]);
     q.push(
         ") ON CONFLICT (account_id) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at, \
          updated_by = excluded.updated_by",
@@ -286,7 +286,7 @@ pub(super) async fn create_tag(
             Param::Id(tag.id),
             text(account.as_str()),
             text(&tag.tag),
-            json_param(&tag.metadata),
+            json_param(&tag.metadata)?,
             Param::Time(tag.created_at),
             text(actor),
         ],
@@ -460,7 +460,7 @@ pub(super) async fn add_token(
             Param::Id(customer.id),
             text(&token.kind),
             text(&token.value),
-            json_param(&token.metadata),
+            json_param(&token.metadata)?,
             Param::Time(token.created_at),
             text(actor),
         ],
@@ -642,7 +642,7 @@ async fn insert_event(
             text(&token.value),
             text(&event.event),
             opt_text(status.as_ref()),
-            json_param(&event.metadata),
+            json_param(&event.metadata)?,
             expires_at.map_or(Param::NullTime, Param::Time),
             Param::Time(at),
             text(actor),

@@ -182,16 +182,16 @@ async fn no_copy(_: &mut SqliteConnection, _: &str, _: &[Vec<Param>]) -> Result<
     Ok(None)
 }
 
-pub(super) fn arguments(params: &[Param]) -> Result<SqliteArguments<'static>, StoreError> {
+pub(super) fn arguments(params: Vec<Param>) -> Result<SqliteArguments<'static>, StoreError> {
     let mut args = SqliteArguments::default();
     for param in params {
         let added = match param {
-            Param::Text(v) => args.add(v.clone()),
-            Param::Int(v) => args.add(*v),
+            Param::Text(v) => args.add(v),
+            Param::Int(v) => args.add(v),
             Param::Time(v) => args.add(v.timestamp_micros()),
-            Param::Id(v) => args.add(*v),
-            Param::Json(v) => args.add(v.to_string()),
-            Param::Bytes(v) => args.add(v.clone()),
+            Param::Id(v) => args.add(v),
+            Param::Json(v) => args.add(v.into_string()),
+            Param::Bytes(v) => args.add(v),
             Param::Null | Param::NullJson => args.add(Option::<String>::None),
             Param::NullTime => args.add(Option::<i64>::None),
         };

@@ -244,7 +244,7 @@ impl ToSql for Param {
             Param::Int(v) => ToSqlOutput::Owned(Value::Integer(*v)),
             Param::Time(v) => ToSqlOutput::Owned(Value::Integer(v.timestamp_micros())),
             Param::Id(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v.as_bytes())),
-            Param::Json(v) => ToSqlOutput::Owned(Value::Text(v.to_string())),
+            Param::Json(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_str().as_bytes())),
             Param::Bytes(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
             Param::Null | Param::NullJson | Param::NullTime => ToSqlOutput::Owned(Value::Null),
         })
@@ -318,7 +318,7 @@ mod tests {
             Param::Int(-42),
             Param::Time(at),
             Param::Id(Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)),
-            Param::Json(json!({"a": [1, "two"], "b": null})),
+            Param::json(&json!({"a": [1, "two"], "b": null})).unwrap(),
             Param::Bytes(vec![0, 1, 254, 255]),
             Param::Null,
             Param::NullTime,
@@ -334,7 +334,7 @@ mod tests {
         for param in every_kind_of_param() {
             let mut q = SqlBuilder::new(Dialect::Sqlite, "SELECT typeof(");
             q.bind(param.clone()).push(") || ':' || quote(").bind(param.clone()).push(")");
-            let through_sqlx: String = sqlx::query_scalar_with(q.sql(), arguments(q.params()).unwrap())
+            let through_sqlx: String = sqlx::query_scalar_with(q.sql(), arguments(q.params().to_vec()).unwrap())
                 .fetch_one(&mut sqlx_conn)
                 .await
                 .unwrap();
@@ -374,7 +374,7 @@ mod tests {
         values.truncate(6); // text, int, time, id, json, bytes
         let [text, int, time, id, doc, bytes] = <[Param; 6]>::try_from(values).unwrap();
         let row = vec![id, text.clone(), int, time.clone(), time, Param::NullTime, doc, Param::NullJson, bytes, text];
-        sqlx::query_with("INSERT INTO every VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", arguments(&row).unwrap())
+        sqlx::query_with("INSERT INTO every VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", arguments(row).unwrap())
             .execute(&mut sqlx_conn)
             .await
             .unwrap();
