@@ -201,7 +201,7 @@ pub fn column<T: FromColumn>(
     row: &rusqlite::Row<'_>,
     columns: &mut std::slice::Iter<'_, usize>,
 ) -> rusqlite::Result<T> {
-    let index = *columns.next().ok_or(rusqlite::Error::InvalidColumnIndex(usize::MAX))?;
+    let index = *columns.next().ok_or_else(|| rusqlite::Error::InvalidColumnIndex(usize::MAX))?;
     let value = row.get_ref(index)?;
     T::from_column(value).map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, value.data_type(), error))
 }
