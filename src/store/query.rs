@@ -87,6 +87,10 @@ impl SqlBuilder {
         Self { dialect, sql: sql.to_owned(), params: Vec::new() }
     }
 
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
     pub fn push(&mut self, sql: &str) -> &mut Self {
         self.sql.push_str(sql);
         self
@@ -305,26 +309,45 @@ fn push_cursor(q: &mut SqlBuilder, account: &AccountId, cursor: Option<Uuid>) {
     }
 }
 
-/// ` FROM (ids from the prefix indexes) m JOIN customers c ON c.id = m.id`.
+/// ` FROM (row keys from the prefix indexes) m JOIN customers c ON c.key = m.k`.
 fn push_candidates(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter) {
     if prefix_filter(filter).is_none() {
         q.push(" FROM customers c");
         return;
     }
+    let key = row_key(q.dialect());
     q.push(" FROM (");
     push_candidate_ids(q, account, filter, " UNION ");
-    q.push(") m JOIN customers c ON c.id = m.id");
+    q.push(") m JOIN customers c ON c.").push(key).push(" = m.k");
 }
 
-/// `SELECT id … range <joiner> SELECT id … range …` over the driving
-/// prefix's columns; `UNION` removes duplicates, `UNION ALL` stops early.
+/// The key a statement uses to name a row internally: SQLite's `rowid`, or
+/// `id` in PostgreSQL. Every SQLite index holds the rowid, so a set of
+/// candidates collected as rowids needs no table lookup (the email index,
+/// which cannot hold `id`, stays covering), the set's temporary B-tree
+/// compares integers instead of 16-byte blobs, and the join back reads the
+/// table directly instead of through the `id` index. A rowid can change on
+/// VACUUM, so it never leaves the statement.
+fn row_key(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "rowid",
+        Dialect::Postgres => "id",
+    }
+}
+
+/// `SELECT key AS k … range <joiner> SELECT key AS k … range …` over the
+/// driving prefix's columns; `UNION` removes duplicates, `UNION ALL` stops
+/// early.
 fn push_candidate_ids(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter, joiner: &str) {
     let Some((prefix, columns)) = prefix_filter(filter) else { return };
+    let key = row_key(q.dialect());
     for (i, column) in columns.iter().enumerate() {
         if i > 0 {
             q.push(joiner);
         }
-        q.push("SELECT id FROM customers WHERE account_id = ")
+        q.push("SELECT ")
+            .push(key)
+            .push(" AS k FROM customers WHERE account_id = ")
             .bind(Param::Text(account.as_str().to_owned()))
             .push(" AND ");
         push_range(q, column, prefix);
@@ -339,11 +362,9 @@ pub fn count(dialect: Dialect, account: &AccountId, filter: &CustomerFilter) -> 
     if let (true, Some((prefix, columns))) = (is_other_filter_free(filter), prefix_filter(filter)) {
         let mut q = SqlBuilder::new(dialect, "SELECT count(*) FROM (");
         for (i, column) in columns.iter().enumerate() {
-            q.push(if i == 0 {
-                "SELECT c.id FROM customers c WHERE "
-            } else {
-                " UNION SELECT c.id FROM customers c WHERE "
-            });
+            q.push(if i == 0 { "SELECT c." } else { " UNION SELECT c." })
+                .push(row_key(dialect))
+                .push(" FROM customers c WHERE ");
             push_scope(&mut q, account, filter);
             q.push(" AND ");
             push_range(&mut q, &format!("c.{column}"), prefix);
@@ -542,20 +563,27 @@ mod tests {
         let ranges = list_page(Dialect::Postgres, &account(), &p, Strategy::IndexRanges);
         let sql = ranges.sql();
         assert!(
-            sql.contains("FROM (SELECT id FROM customers WHERE account_id = $1 AND (last_name_lower >= $2"),
+            sql.contains("FROM (SELECT id AS k FROM customers WHERE account_id = $1 AND (last_name_lower >= $2"),
             "{sql}"
         );
         assert_eq!(sql.matches(" UNION ").count(), 4, "one range per search column");
-        assert!(sql.contains(") m JOIN customers c ON c.id = m.id WHERE c.account_id = "));
+        assert!(sql.contains(") m JOIN customers c ON c.id = m.k WHERE c.account_id = "));
         assert!(sql.contains("AND (c.email_lower >= "), "the other prefix still filters: {sql}");
         assert!(!sql.contains("OR (c.last_name_lower"), "the driving prefix is not repeated");
+        let sqlite = list_page(Dialect::Sqlite, &account(), &p, Strategy::IndexRanges);
+        assert!(
+            sqlite.sql().contains("FROM (SELECT rowid AS k FROM customers WHERE account_id = ?"),
+            "{}",
+            sqlite.sql()
+        );
+        assert!(sqlite.sql().contains(") m JOIN customers c ON c.rowid = m.k WHERE"), "{}", sqlite.sql());
     }
 
     #[test]
     fn candidate_counts_stop_at_the_cap() {
         let q = candidate_count(Dialect::Postgres, &account(), &params("search=an").filter, 5001);
         assert!(
-            q.sql().starts_with("SELECT count(*) FROM (SELECT id FROM customers WHERE account_id = $1"),
+            q.sql().starts_with("SELECT count(*) FROM (SELECT id AS k FROM customers WHERE account_id = $1"),
             "{}",
             q.sql()
         );
@@ -568,7 +596,7 @@ mod tests {
         let q = count(Dialect::Sqlite, &account(), &params("email=ad").filter);
         assert_eq!(
             q.sql(),
-            "SELECT count(*) FROM (SELECT c.id FROM customers c WHERE c.account_id = ? AND c.deleted_at IS NULL \
+            "SELECT count(*) FROM (SELECT c.rowid FROM customers c WHERE c.account_id = ? AND c.deleted_at IS NULL \
              AND c.type <> ? AND (c.email_lower >= ? AND c.email_lower < ?)) m",
             "a lone prefix is counted from its index alone"
         );
@@ -577,7 +605,7 @@ mod tests {
         assert!(!search.sql().contains("JOIN") && !search.sql().contains("deleted_at IS NULL"), "{}", search.sql());
         let with_since =
             count(Dialect::Sqlite, &account(), &params("email=ad&since_datetime=2020-01-01T00:00:00Z").filter);
-        assert!(with_since.sql().contains(") m JOIN customers c ON c.id = m.id"), "{}", with_since.sql());
+        assert!(with_since.sql().contains(") m JOIN customers c ON c.rowid = m.k"), "{}", with_since.sql());
         let plain = count(Dialect::Sqlite, &account(), &params("type=company").filter);
         assert!(plain.sql().starts_with("SELECT count(*) FROM customers c WHERE c.account_id = ?"), "{}", plain.sql());
     }
