@@ -257,11 +257,16 @@ pub fn list_page(dialect: Dialect, account: &AccountId, params: &ListParams, str
         Strategy::Plain => {
             // With a prefix, Plain is the dense fallback: walk created_at.
             let walk = filter.since.is_none() && prefix_filter(filter).is_some();
-            q.push(" FROM customers c").push(if walk { newest_first_hint(dialect) } else { "" }).push(" WHERE ");
+            q.push(" FROM customers c").push(if walk { newest_first_hint(dialect) } else { "" });
+            let cursor = params.starting_after.filter(|_| filter.since.is_none());
+            let joined = push_cursor_row(&mut q, account, cursor);
+            q.push(" WHERE ");
             push_scope(&mut q, account, filter);
             push_matches(&mut q, filter, false, "c");
-            if filter.since.is_none() {
-                push_cursor(&mut q, account, params.starting_after);
+            if joined {
+                push_joined_cursor(&mut q, cursor);
+            } else {
+                push_cursor(&mut q, account, cursor);
             }
         }
     }
@@ -294,19 +299,48 @@ fn newest_first_hint(dialect: Dialect) -> &'static str {
 /// index; a row comparison would not, because the directions are mixed.
 fn push_cursor(q: &mut SqlBuilder, account: &AccountId, cursor: Option<Uuid>) {
     if let Some(id) = cursor {
-        let cursor_time = |q: &mut SqlBuilder| {
+        push_keyset(q, id, |q| {
             q.push("(SELECT k.created_at FROM customers k WHERE k.account_id = ")
                 .bind(text(account.as_str()))
                 .push(" AND k.id = ")
                 .bind(Param::Id(id))
                 .push(")");
-        };
-        q.push(" AND c.created_at <= ");
-        cursor_time(q);
-        q.push(" AND (c.created_at < ");
-        cursor_time(q);
-        q.push(" OR c.id > ").bind(Param::Id(id)).push(")");
+        });
     }
+}
+
+/// SQLite, a plain list after a cursor: joins the cursor's row once, as
+/// `cur`, instead of looking its `created_at` up in two scalar subqueries
+/// (about 8k of a next page's 190k instructions). SQLite keeps the
+/// `created_at` index's order behind the one-row join; PostgreSQL would
+/// sort every row after the cursor, so it keeps the subqueries. Whether it
+/// joined; if so, [`push_joined_cursor`] bounds the rows.
+fn push_cursor_row(q: &mut SqlBuilder, account: &AccountId, cursor: Option<Uuid>) -> bool {
+    let Some(id) = cursor.filter(|_| q.dialect() == Dialect::Sqlite) else { return false };
+    q.push(", (SELECT created_at AS t FROM customers WHERE account_id = ")
+        .bind(text(account.as_str()))
+        .push(" AND id = ")
+        .bind(Param::Id(id))
+        .push(") cur");
+    true
+}
+
+fn push_joined_cursor(q: &mut SqlBuilder, cursor: Option<Uuid>) {
+    if let Some(id) = cursor {
+        push_keyset(q, id, |q| {
+            q.push("cur.t");
+        });
+    }
+}
+
+/// The rows after the cursor in newest-first order, ties on `created_at`
+/// broken by `id`; `cursor_time` writes the cursor's `created_at`.
+fn push_keyset(q: &mut SqlBuilder, id: Uuid, mut cursor_time: impl FnMut(&mut SqlBuilder)) {
+    q.push(" AND c.created_at <= ");
+    cursor_time(q);
+    q.push(" AND (c.created_at < ");
+    cursor_time(q);
+    q.push(" OR c.id > ").bind(Param::Id(id)).push(")");
 }
 
 /// ` FROM (row keys from the prefix indexes) m JOIN customers c ON c.key = m.k`.
@@ -513,14 +547,32 @@ mod tests {
     #[test]
     fn default_listing_hides_deleted_and_contacts_and_pages_by_cursor() {
         let cursor = "01a20991-ec60-71ca-9acf-eb3795830f0c";
-        let q = list_page(Dialect::Sqlite, &account(), &params(&format!("starting_after={cursor}")), Strategy::Plain);
+        let after = params(&format!("starting_after={cursor}"));
+        let q = list_page(Dialect::Sqlite, &account(), &after, Strategy::Plain);
         assert!(q.sql().contains("c.deleted_at IS NULL"));
         assert!(q.sql().contains("c.type <> ?"));
-        let cursor_time = "(SELECT k.created_at FROM customers k WHERE k.account_id = ? AND k.id = ?)";
-        assert!(q
-            .sql()
-            .contains(&format!("c.created_at <= {cursor_time} AND (c.created_at < {cursor_time} OR c.id > ?)")));
-        assert!(q.sql().contains("ORDER BY c.created_at DESC, c.id ASC"));
+        assert!(
+            q.sql().starts_with(&format!(
+                "SELECT {CUSTOMER_COLUMNS} FROM customers c, \
+                 (SELECT created_at AS t FROM customers WHERE account_id = ? AND id = ?) cur WHERE c.account_id = ?"
+            )),
+            "SQLite joins the cursor's row once: {}",
+            q.sql()
+        );
+        assert!(q.sql().contains("AND c.created_at <= cur.t AND (c.created_at < cur.t OR c.id > ?)"), "{}", q.sql());
+        assert!(q.sql().ends_with("ORDER BY c.created_at DESC, c.id ASC LIMIT ?"), "{}", q.sql());
+        assert_eq!(q.params()[..2], [text("T00000001"), Param::Id(cursor.parse().unwrap())]);
+
+        let pg = list_page(Dialect::Postgres, &account(), &after, Strategy::Plain);
+        let cursor_time =
+            |a, b| format!("(SELECT k.created_at FROM customers k WHERE k.account_id = ${a} AND k.id = ${b})");
+        let (first, second) = (cursor_time(3, 4), cursor_time(5, 6));
+        assert!(
+            pg.sql().contains(&format!("c.created_at <= {first} AND (c.created_at < {second} OR c.id > $7)")),
+            "PostgreSQL keeps the subqueries: {}",
+            pg.sql()
+        );
+        assert!(!pg.sql().contains("cur"), "{}", pg.sql());
     }
 
     #[test]
