@@ -28,6 +28,7 @@ pub mod sqlite;
 mod sqlite_reader;
 
 pub use ops::parsed;
+pub use pool::CHECK_IDLE_AFTER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -10,12 +10,14 @@
 //!   flow, is rolled back by a background task before reuse).
 //!
 //! Connections are opened on demand, at most `max_connections` at a time,
-//! and live until they fail or the pool closes. A broken idle connection
-//! (say, after a database restart) fails the one request that draws it,
-//! which answers 503, and is then dropped.
+//! and live until they fail or the pool closes. One that sat idle for
+//! [`CHECK_IDLE_AFTER`] or longer is pinged before it is handed out, and
+//! replaced if that fails: a database restarted in a quiet moment costs no
+//! request a 503. Under load connections never idle that long, so the
+//! check costs nothing there.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use sqlx::postgres::PgConnection;
@@ -42,13 +44,17 @@ macro_rules! session {
 session!(SqliteConnection);
 session!(PgConnection);
 
+/// How long a connection may sit idle before it is checked on its way out.
+pub const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 pub struct Pool<DB: Database> {
     shared: Arc<Shared<DB>>,
 }
 
 struct Shared<DB: Database> {
     options: <DB::Connection as Connection>::Options,
-    idle: Mutex<Vec<DB::Connection>>,
+    /// Idle connections, each with the time it came back.
+    idle: Mutex<Vec<(DB::Connection, Instant)>>,
     /// One permit per connection that may be open, idle or leased.
     permits: Arc<Semaphore>,
     acquire_timeout: Duration,
@@ -72,7 +78,7 @@ where
         let first = options.connect().await?;
         let shared = Shared {
             options,
-            idle: Mutex::new(vec![first]),
+            idle: Mutex::new(vec![(first, Instant::now())]),
             permits: Arc::new(Semaphore::new(max_connections.max(1) as usize)),
             acquire_timeout,
         };
@@ -98,10 +104,18 @@ where
 
     async fn lease_now(&self) -> Result<Lease<DB>, sqlx::Error> {
         let permit = self.shared.permits.clone().acquire_owned().await.map_err(|_| sqlx::Error::PoolClosed)?;
-        let idle = self.shared.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let conn = match idle {
-            Some(conn) => conn,
-            None => self.shared.options.connect().await?,
+        let conn = loop {
+            let idle = self.shared.idle.lock().ok().and_then(|mut idle| idle.pop());
+            match idle {
+                Some((mut conn, since)) if since.elapsed() >= CHECK_IDLE_AFTER => {
+                    if conn.ping().await.is_ok() {
+                        break conn;
+                    }
+                    // Broken while idle (say, the database restarted): dropped.
+                }
+                Some((conn, _)) => break conn,
+                None => break self.shared.options.connect().await?,
+            }
         };
         Ok(Lease {
             conn: Some(conn),
@@ -117,7 +131,7 @@ where
     pub async fn close(&self) {
         self.shared.permits.close();
         let idle = self.shared.idle.lock().map(|mut idle| std::mem::take(&mut *idle)).unwrap_or_default();
-        for conn in idle {
+        for (conn, _) in idle {
             let _ = conn.close().await;
         }
     }
@@ -211,7 +225,7 @@ impl<DB: Database> Shared<DB> {
     fn put_back(&self, conn: DB::Connection) {
         if let Ok(mut idle) = self.idle.lock() {
             if !self.permits.is_closed() {
-                idle.push(conn);
+                idle.push((conn, Instant::now()));
             }
         }
     }

@@ -147,6 +147,35 @@ async fn a_postgres_outage_fails_fast_and_heals_without_losing_acknowledged_writ
     }
 }
 
+/// PostgreSQL only: an SQLite file has no connection that can break while
+/// idle. Without the pool's idle check, each request that drew one of the
+/// dead connections answered 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_broken_while_idle_are_replaced_before_a_request_draws_them() {
+    let mut db = TestDatabase::create(Backend::Postgres).await;
+    let link = Link::start(&authority(&db.url)).await;
+    db.url = link.rewrite(&db.url);
+    let pool = PoolOptions { max_connections: 4, acquire_timeout: Duration::from_secs(2), ..PoolOptions::default() };
+    let app = Arc::new(TestApp::spawn_on(db, HttpLimits::default(), &pool).await);
+    app.create(json!({"customer_id": "kept"})).await;
+    // Four requests at once leave four idle connections.
+    let reads = |app: Arc<TestApp>| async move {
+        let url = app.user_url("kept");
+        let replies = futures::future::join_all((0..4).map(|_| app.get(&url))).await;
+        replies.into_iter().map(|reply| reply.status).collect::<Vec<_>>()
+    };
+    assert_eq!(reads(app.clone()).await, [StatusCode::OK; 4]);
+
+    // The database "restarts": every open connection dies, new ones work.
+    link.cut().await;
+    link.restore().await;
+    tokio::time::sleep(store::CHECK_IDLE_AFTER + Duration::from_millis(200)).await;
+
+    assert_eq!(reads(app.clone()).await, [StatusCode::OK; 4], "no request drew a dead connection");
+    let create = app.post(&app.users_url(), &json!({"customer_id": "after"})).await;
+    assert_eq!(create.status, StatusCode::OK, "{}", create.body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_sqlite_file_serves_reads_and_refuses_writes_with_503() {
     let app = TestApp::spawn(Backend::Sqlite).await;
