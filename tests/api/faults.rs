@@ -74,13 +74,20 @@ fn authority(url: &str) -> String {
     rest.split(['/', '?']).next().unwrap().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_outage_fails_fast_and_heals_without_losing_acknowledged_writes() {
+/// A service on a fresh PostgreSQL database that it reaches through a link
+/// the test can cut, with a pool of 4 connections.
+async fn behind_a_link(acquire_timeout: Duration) -> (Link, Arc<TestApp>) {
     let mut db = TestDatabase::create(Backend::Postgres).await;
     let link = Link::start(&authority(&db.url)).await;
     db.url = link.rewrite(&db.url);
-    let pool = PoolOptions { max_connections: 4, acquire_timeout: Duration::from_secs(1), ..PoolOptions::default() };
+    let pool = PoolOptions { max_connections: 4, acquire_timeout, ..PoolOptions::default() };
     let app = Arc::new(TestApp::spawn_on(db, HttpLimits::default(), &pool).await);
+    (link, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_fails_fast_and_heals_without_losing_acknowledged_writes() {
+    let (link, app) = behind_a_link(Duration::from_secs(1)).await;
 
     // A writer that keeps creating customers through the outage.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -152,11 +159,7 @@ async fn a_postgres_outage_fails_fast_and_heals_without_losing_acknowledged_writ
 /// dead connections answered 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_broken_while_idle_are_replaced_before_a_request_draws_them() {
-    let mut db = TestDatabase::create(Backend::Postgres).await;
-    let link = Link::start(&authority(&db.url)).await;
-    db.url = link.rewrite(&db.url);
-    let pool = PoolOptions { max_connections: 4, acquire_timeout: Duration::from_secs(2), ..PoolOptions::default() };
-    let app = Arc::new(TestApp::spawn_on(db, HttpLimits::default(), &pool).await);
+    let (link, app) = behind_a_link(Duration::from_secs(2)).await;
     app.create(json!({"customer_id": "kept"})).await;
     // Four requests at once leave four idle connections.
     let reads = |app: Arc<TestApp>| async move {
