@@ -263,10 +263,11 @@ pub fn list_page(dialect: Dialect, account: &AccountId, params: &ListParams, str
             q.push(" WHERE ");
             push_scope(&mut q, account, filter);
             push_matches(&mut q, filter, false, "c");
-            if joined {
-                push_joined_cursor(&mut q, cursor);
-            } else {
-                push_cursor(&mut q, account, cursor);
+            match joined {
+                Some(id) => push_keyset(&mut q, id, |q| {
+                    q.push("cur.t");
+                }),
+                None => push_cursor(&mut q, account, cursor),
             }
         }
     }
@@ -313,24 +314,16 @@ fn push_cursor(q: &mut SqlBuilder, account: &AccountId, cursor: Option<Uuid>) {
 /// `cur`, instead of looking its `created_at` up in two scalar subqueries
 /// (about 8k of a next page's 190k instructions). SQLite keeps the
 /// `created_at` index's order behind the one-row join; PostgreSQL would
-/// sort every row after the cursor, so it keeps the subqueries. Whether it
-/// joined; if so, [`push_joined_cursor`] bounds the rows.
-fn push_cursor_row(q: &mut SqlBuilder, account: &AccountId, cursor: Option<Uuid>) -> bool {
-    let Some(id) = cursor.filter(|_| q.dialect() == Dialect::Sqlite) else { return false };
+/// sort every row after the cursor, so it keeps the subqueries. The cursor
+/// it joined, whose `created_at` is then `cur.t`.
+fn push_cursor_row(q: &mut SqlBuilder, account: &AccountId, cursor: Option<Uuid>) -> Option<Uuid> {
+    let id = cursor.filter(|_| q.dialect() == Dialect::Sqlite)?;
     q.push(", (SELECT created_at AS t FROM customers WHERE account_id = ")
         .bind(text(account.as_str()))
         .push(" AND id = ")
         .bind(Param::Id(id))
         .push(") cur");
-    true
-}
-
-fn push_joined_cursor(q: &mut SqlBuilder, cursor: Option<Uuid>) {
-    if let Some(id) = cursor {
-        push_keyset(q, id, |q| {
-            q.push("cur.t");
-        });
-    }
+    Some(id)
 }
 
 /// The rows after the cursor in newest-first order, ties on `created_at`
