@@ -78,8 +78,18 @@ pub trait Backend: Send + Sync + 'static {
     async fn long_read_slot(&self) -> Result<Option<OwnedSemaphorePermit>, StoreError> {
         Ok(None)
     }
+    /// Called when a statement on a read connection answered `Unavailable`:
+    /// drops the idle connections, which most likely broke with it, and
+    /// says whether the read should run once more on a new connection.
+    /// SQLite's connections are files on this machine and cannot break
+    /// that way: no.
+    fn recover_from_lost_connection(&self) -> bool {
+        false
+    }
     /// A transaction that may write; in SQLite it holds the write lock from
-    /// the start, so a read-modify-write cannot be overtaken.
+    /// the start, so a read-modify-write cannot be overtaken. (A broken
+    /// connection found by its `BEGIN` is replaced by the pool: nothing had
+    /// run on it.)
     async fn write(&self) -> Result<Self::Conn, StoreError>;
     async fn migrate(&self) -> Result<Vec<String>, StoreError>;
     async fn close(&self);
@@ -123,6 +133,27 @@ macro_rules! in_write_tx {
             $conn.commit().await?;
         }
         result
+    }};
+}
+
+/// Runs `flow` on a read connection. When a statement finds the connection
+/// broken (the database restarted under load, before the pool's idle check
+/// could catch it), `flow` runs once more on a new connection: a read can
+/// be repeated without effect, so the client gets an answer instead of a
+/// 503.
+macro_rules! on_read {
+    ($backend:expr, |$conn:ident| $flow:expr) => {{
+        let first = {
+            let mut $conn = $backend.read().await?;
+            $flow
+        };
+        match first {
+            Err(StoreError::Unavailable(_)) if $backend.recover_from_lost_connection() => {
+                let mut $conn = $backend.read().await?;
+                $flow
+            }
+            result => result,
+        }
     }};
 }
 
@@ -176,9 +207,10 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.0.read().await?;
-        let q = SqlBuilder::new(conn.dialect(), "SELECT CAST(1 AS BIGINT)");
-        conn.fetch_i64(q).await.map(drop)
+        on_read!(self.0, |conn| {
+            let q = SqlBuilder::new(conn.dialect(), "SELECT CAST(1 AS BIGINT)");
+            conn.fetch_i64(q).await.map(drop)
+        })
     }
 
     async fn close(&self) {
@@ -232,18 +264,19 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        let mut conn = self.0.read().await?;
-        let mut q = SqlBuilder::new(
-            conn.dialect(),
-            "SELECT client_id, account_id, secret_hash, scopes, created_at FROM api_clients WHERE client_id = ",
-        );
-        q.bind(text(client_id));
-        let clients: Vec<ClientRow> = conn.fetch_all(q).await?;
-        Ok(clients.into_iter().next().map(Into::into))
+        on_read!(self.0, |conn| {
+            let mut q = SqlBuilder::new(
+                conn.dialect(),
+                "SELECT client_id, account_id, secret_hash, scopes, created_at FROM api_clients WHERE client_id = ",
+            );
+            q.bind(text(client_id));
+            let clients: Result<Vec<ClientRow>, _> = conn.fetch_all(q).await;
+            clients.map(|clients| clients.into_iter().next().map(Into::into))
+        })
     }
 
     async fn has_clients(&self) -> Result<bool, StoreError> {
-        any_client(&mut self.0.read().await?).await
+        on_read!(self.0, |conn| any_client(&mut conn).await)
     }
 
     async fn create_customer(
@@ -257,8 +290,10 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn get_customer(&self, account: &AccountId, customer_id: &str) -> Result<Option<StoredCustomer>, StoreError> {
-        let mut conn = self.0.read().await?;
-        Ok(conn.fetch_stored(by_customer_id(conn.dialect(), account, customer_id, false)).await?.into_iter().next())
+        on_read!(self.0, |conn| {
+            let found = conn.fetch_stored(by_customer_id(conn.dialect(), account, customer_id, false)).await;
+            found.map(|customers| customers.into_iter().next())
+        })
     }
 
     async fn update_customer(
@@ -308,8 +343,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 .await;
             }
         }
-        let mut conn = self.0.read().await?;
-        list_customers(&mut conn, account, params).await
+        on_read!(self.0, |conn| list_customers(&mut conn, account, params).await)
     }
 
     async fn import_customers(
@@ -334,13 +368,11 @@ impl<B: Backend> Store for SqlStore<B> {
         email: Option<&str>,
         phone_number: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.0.read().await?;
-        records::customer_exists(&mut conn, account, email, phone_number).await
+        on_read!(self.0, |conn| records::customer_exists(&mut conn, account, email, phone_number).await)
     }
 
     async fn get_settings(&self, account: &AccountId) -> Result<Settings, StoreError> {
-        let mut conn = self.0.read().await?;
-        load_settings(&mut conn, account).await
+        on_read!(self.0, |conn| load_settings(&mut conn, account).await)
     }
 
     async fn put_settings(&self, account: &AccountId, settings: Settings, actor: &str) -> Result<Settings, StoreError> {
@@ -352,13 +384,11 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn get_terms(&self, account: &AccountId, id: Uuid) -> Result<Option<Terms>, StoreError> {
-        let mut conn = self.0.read().await?;
-        records::get_terms(&mut conn, account, id).await
+        on_read!(self.0, |conn| records::get_terms(&mut conn, account, id).await)
     }
 
     async fn list_terms(&self, account: &AccountId, params: &PageParams) -> Result<Page<Terms>, StoreError> {
-        let mut conn = self.0.read().await?;
-        records::list_terms(&mut conn, account, params).await
+        on_read!(self.0, |conn| records::list_terms(&mut conn, account, params).await)
     }
 
     async fn delete_terms(&self, account: &AccountId, id: Uuid, actor: &str) -> Result<Terms, StoreError> {
@@ -370,8 +400,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn list_tags(&self, account: &AccountId) -> Result<Vec<Tag>, StoreError> {
-        let mut conn = self.0.read().await?;
-        records::list_tags(&mut conn, account).await
+        on_read!(self.0, |conn| records::list_tags(&mut conn, account).await)
     }
 
     async fn delete_tag(&self, account: &AccountId, id: Uuid) -> Result<Tag, StoreError> {
@@ -379,9 +408,12 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn customer_tags(&self, account: &AccountId, customer_id: &str) -> Result<Vec<Tag>, StoreError> {
-        let mut conn = self.0.read().await?;
-        let customer = records::live_customer(&mut conn, account, customer_id).await?;
-        records::customer_tags(&mut conn, account, customer.id).await
+        on_read!(self.0, |conn| {
+            match records::live_customer(&mut conn, account, customer_id).await {
+                Ok(customer) => records::customer_tags(&mut conn, account, customer.id).await,
+                Err(error) => Err(error),
+            }
+        })
     }
 
     async fn set_customer_tags(
@@ -412,8 +444,7 @@ impl<B: Backend> Store for SqlStore<B> {
         customer_id: &str,
         params: &PageParams,
     ) -> Result<Page<Token>, StoreError> {
-        let mut conn = self.0.read().await?;
-        records::list_tokens(&mut conn, account, customer_id, params).await
+        on_read!(self.0, |conn| records::list_tokens(&mut conn, account, customer_id, params).await)
     }
 
     async fn delete_token(
@@ -440,8 +471,7 @@ impl<B: Backend> Store for SqlStore<B> {
         account: &AccountId,
         params: &EventListParams,
     ) -> Result<Page<TokenEvent>, StoreError> {
-        let mut conn = self.0.read().await?;
-        records::list_token_events(&mut conn, account, params).await
+        on_read!(self.0, |conn| records::list_token_events(&mut conn, account, params).await)
     }
 
     async fn clear_token_events(

@@ -44,6 +44,19 @@ macro_rules! session {
 session!(SqliteConnection);
 session!(PgConnection);
 
+/// Whether `error` means the connection itself is gone (the database
+/// restarted or the network dropped it) rather than that a statement
+/// failed: an I/O error, or PostgreSQL's connection-exception (08) and
+/// operator-intervention (57P, such as a shutdown) classes. SQLite's codes
+/// are plain numbers and never match.
+pub fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
 /// How long a connection may sit idle before it is checked on its way out.
 pub const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
 
@@ -95,11 +108,32 @@ where
     }
 
     /// A connection with a transaction opened by `statement` (`BEGIN`, or
-    /// SQLite's `BEGIN IMMEDIATE`).
+    /// SQLite's `BEGIN IMMEDIATE`). When the connection turns out to be
+    /// broken, nothing has run yet: the idle connections are discarded (see
+    /// [`Pool::discard_idle`]) and the transaction opens on a new one.
     pub async fn lease_in_transaction(&self, statement: &'static str) -> Result<Lease<DB>, sqlx::Error> {
         let mut lease = self.lease().await?;
-        lease.begin(statement).await?;
-        Ok(lease)
+        match lease.begin(statement).await {
+            Ok(()) => Ok(lease),
+            Err(error) if connection_lost(&error) => {
+                drop(lease);
+                self.discard_idle();
+                let mut lease = self.lease().await?;
+                lease.begin(statement).await?;
+                Ok(lease)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Closes every idle connection. Called when a connection was found
+    /// broken: its idle siblings most likely broke with it (a database
+    /// restart, a dropped network path), and requests should not find that
+    /// out one by one. The permits are not held by idle connections, so new
+    /// ones open on demand.
+    pub fn discard_idle(&self) {
+        let idle = self.shared.idle.lock().map(|mut idle| std::mem::take(&mut *idle)).unwrap_or_default();
+        drop(idle);
     }
 
     async fn lease_now(&self) -> Result<Lease<DB>, sqlx::Error> {
@@ -163,9 +197,13 @@ where
     }
 
     /// Records how the last statement ended: the connection is reusable if
-    /// it ran to an answer (an error the database sent counts as one).
+    /// it ran to an answer (an error the database sent counts as one, unless
+    /// it says the connection is going away).
     pub fn settle<T>(&mut self, result: &Result<T, sqlx::Error>) {
-        self.settled = matches!(result, Ok(_) | Err(sqlx::Error::Database(_)));
+        self.settled = match result {
+            Ok(_) => true,
+            Err(error) => matches!(error, sqlx::Error::Database(_)) && !connection_lost(error),
+        };
     }
 
     /// Opens a transaction with `statement` (`BEGIN`, or SQLite's `BEGIN

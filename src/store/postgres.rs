@@ -50,6 +50,11 @@ impl Backend for PostgresBackend {
         self.pool.lease_in_transaction("BEGIN").await.map_err(translate)
     }
 
+    fn recover_from_lost_connection(&self) -> bool {
+        self.pool.discard_idle();
+        true
+    }
+
     async fn migrate(&self) -> Result<Vec<String>, StoreError> {
         run_migrations(&MIGRATOR, &self.pool, translate).await
     }
