@@ -13,7 +13,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::customer::{etag, ContactRef, Customer, CustomerData};
-use super::time::with_micros_text;
+use super::time::{micros_text, with_micros_text};
 
 /// A customer's details as stored: the text of one JSON object, without
 /// whitespace outside its strings.
@@ -170,11 +170,12 @@ fn write_string(out: &mut Vec<u8>, value: &str) {
 }
 
 fn write_time(out: &mut Vec<u8>, at: &DateTime<Utc>) {
-    with_micros_text(at, |text| {
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    });
+    out.push(b'"');
+    match micros_text(at) {
+        Some(text) => out.extend_from_slice(&text),
+        None => with_micros_text(at, |text| out.extend_from_slice(text.as_bytes())),
+    }
+    out.push(b'"');
 }
 
 #[cfg(test)]
