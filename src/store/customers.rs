@@ -14,6 +14,7 @@ use crate::domain::settings::{AutoTokenValue, CustomerIdFormat, Settings};
 use crate::domain::stored::StoredCustomer;
 use crate::domain::validate::Errors;
 
+use super::cursors::CursorTimes;
 use super::ops::Conn;
 use super::query::{self, opt_text, text, Dialect, Param, SqlBuilder, Strategy, CUSTOMER_COLUMNS};
 use super::rows::{db_row, IdempotencyRow, SettingsRow};
@@ -498,10 +499,15 @@ pub(super) async fn list_customers(
     conn: &mut impl Conn,
     account: &AccountId,
     params: &ListParams,
+    cursors: &CursorTimes,
 ) -> Result<CustomerPage, StoreError> {
+    // The change feed pages by `updated_at`, which changes: only the
+    // `created_at` order's cursors are kept.
+    let by_creation = params.filter.since.is_none();
+    let cursor_at = params.starting_after.filter(|_| by_creation).and_then(|id| cursors.get(account, id));
     let mut strategy = Strategy::first(&params.filter);
     let mut customers = loop {
-        let q = query::list_page(conn.dialect(), account, params, strategy);
+        let q = query::list_page(conn.dialect(), account, params, strategy, cursor_at);
         let rows = conn.fetch_stored(q).await?;
         match strategy {
             // Too few matches among the newest rows. Few candidates in the
@@ -521,6 +527,9 @@ pub(super) async fn list_customers(
     }
     let has_more = customers.len() > params.limit as usize;
     customers.truncate(params.limit as usize);
+    if let (true, true, Some(last)) = (has_more, by_creation, customers.last()) {
+        cursors.remember(account, last.id, last.created_at);
+    }
     let total = if params.total {
         let q = query::count(conn.dialect(), account, &params.filter);
         conn.fetch_i64(q).await?

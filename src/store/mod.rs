@@ -17,6 +17,7 @@ use crate::domain::stored::StoredCustomer;
 use crate::domain::validate::FieldError;
 
 mod copy;
+mod cursors;
 mod customers;
 mod ops;
 mod pool;

@@ -2,6 +2,8 @@
 //! any [`Backend`], whose connections ([`Conn`]) run dialect-aware SQL from
 //! [`SqlBuilder`]. Backends only connect, bind and translate errors.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::domain::customer::Customer;
@@ -9,6 +11,7 @@ use crate::domain::ids::AccountId;
 use crate::domain::listing::ListParams;
 use crate::domain::stored::StoredCustomer;
 
+use super::cursors::CursorTimes;
 use super::customers::{
     by_customer_id, change_customer_id, create_customer, delete_customer, import_batch, list_customers, load_settings,
     update_customer,
@@ -98,7 +101,8 @@ pub trait Backend: Send + Sync + 'static {
 /// A leased connection of one backend, perhaps in a transaction.
 pub type Handle<DB> = super::pool::Lease<DB>;
 
-pub struct SqlStore<B>(pub B);
+/// A backend, and the next-page cursors its list pages handed out.
+pub struct SqlStore<B>(pub B, pub Arc<CursorTimes>);
 
 /// Runs a read that blocks its thread and can take long (a search, a count
 /// over many matches) on a blocking-pool thread, so that the async workers
@@ -335,15 +339,15 @@ impl<B: Backend> Store for SqlStore<B> {
         if params.may_take_long() {
             if let Some(slot) = self.0.long_read_slot().await? {
                 let mut conn = self.0.read().await?;
-                let (account, params) = (account.clone(), params.clone());
+                let (account, params, cursors) = (account.clone(), params.clone(), self.1.clone());
                 return off_worker(async move {
                     let _slot = slot;
-                    list_customers(&mut conn, &account, &params).await
+                    list_customers(&mut conn, &account, &params, &cursors).await
                 })
                 .await;
             }
         }
-        on_read!(self.0, |conn| list_customers(&mut conn, account, params).await)
+        on_read!(self.0, |conn| list_customers(&mut conn, account, params, &self.1).await)
     }
 
     async fn import_customers(

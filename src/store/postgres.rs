@@ -25,7 +25,7 @@ impl PostgresStore {
     pub async fn connect(url: &str, options: &PoolOptions) -> anyhow::Result<Self> {
         let connect: PgConnectOptions = url.parse()?;
         let pool = Pool::connect(connect, options.max_connections, options.acquire_timeout).await?;
-        Ok(SqlStore(PostgresBackend { pool }))
+        Ok(SqlStore(PostgresBackend { pool }, Default::default()))
     }
 }
 

@@ -209,8 +209,15 @@ fn prefix_filter(filter: &CustomerFilter) -> Option<(&Prefix, &'static [&'static
 }
 
 /// One page of matches: `limit + 1` rows so the caller can tell whether
-/// another page exists.
-pub fn list_page(dialect: Dialect, account: &AccountId, params: &ListParams, strategy: Strategy) -> SqlBuilder {
+/// another page exists. `cursor_at` is the cursor's `created_at` where the
+/// store knows it ([`super::cursors`]); otherwise the statement looks it up.
+pub fn list_page(
+    dialect: Dialect,
+    account: &AccountId,
+    params: &ListParams,
+    strategy: Strategy,
+    cursor_at: Option<DateTime<Utc>>,
+) -> SqlBuilder {
     let filter = &params.filter;
     let mut q = SqlBuilder::new(dialect, "SELECT ");
     q.push(CUSTOMER_COLUMNS);
@@ -227,12 +234,12 @@ pub fn list_page(dialect: Dialect, account: &AccountId, params: &ListParams, str
             q.push(" FROM customers c").push(newest_first_hint(dialect)).push(" WHERE ");
             push_scope(&mut q, account, filter);
             push_matches(&mut q, filter, false, "c");
-            push_cursor(&mut q, account, params.starting_after);
+            push_cursor(&mut q, account, params.starting_after, cursor_at);
             q.push(" AND c.created_at >= (SELECT min(w.created_at) FROM (SELECT c.created_at FROM customers c")
                 .push(newest_first_hint(dialect))
                 .push(" WHERE c.account_id = ")
                 .bind(text(account.as_str()));
-            push_cursor(&mut q, account, params.starting_after);
+            push_cursor(&mut q, account, params.starting_after, cursor_at);
             q.push(" ORDER BY c.created_at DESC, c.id ASC LIMIT ").bind(Param::Int(window)).push(") w)");
         }
         Strategy::Window(window) => {
@@ -241,7 +248,7 @@ pub fn list_page(dialect: Dialect, account: &AccountId, params: &ListParams, str
             q.push(" FROM (SELECT c.id, c.created_at, ").push(&WINDOW_COLUMNS.join(", "));
             q.push(" FROM customers c").push(newest_first_hint(dialect)).push(" WHERE ");
             push_scope(&mut q, account, filter);
-            push_cursor(&mut q, account, params.starting_after);
+            push_cursor(&mut q, account, params.starting_after, cursor_at);
             q.push(" ORDER BY c.created_at DESC, c.id ASC LIMIT ")
                 .bind(Param::Int(window))
                 .push(") w JOIN customers c ON c.id = w.id WHERE 1 = 1");
@@ -252,14 +259,14 @@ pub fn list_page(dialect: Dialect, account: &AccountId, params: &ListParams, str
             q.push(" WHERE ");
             push_scope(&mut q, account, filter);
             push_matches(&mut q, filter, true, "c");
-            push_cursor(&mut q, account, params.starting_after);
+            push_cursor(&mut q, account, params.starting_after, cursor_at);
         }
         Strategy::Plain => {
             // With a prefix, Plain is the dense fallback: walk created_at.
             let walk = filter.since.is_none() && prefix_filter(filter).is_some();
             q.push(" FROM customers c").push(if walk { newest_first_hint(dialect) } else { "" });
             let cursor = params.starting_after.filter(|_| filter.since.is_none());
-            let joined = push_cursor_row(&mut q, account, cursor);
+            let joined = if cursor_at.is_none() { push_cursor_row(&mut q, account, cursor) } else { None };
             q.push(" WHERE ");
             push_scope(&mut q, account, filter);
             push_matches(&mut q, filter, false, "c");
@@ -267,7 +274,7 @@ pub fn list_page(dialect: Dialect, account: &AccountId, params: &ListParams, str
                 Some(id) => push_keyset(&mut q, id, |q| {
                     q.push("cur.t");
                 }),
-                None => push_cursor(&mut q, account, cursor),
+                None => push_cursor(&mut q, account, cursor, cursor_at),
             }
         }
     }
@@ -298,15 +305,19 @@ fn newest_first_hint(dialect: Dialect) -> &'static str {
 /// customer of the account matches nothing, which the caller tells apart
 /// from the end of the list. Matches the (account_id, created_at DESC, id)
 /// index; a row comparison would not, because the directions are mixed.
-fn push_cursor(q: &mut SqlBuilder, account: &AccountId, cursor: Option<Uuid>) {
-    if let Some(id) = cursor {
-        push_keyset(q, id, |q| {
+fn push_cursor(q: &mut SqlBuilder, account: &AccountId, cursor: Option<Uuid>, cursor_at: Option<DateTime<Utc>>) {
+    match (cursor, cursor_at) {
+        (Some(id), Some(at)) => push_keyset(q, id, |q| {
+            q.bind(Param::Time(at));
+        }),
+        (Some(id), None) => push_keyset(q, id, |q| {
             q.push("(SELECT k.created_at FROM customers k WHERE k.account_id = ")
                 .bind(text(account.as_str()))
                 .push(" AND k.id = ")
                 .bind(Param::Id(id))
                 .push(")");
-        });
+        }),
+        (None, _) => {}
     }
 }
 
@@ -518,10 +529,10 @@ mod tests {
     #[test]
     fn placeholders_follow_the_dialect() {
         let p = params("email=ad&type=company");
-        let pg = list_page(Dialect::Postgres, &account(), &p, Strategy::Plain);
+        let pg = list_page(Dialect::Postgres, &account(), &p, Strategy::Plain, None);
         assert!(pg.sql().contains("c.email_lower >= $3 AND c.email_lower < $4"), "{}", pg.sql());
         assert!(pg.sql().ends_with("LIMIT $5"));
-        let lite = list_page(Dialect::Sqlite, &account(), &p, Strategy::Plain);
+        let lite = list_page(Dialect::Sqlite, &account(), &p, Strategy::Plain, None);
         assert!(lite.sql().contains("c.email_lower >= ? AND c.email_lower < ?"));
         assert_eq!(pg.params(), lite.params());
         assert_eq!(pg.params()[4], Param::Int(11));
@@ -529,7 +540,7 @@ mod tests {
 
     #[test]
     fn search_ors_every_search_column_as_ranges() {
-        let q = list_page(Dialect::Sqlite, &account(), &params("search=An"), Strategy::Plain);
+        let q = list_page(Dialect::Sqlite, &account(), &params("search=An"), Strategy::Plain, None);
         for column in SEARCH_COLUMNS {
             assert!(q.sql().contains(&format!("{column} >= ?")), "{column}");
         }
@@ -541,7 +552,7 @@ mod tests {
     fn default_listing_hides_deleted_and_contacts_and_pages_by_cursor() {
         let cursor = "01a20991-ec60-71ca-9acf-eb3795830f0c";
         let after = params(&format!("starting_after={cursor}"));
-        let q = list_page(Dialect::Sqlite, &account(), &after, Strategy::Plain);
+        let q = list_page(Dialect::Sqlite, &account(), &after, Strategy::Plain, None);
         assert!(q.sql().contains("c.deleted_at IS NULL"));
         assert!(q.sql().contains("c.type <> ?"));
         assert!(
@@ -556,7 +567,7 @@ mod tests {
         assert!(q.sql().ends_with("ORDER BY c.created_at DESC, c.id ASC LIMIT ?"), "{}", q.sql());
         assert_eq!(q.params()[..2], [text("T00000001"), Param::Id(cursor.parse().unwrap())]);
 
-        let pg = list_page(Dialect::Postgres, &account(), &after, Strategy::Plain);
+        let pg = list_page(Dialect::Postgres, &account(), &after, Strategy::Plain, None);
         let cursor_time =
             |a, b| format!("(SELECT k.created_at FROM customers k WHERE k.account_id = ${a} AND k.id = ${b})");
         let (first, second) = (cursor_time(3, 4), cursor_time(5, 6));
@@ -569,12 +580,30 @@ mod tests {
     }
 
     #[test]
+    fn a_cursor_whose_time_is_known_is_bound_not_looked_up() {
+        let cursor: Uuid = "01a20991-ec60-71ca-9acf-eb3795830f0c".parse().unwrap();
+        let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let after = params(&format!("starting_after={cursor}"));
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            for strategy in [Strategy::Plain, Strategy::Window(2000), Strategy::IndexRanges] {
+                let q = list_page(dialect, &account(), &after, strategy, Some(at));
+                assert!(!q.sql().contains("cur") && !q.sql().contains(" k "), "{}", q.sql());
+                assert!(q.params().contains(&Param::Time(at)), "{:?}: {}", strategy, q.sql());
+                assert!(q.params().contains(&Param::Id(cursor)), "{}", q.sql());
+            }
+        }
+        let sqlite = list_page(Dialect::Sqlite, &account(), &after, Strategy::Plain, Some(at));
+        assert!(sqlite.sql().contains("AND c.created_at <= ? AND (c.created_at < ? OR c.id > ?)"), "{}", sqlite.sql());
+    }
+
+    #[test]
     fn since_orders_by_update_time() {
         let q = list_page(
             Dialect::Sqlite,
             &account(),
             &params("since_datetime=2026-01-01T00:00:00Z&include_deleted=true&type=any"),
             Strategy::Plain,
+            None,
         );
         assert!(!q.sql().contains("deleted_at IS NULL"));
         assert!(!q.sql().contains("c.type"));
@@ -589,14 +618,19 @@ mod tests {
         assert_eq!(Strategy::first(&params("").filter), Strategy::Plain);
         assert_eq!(Strategy::first(&params("search=an&since_datetime=2026-01-01T00:00:00Z").filter), Strategy::Plain);
 
-        let window = list_page(Dialect::Sqlite, &account(), &p, Strategy::Window(2000));
+        let window = list_page(Dialect::Sqlite, &account(), &p, Strategy::Window(2000), None);
         assert!(window.sql().contains("FROM customers c INDEXED BY customers_created_idx WHERE"), "{}", window.sql());
-        let dense = list_page(Dialect::Sqlite, &account(), &p, Strategy::Plain);
+        let dense = list_page(Dialect::Sqlite, &account(), &p, Strategy::Plain, None);
         assert!(dense.sql().contains("INDEXED BY customers_created_idx"), "{}", dense.sql());
-        let feed =
-            list_page(Dialect::Sqlite, &account(), &params("since_datetime=2026-01-01T00:00:00Z"), Strategy::Plain);
+        let feed = list_page(
+            Dialect::Sqlite,
+            &account(),
+            &params("since_datetime=2026-01-01T00:00:00Z"),
+            Strategy::Plain,
+            None,
+        );
         assert!(!feed.sql().contains("INDEXED BY"), "the change feed walks updated_at: {}", feed.sql());
-        let pg = list_page(Dialect::Postgres, &account(), &p, Strategy::Window(2000));
+        let pg = list_page(Dialect::Postgres, &account(), &p, Strategy::Window(2000), None);
         assert!(!pg.sql().contains("INDEXED BY"), "{}", pg.sql());
         assert!(pg.sql().contains("FROM (SELECT c.id, c.created_at, c.email_lower,"), "{}", pg.sql());
         assert!(pg.sql().contains(") w JOIN customers c ON c.id = w.id"), "{}", pg.sql());
@@ -605,7 +639,7 @@ mod tests {
         assert!(window.sql().contains("AND (c.email_lower >= ?"), "{}", window.sql());
         assert!(window.params().contains(&Param::Int(2000)));
 
-        let ranges = list_page(Dialect::Postgres, &account(), &p, Strategy::IndexRanges);
+        let ranges = list_page(Dialect::Postgres, &account(), &p, Strategy::IndexRanges, None);
         let sql = ranges.sql();
         assert!(
             sql.contains("FROM (SELECT id AS k FROM customers WHERE account_id = $1 AND (last_name_lower >= $2"),
@@ -615,7 +649,7 @@ mod tests {
         assert!(sql.contains(") m JOIN customers c ON c.id = m.k WHERE c.account_id = "));
         assert!(sql.contains("AND (c.email_lower >= "), "the other prefix still filters: {sql}");
         assert!(!sql.contains("OR (c.last_name_lower"), "the driving prefix is not repeated");
-        let sqlite = list_page(Dialect::Sqlite, &account(), &p, Strategy::IndexRanges);
+        let sqlite = list_page(Dialect::Sqlite, &account(), &p, Strategy::IndexRanges, None);
         assert!(
             sqlite.sql().contains("FROM (SELECT rowid AS k FROM customers WHERE account_id = ?"),
             "{}",

@@ -75,7 +75,7 @@ impl SqliteStore {
                 },
             )?)
         };
-        Ok(SqlStore(SqliteBackend { pool, reader }))
+        Ok(SqlStore(SqliteBackend { pool, reader }, Default::default()))
     }
 }
 
