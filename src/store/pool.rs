@@ -132,8 +132,7 @@ where
     /// out one by one. The permits are not held by idle connections, so new
     /// ones open on demand.
     pub fn discard_idle(&self) {
-        let idle = self.shared.idle.lock().map(|mut idle| std::mem::take(&mut *idle)).unwrap_or_default();
-        drop(idle);
+        drop(self.shared.take_idle());
     }
 
     async fn lease_now(&self) -> Result<Lease<DB>, sqlx::Error> {
@@ -164,8 +163,7 @@ where
     /// close when they come back).
     pub async fn close(&self) {
         self.shared.permits.close();
-        let idle = self.shared.idle.lock().map(|mut idle| std::mem::take(&mut *idle)).unwrap_or_default();
-        for (conn, _) in idle {
+        for (conn, _) in self.shared.take_idle() {
             let _ = conn.close().await;
         }
     }
@@ -260,6 +258,11 @@ where
 }
 
 impl<DB: Database> Shared<DB> {
+    /// Every idle connection, taken out of the pool.
+    fn take_idle(&self) -> Vec<(DB::Connection, Instant)> {
+        self.idle.lock().map(|mut idle| std::mem::take(&mut *idle)).unwrap_or_default()
+    }
+
     fn put_back(&self, conn: DB::Connection) {
         if let Ok(mut idle) = self.idle.lock() {
             if !self.permits.is_closed() {
