@@ -100,7 +100,7 @@ pub struct ImportRow {
 impl ImportRow {
     pub fn new(line: u64, customer_id: String, data: CustomerData) -> Self {
         let columns = IndexedColumns::of(&customer_id, &data);
-        let doc = query::Param::json(&data).ok();
+        let doc = customers::document(&data).ok();
         Self { line, customer_id, data, columns, doc }
     }
 }

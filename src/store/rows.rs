@@ -54,9 +54,10 @@ impl<'r> Decode<'r, Postgres> for Ts {
 }
 
 /// A customer's document, decoded as text: the answers copy it as it is
-/// (`domain::stored`). SQLite holds the text serde wrote; PostgreSQL's
-/// `jsonb` comes back as its own rendering, with a space after every `:`
-/// and `,`, which is taken out so both backends answer alike.
+/// (`domain::stored`). Both backends hold the text serde wrote. A
+/// PostgreSQL document stored before migration 0006 (a `jsonb` column then)
+/// is `jsonb`'s rendering, with a space after every `:` and `,`, which is
+/// taken out so that every answer reads alike.
 impl Type<Sqlite> for StoredDocument {
     fn type_info() -> SqliteTypeInfo {
         <String as Type<Sqlite>>::type_info()
@@ -75,27 +76,45 @@ impl<'r> Decode<'r, Sqlite> for StoredDocument {
 
 impl Type<Postgres> for StoredDocument {
     fn type_info() -> PgTypeInfo {
-        <Json<serde_json::Value> as Type<Postgres>>::type_info()
+        <String as Type<Postgres>>::type_info()
     }
 
     fn compatible(ty: &PgTypeInfo) -> bool {
-        <Json<serde_json::Value> as Type<Postgres>>::compatible(ty)
+        <String as Type<Postgres>>::compatible(ty) || <Json<serde_json::Value> as Type<Postgres>>::compatible(ty)
     }
 }
 
 impl<'r> Decode<'r, Postgres> for StoredDocument {
     fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-        let binary_jsonb = value.format() == PgValueFormat::Binary && value.type_info().name() == "JSONB";
+        let jsonb = value.type_info().name() == "JSONB";
         let mut bytes = value.as_bytes()?;
-        if binary_jsonb {
+        if jsonb && value.format() == PgValueFormat::Binary {
             // jsonb's binary form is a version byte, then the text.
             match bytes.split_first() {
                 Some((1, text)) => bytes = text,
                 _ => return Err("unsupported jsonb format version".into()),
             }
         }
-        document(String::from_utf8(compact_json(bytes))?)
+        let text = if jsonb || rendered_by_jsonb(bytes) { compact_json(bytes) } else { bytes.to_vec() };
+        document(String::from_utf8(text)?)
     }
+}
+
+/// Whether an object's text is `jsonb`'s rendering rather than serde's:
+/// `jsonb` puts a space after the colon that ends the first key; serde never
+/// does. (Only the first key is read: a document is one or the other.)
+fn rendered_by_jsonb(object: &[u8]) -> bool {
+    let Some(key) = object.strip_prefix(b"{\"") else { return false };
+    let mut escaped = false;
+    for (at, &byte) in key.iter().enumerate() {
+        match byte {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'"' => return key[at + 1..].starts_with(b": "),
+            _ => {}
+        }
+    }
+    false
 }
 
 fn document(text: String) -> Result<StoredDocument, BoxDynError> {
@@ -350,7 +369,7 @@ db_row! {
 
 #[cfg(test)]
 mod tests {
-    use super::compact_json;
+    use super::{compact_json, rendered_by_jsonb};
 
     #[test]
     fn compacting_keeps_strings_and_drops_the_rest_of_the_whitespace() {
@@ -359,5 +378,17 @@ mod tests {
         assert_eq!(compact, "{\"a b\":\"x, \\\"y\\\": z\\\\\",\"n\":[1,2.5,{\"t\":true}],\"ø\":\" \"}");
         let a: serde_json::Value = serde_json::from_str(spaced).unwrap();
         assert_eq!(a, serde_json::from_str::<serde_json::Value>(&compact).unwrap());
+    }
+
+    #[test]
+    fn only_jsonb_renderings_are_taken_for_jsonb() {
+        // jsonb's text of the same object, as PostgreSQL prints it.
+        for jsonb in ["{\"a\": 1}", "{\"q\\\"\": {\"b\":1}}", "{\"\": []}"] {
+            assert!(rendered_by_jsonb(jsonb.as_bytes()), "{jsonb}");
+        }
+        // serde's text, whatever its values hold.
+        for serde in ["{}", "{\"a\":1}", "{\"q\\\"\":\": \"}", "{\"a\":\"x\": y\"}", "{\"a\""] {
+            assert!(!rendered_by_jsonb(serde.as_bytes()), "{serde}");
+        }
     }
 }
