@@ -56,7 +56,9 @@ impl CustomerType {
 #[serde(deny_unknown_fields)]
 pub struct EnrolledBy {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
     pub kind: Option<String>,
+    #[schema(max_length = 1000)]
     pub value: String,
 }
 
@@ -91,28 +93,38 @@ pub enum AddressType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
+    #[schema(max_length = 1000)]
     pub address_line: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
     pub address_line_2: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
     pub postal_code: Option<String>,
+    #[schema(max_length = 1000)]
     pub postal_place: String,
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub country: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub latitude: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub longitude: Option<f64>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<AddressType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
     pub custom_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
     pub comment: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Term {
+    #[schema(min_length = 1, max_length = 1000)]
     pub id: String,
     #[serde(serialize_with = "crate::domain::time::micros")]
     pub accepted_at: DateTime<Utc>,
@@ -122,14 +134,19 @@ pub struct Term {
 #[serde(deny_unknown_fields)]
 pub struct Company {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
     pub organization_number: Option<String>,
     /// Spelled as in the Dintero contract.
+    #[schema(max_length = 1000)]
     pub bussiness_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
     pub department: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
     pub industry: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
     pub website: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number_of_employees: Option<u64>,
@@ -138,6 +155,7 @@ pub struct Company {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactRef {
+    #[schema(min_length = 1, max_length = 255)]
     pub customer_id: String,
 }
 
@@ -237,22 +255,22 @@ pub fn etag(updated_at: &DateTime<Utc>) -> String {
 #[serde(deny_unknown_fields)]
 pub struct CustomerInput {
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255)]
     pub customer_id: Patch<String>,
     #[serde(rename = "type", default)]
     #[schema(value_type = Option<CustomerType>)]
     pub customer_type: Patch<CustomerType>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 1000)]
     pub first_name: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 1000)]
     pub last_name: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Email, max_length = 254)]
     pub email: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^\+?[1-9][0-9]{1,14}$")]
     pub phone_number: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -261,13 +279,13 @@ pub struct CustomerInput {
     #[schema(value_type = Option<Object>)]
     pub metadata: Patch<JsonObject>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 1000)]
     pub status: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 1000)]
     pub favorite_store: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 1000)]
     pub gender: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Date)]

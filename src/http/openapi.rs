@@ -103,3 +103,85 @@ impl Modify for CommonErrors {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+    use utoipa::OpenApi;
+
+    use super::ApiDoc;
+    use crate::domain::customer::CustomerInput;
+
+    /// Whether `body` passes the create rules.
+    fn accepted(body: Value) -> bool {
+        let input: CustomerInput = serde_json::from_value(body).unwrap();
+        input.into_new(chrono::Utc::now()).is_ok()
+    }
+
+    /// A create body with `value` at `path` (dot-separated; a number picks
+    /// the element of an array), beside what its type requires.
+    fn body_with(path: &str, value: Value) -> Value {
+        let mut body = json!({
+            "type": "company", "company": {"bussiness_name": "Acme"},
+            "addresses": [{"address_line": "Gate 1", "postal_place": "Oslo", "country": "NO"}],
+            "enrolled_by": {"value": "shop"}, "term": {"id": "t", "accepted_at": "2026-01-01T00:00:00Z"},
+        });
+        let mut at = &mut body;
+        let (parents, last) = path.rsplit_once('.').map_or(("", path), |(p, l)| (p, l));
+        for key in parents.split('.').filter(|k| !k.is_empty()) {
+            at = match key.parse::<usize>() {
+                Ok(index) => &mut at[index],
+                Err(_) => &mut at[key],
+            };
+        }
+        at[last] = value;
+        body
+    }
+
+    #[test]
+    fn request_schemas_state_the_length_limits_validation_enforces() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let fields = [
+            ("CustomerInput", "customer_id", "customer_id"),
+            ("CustomerInput", "first_name", "first_name"),
+            ("CustomerInput", "last_name", "last_name"),
+            ("CustomerInput", "status", "status"),
+            ("CustomerInput", "favorite_store", "favorite_store"),
+            ("CustomerInput", "gender", "gender"),
+            ("EnrolledBy", "value", "enrolled_by.value"),
+            ("EnrolledBy", "type", "enrolled_by.type"),
+            ("Address", "address_line", "addresses.0.address_line"),
+            ("Address", "address_line_2", "addresses.0.address_line_2"),
+            ("Address", "postal_code", "addresses.0.postal_code"),
+            ("Address", "postal_place", "addresses.0.postal_place"),
+            ("Address", "custom_type", "addresses.0.custom_type"),
+            ("Address", "comment", "addresses.0.comment"),
+            ("Term", "id", "term.id"),
+            ("Company", "organization_number", "company.organization_number"),
+            ("Company", "bussiness_name", "company.bussiness_name"),
+            ("Company", "department", "company.department"),
+            ("Company", "industry", "company.industry"),
+            ("Company", "website", "company.website"),
+        ];
+        assert!(accepted(body_with("first_name", json!("Ada"))), "the base body must pass");
+        for (schema, property, path) in fields {
+            let stated = &schemas[schema]["properties"][property];
+            let max = stated["maxLength"].as_u64().unwrap_or_else(|| panic!("{schema}.{property}: no maxLength"));
+            let at_most = "ø".repeat(max as usize);
+            assert!(accepted(body_with(path, json!(at_most))), "{path}: {max} characters refused");
+            assert!(!accepted(body_with(path, json!(at_most + "x"))), "{path}: {} characters taken", max + 1);
+        }
+        let phone = &schemas["CustomerInput"]["properties"]["phone_number"]["pattern"];
+        assert_eq!(phone, "^\\+?[1-9][0-9]{1,14}$");
+        for (number, valid) in [("+4791234567", true), ("4791234567", true), ("+0123", false), ("+1", false)] {
+            assert_eq!(accepted(body_with("phone_number", json!(number))), valid, "{number}");
+        }
+        let latitude = &schemas["Address"]["properties"]["latitude"];
+        assert_eq!((latitude["minimum"].as_f64(), latitude["maximum"].as_f64()), (Some(-90.0), Some(90.0)));
+        assert!(!accepted(body_with("addresses.0.latitude", json!(90.5))));
+        let longitude = &schemas["Address"]["properties"]["longitude"];
+        assert_eq!((longitude["minimum"].as_f64(), longitude["maximum"].as_f64()), (Some(-180.0), Some(180.0)));
+        assert!(!accepted(body_with("addresses.0.longitude", json!(-180.5))));
+    }
+}
