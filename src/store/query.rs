@@ -303,8 +303,9 @@ fn newest_first_hint(dialect: Dialect) -> &'static str {
 /// `created_at` is read inside the statement, by a subquery that runs once
 /// (it saves a next page a statement of its own); a cursor naming no
 /// customer of the account matches nothing, which the caller tells apart
-/// from the end of the list. Matches the (account_id, created_at DESC, id)
-/// index; a row comparison would not, because the directions are mixed.
+/// from the end of the list. Matches the (account_id, created_at, id DESC)
+/// index read backwards; a row comparison would not, because the
+/// directions are mixed.
 fn push_cursor(q: &mut SqlBuilder, account: &AccountId, cursor: Option<Uuid>, cursor_at: Option<DateTime<Utc>>) {
     match (cursor, cursor_at) {
         (Some(id), Some(at)) => push_keyset(q, id, |q| {
