@@ -382,7 +382,7 @@ mod tests {
 
     #[test]
     fn only_jsonb_renderings_are_taken_for_jsonb() {
-        // jsonb's text of the same object, as PostgreSQL prints it.
+        // jsonb renderings, as PostgreSQL prints them.
         for jsonb in ["{\"a\": 1}", "{\"q\\\"\": {\"b\":1}}", "{\"\": []}"] {
             assert!(rendered_by_jsonb(jsonb.as_bytes()), "{jsonb}");
         }
