@@ -21,6 +21,9 @@ pub struct DatabaseArgs {
     /// Seconds a request waits for a free database connection before 503.
     #[arg(long, env = "CUSTOMERS_DB_ACQUIRE_TIMEOUT", default_value_t = 5)]
     pub db_acquire_timeout: u64,
+    /// Seconds a database connection may sit idle before it is closed.
+    #[arg(long, env = "CUSTOMERS_DB_IDLE_TIMEOUT", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_idle_timeout: u64,
 }
 
 impl DatabaseArgs {
@@ -29,6 +32,7 @@ impl DatabaseArgs {
             max_connections: self.db_max_connections.unwrap_or(crate::store::default_max_connections(&self.url)).max(1),
             acquire_timeout: Duration::from_secs(self.db_acquire_timeout),
             bulk: false,
+            idle_timeout: Duration::from_secs(self.db_idle_timeout),
         }
     }
 
@@ -53,6 +57,7 @@ impl fmt::Debug for DatabaseArgs {
             .field("url", &redact(&self.url))
             .field("db_max_connections", &self.db_max_connections)
             .field("db_acquire_timeout", &self.db_acquire_timeout)
+            .field("db_idle_timeout", &self.db_idle_timeout)
             .finish()
     }
 }

@@ -363,11 +363,18 @@ pub struct PoolOptions {
     /// requests: SQLite connections get a large page cache and check-point
     /// the WAL less often.
     pub bulk: bool,
+    /// A connection idle this long is closed.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout: std::time::Duration::from_secs(5), bulk: false }
+        Self {
+            max_connections: 16,
+            acquire_timeout: std::time::Duration::from_secs(5),
+            bulk: false,
+            idle_timeout: std::time::Duration::from_secs(600),
+        }
     }
 }
 

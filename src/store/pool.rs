@@ -10,13 +10,15 @@
 //!   flow, is rolled back by a background task before reuse).
 //!
 //! Connections are opened on demand, at most `max_connections` at a time,
-//! and live until they fail or the pool closes. One that sat idle for
+//! and live until they fail, sit idle for the pool's idle timeout (a
+//! background task closes them, so a burst's connections do not stay open
+//! on the database for good), or the pool closes. One that sat idle for
 //! [`CHECK_IDLE_AFTER`] or longer is pinged before it is handed out, and
 //! replaced if that fails: a database restarted in a quiet moment costs no
 //! request a 503. Under load connections never idle that long, so the
 //! check costs nothing there.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -84,6 +86,7 @@ where
         options: <DB::Connection as Connection>::Options,
         max_connections: u32,
         acquire_timeout: Duration,
+        idle_timeout: Duration,
     ) -> Result<Self, sqlx::Error> {
         // Every connection of the process opens here, so SQLite is set up
         // before its first one (for a PostgreSQL pool this does nothing).
@@ -95,7 +98,9 @@ where
             permits: Arc::new(Semaphore::new(max_connections.max(1) as usize)),
             acquire_timeout,
         };
-        Ok(Pool { shared: Arc::new(shared) })
+        let shared = Arc::new(shared);
+        close_idle_connections(Arc::downgrade(&shared), idle_timeout);
+        Ok(Pool { shared })
     }
 
     /// A connection for this request: an idle one, or a new one while
@@ -167,6 +172,29 @@ where
             let _ = conn.close().await;
         }
     }
+}
+
+/// Closes the connections that sat idle for `timeout` or longer, checking
+/// every half `timeout`, until the pool is gone.
+fn close_idle_connections<DB>(shared: Weak<Shared<DB>>, timeout: Duration)
+where
+    DB: Database,
+    DB::Connection: Session,
+{
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval((timeout / 2).max(Duration::from_millis(1)));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let Some(pool) = shared.upgrade() else { return };
+            let expired = pool.take_idle_since(timeout);
+            drop(pool);
+            for (conn, _) in expired {
+                let _ = conn.close().await;
+            }
+        }
+    });
 }
 
 /// A leased connection. It goes back to the pool when dropped, if its state
@@ -263,6 +291,15 @@ impl<DB: Database> Shared<DB> {
         self.idle.lock().map(|mut idle| std::mem::take(&mut *idle)).unwrap_or_default()
     }
 
+    /// The idle connections that came back `timeout` or longer ago, taken
+    /// out of the pool; the others stay in their order.
+    fn take_idle_since(&self, timeout: Duration) -> Vec<(DB::Connection, Instant)> {
+        let Ok(mut idle) = self.idle.lock() else { return Vec::new() };
+        let (expired, kept) = std::mem::take(&mut *idle).into_iter().partition(|(_, since)| since.elapsed() >= timeout);
+        *idle = kept;
+        expired
+    }
+
     fn put_back(&self, conn: DB::Connection) {
         if let Ok(mut idle) = self.idle.lock() {
             if !self.permits.is_closed() {
@@ -284,14 +321,41 @@ mod tests {
 
     async fn sqlite(max: u32) -> Pool<Sqlite> {
         let options: SqliteConnectOptions = "sqlite::memory:".parse().unwrap();
-        Pool::connect(options, max, Duration::from_millis(300)).await.unwrap()
+        Pool::connect(options, max, Duration::from_millis(300), IDLE_TIMEOUT).await.unwrap()
     }
 
     async fn postgres(max: u32) -> Pool<Postgres> {
         let url =
             std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let options: PgConnectOptions = url.parse().unwrap();
-        Pool::connect(options, max, Duration::from_millis(300)).await.unwrap()
+        Pool::connect(options, max, Duration::from_millis(300), IDLE_TIMEOUT).await.unwrap()
+    }
+
+    /// Long enough that no test's connection times out, short enough that
+    /// `closes_connections_idle_too_long` waits little.
+    const IDLE_TIMEOUT: Duration = Duration::from_millis(400);
+
+    fn idle_count<DB: Database>(pool: &Pool<DB>) -> usize {
+        pool.shared.idle.lock().unwrap().len()
+    }
+
+    async fn closes_connections_idle_too_long<DB: Database>(pool: Pool<DB>)
+    where
+        DB::Connection: Session,
+    {
+        let (mut a, mut b) = (pool.lease().await.unwrap(), pool.lease().await.unwrap());
+        a.execute_raw("SELECT 1").await.unwrap();
+        b.execute_raw("SELECT 1").await.unwrap();
+        drop((a, b));
+        assert_eq!(idle_count(&pool), 2, "both came back");
+        let mut kept = pool.lease().await.unwrap();
+        tokio::time::sleep(IDLE_TIMEOUT * 2 + Duration::from_millis(100)).await;
+        assert_eq!(idle_count(&pool), 0, "the one left idle was closed");
+        kept.execute_raw("SELECT 1").await.expect("a leased connection is not touched");
+        drop(kept);
+        assert_eq!(idle_count(&pool), 1);
+        let mut again = pool.lease().await.unwrap();
+        again.execute_raw("SELECT 1").await.expect("leases go on after idle connections closed");
     }
 
     async fn reuses_a_settled_connection<DB: Database>(pool: Pool<DB>)
@@ -359,6 +423,7 @@ mod tests {
         closes_a_connection_left_mid_statement(sqlite(1).await, SQLITE_SLOW).await;
         rolls_back_an_abandoned_transaction(sqlite(1).await).await;
         times_out_and_closes(sqlite(1).await).await;
+        closes_connections_idle_too_long(sqlite(2).await).await;
     }
 
     #[tokio::test]
@@ -367,5 +432,6 @@ mod tests {
         closes_a_connection_left_mid_statement(postgres(1).await, POSTGRES_SLOW).await;
         rolls_back_an_abandoned_transaction(postgres(1).await).await;
         times_out_and_closes(postgres(1).await).await;
+        closes_connections_idle_too_long(postgres(2).await).await;
     }
 }

@@ -24,7 +24,8 @@ pub struct PostgresBackend {
 impl PostgresStore {
     pub async fn connect(url: &str, options: &PoolOptions) -> anyhow::Result<Self> {
         let connect: PgConnectOptions = url.parse()?;
-        let pool = Pool::connect(connect, options.max_connections, options.acquire_timeout).await?;
+        let pool =
+            Pool::connect(connect, options.max_connections, options.acquire_timeout, options.idle_timeout).await?;
         Ok(SqlStore(PostgresBackend { pool }, Default::default()))
     }
 }

@@ -60,7 +60,8 @@ impl SqliteStore {
         let path = connect.get_filename().to_owned();
         // The pool's first connection creates the file and sets WAL mode,
         // which the read-only reader needs.
-        let pool = Pool::connect(connect, options.max_connections, options.acquire_timeout).await?;
+        let pool =
+            Pool::connect(connect, options.max_connections, options.acquire_timeout, options.idle_timeout).await?;
         let reader = if in_memory {
             None
         } else {
