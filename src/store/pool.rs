@@ -27,6 +27,8 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{ConnectOptions, Connection, Database, Executor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::PoolOptions;
+
 /// A connection that can run a statement without parameters (the pool's
 /// `BEGIN`, `COMMIT` and `ROLLBACK`). Written per driver: sqlx's executor
 /// traits are too lifetime-generic to name in a generic bound here.
@@ -84,9 +86,7 @@ where
     /// database fails at start-up rather than on the first request.
     pub async fn connect(
         options: <DB::Connection as Connection>::Options,
-        max_connections: u32,
-        acquire_timeout: Duration,
-        idle_timeout: Duration,
+        pool: &PoolOptions,
     ) -> Result<Self, sqlx::Error> {
         // Every connection of the process opens here, so SQLite is set up
         // before its first one (for a PostgreSQL pool this does nothing).
@@ -95,11 +95,11 @@ where
         let shared = Shared {
             options,
             idle: Mutex::new(vec![(first, Instant::now())]),
-            permits: Arc::new(Semaphore::new(max_connections.max(1) as usize)),
-            acquire_timeout,
+            permits: Arc::new(Semaphore::new(pool.max_connections.max(1) as usize)),
+            acquire_timeout: pool.acquire_timeout,
         };
         let shared = Arc::new(shared);
-        close_idle_connections(Arc::downgrade(&shared), idle_timeout);
+        close_idle_connections(Arc::downgrade(&shared), pool.idle_timeout);
         Ok(Pool { shared })
     }
 
@@ -321,19 +321,28 @@ mod tests {
 
     async fn sqlite(max: u32) -> Pool<Sqlite> {
         let options: SqliteConnectOptions = "sqlite::memory:".parse().unwrap();
-        Pool::connect(options, max, Duration::from_millis(300), IDLE_TIMEOUT).await.unwrap()
+        Pool::connect(options, &test_options(max)).await.unwrap()
     }
 
     async fn postgres(max: u32) -> Pool<Postgres> {
         let url =
             std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let options: PgConnectOptions = url.parse().unwrap();
-        Pool::connect(options, max, Duration::from_millis(300), IDLE_TIMEOUT).await.unwrap()
+        Pool::connect(options, &test_options(max)).await.unwrap()
     }
 
     /// Long enough that no test's connection times out, short enough that
     /// `closes_connections_idle_too_long` waits little.
     const IDLE_TIMEOUT: Duration = Duration::from_millis(400);
+
+    fn test_options(max: u32) -> PoolOptions {
+        PoolOptions {
+            max_connections: max,
+            acquire_timeout: Duration::from_millis(300),
+            idle_timeout: IDLE_TIMEOUT,
+            ..PoolOptions::default()
+        }
+    }
 
     fn idle_count<DB: Database>(pool: &Pool<DB>) -> usize {
         pool.shared.idle.lock().unwrap().len()

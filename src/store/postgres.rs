@@ -9,7 +9,7 @@ use sqlx::{Arguments, Postgres};
 
 use super::copy::CopyRows;
 use super::ops::{impl_conn, run_migrations, Backend, Handle, SqlStore};
-use super::pool::Pool;
+use super::pool::{connection_lost, Pool};
 use super::query::{Dialect, Param};
 use super::{known_constraint, PoolOptions, StoreError};
 
@@ -24,8 +24,7 @@ pub struct PostgresBackend {
 impl PostgresStore {
     pub async fn connect(url: &str, options: &PoolOptions) -> anyhow::Result<Self> {
         let connect: PgConnectOptions = url.parse()?;
-        let pool =
-            Pool::connect(connect, options.max_connections, options.acquire_timeout, options.idle_timeout).await?;
+        let pool = Pool::connect(connect, options).await?;
         Ok(SqlStore(PostgresBackend { pool }, Default::default()))
     }
 }
@@ -113,11 +112,9 @@ fn translate(error: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
             StoreError::invalid("request", "invalid_value", "the request holds a value that cannot be stored")
         }
-        // Class 08 (connection exception), 57P (operator intervention, e.g.
-        // shutdown), 53 (insufficient resources).
-        sqlx::Error::Database(db)
-            if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")) =>
-        {
+        // A lost connection (class 08, 57P), or class 53 (insufficient
+        // resources).
+        sqlx::Error::Database(db) if connection_lost(&error) || db.code().is_some_and(|c| c.starts_with("53")) => {
             StoreError::Unavailable(db.message().to_owned())
         }
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {

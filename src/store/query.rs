@@ -300,8 +300,9 @@ fn newest_first_hint(dialect: Dialect) -> &'static str {
 }
 
 /// After the cursor customer (`starting_after`) in the default order. Its
-/// `created_at` is read inside the statement, by a subquery that runs once
-/// (it saves a next page a statement of its own); a cursor naming no
+/// `created_at` is bound when the store knows it (`cursor_at`), else read
+/// inside the statement by a subquery that runs once (it saves a next page
+/// a statement of its own); a cursor naming no
 /// customer of the account matches nothing, which the caller tells apart
 /// from the end of the list. Matches the (account_id, created_at, id DESC)
 /// index read backwards; a row comparison would not, because the

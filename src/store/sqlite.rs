@@ -60,8 +60,7 @@ impl SqliteStore {
         let path = connect.get_filename().to_owned();
         // The pool's first connection creates the file and sets WAL mode,
         // which the read-only reader needs.
-        let pool =
-            Pool::connect(connect, options.max_connections, options.acquire_timeout, options.idle_timeout).await?;
+        let pool = Pool::connect(connect, options).await?;
         let reader = if in_memory {
             None
         } else {
