@@ -24,6 +24,11 @@ pub struct DatabaseArgs {
     /// Seconds a database connection may sit idle before it is closed.
     #[arg(long, env = "CUSTOMERS_DB_IDLE_TIMEOUT", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub db_idle_timeout: u64,
+    /// Reads that may take long (searches, counts) this process runs at once;
+    /// the rest wait for a slot [default: the cores of this machine]. Raise it
+    /// when PostgreSQL runs on a machine with more cores.
+    #[arg(long, env = "CUSTOMERS_DB_LONG_READS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub db_long_reads: Option<u32>,
 }
 
 impl DatabaseArgs {
@@ -33,6 +38,7 @@ impl DatabaseArgs {
             acquire_timeout: Duration::from_secs(self.db_acquire_timeout),
             bulk: false,
             idle_timeout: Duration::from_secs(self.db_idle_timeout),
+            long_reads: self.db_long_reads.unwrap_or_else(crate::store::default_long_reads),
         }
     }
 
@@ -58,6 +64,7 @@ impl fmt::Debug for DatabaseArgs {
             .field("db_max_connections", &self.db_max_connections)
             .field("db_acquire_timeout", &self.db_acquire_timeout)
             .field("db_idle_timeout", &self.db_idle_timeout)
+            .field("db_long_reads", &self.db_long_reads)
             .finish()
     }
 }
@@ -82,6 +89,47 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::DatabaseArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    }
+
+    fn pool(args: &[&str]) -> Result<crate::store::PoolOptions, clap::Error> {
+        Cli::try_parse_from(std::iter::once("customers").chain(args.iter().copied())).map(|cli| cli.db.pool())
+    }
+
+    #[test]
+    fn pool_flags_reach_the_pool_options() {
+        let given = pool(&[
+            "--database",
+            "postgres://u@h/db",
+            "--db-max-connections",
+            "3",
+            "--db-acquire-timeout",
+            "7",
+            "--db-idle-timeout",
+            "42",
+            "--db-long-reads",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(given.max_connections, 3);
+        assert_eq!(given.acquire_timeout, Duration::from_secs(7));
+        assert_eq!(given.idle_timeout, Duration::from_secs(42));
+        assert_eq!(given.long_reads, 5);
+        assert!(!given.bulk);
+        // A zero idle timeout would close every connection at once: refused.
+        assert!(pool(&["--db-idle-timeout", "0"]).is_err());
+        assert!(pool(&["--db-max-connections", "0"]).unwrap().max_connections >= 1);
+    }
+
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(super::redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");

@@ -16,6 +16,7 @@ use crate::domain::settings::Settings;
 use crate::domain::stored::StoredCustomer;
 use crate::domain::validate::FieldError;
 
+mod admission;
 mod copy;
 mod cursors;
 mod customers;
@@ -365,6 +366,15 @@ pub struct PoolOptions {
     pub bulk: bool,
     /// A connection idle this long is closed.
     pub idle_timeout: std::time::Duration,
+    /// Reads that may take long (searches, counts) running at once; the
+    /// rest wait for a slot (see `admission`).
+    pub long_reads: u32,
+}
+
+/// One long read per core of this machine: the database's cores when it
+/// runs here (SQLite always; PostgreSQL in a small deployment).
+pub fn default_long_reads() -> u32 {
+    std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
 }
 
 impl Default for PoolOptions {
@@ -374,6 +384,7 @@ impl Default for PoolOptions {
             acquire_timeout: std::time::Duration::from_secs(5),
             bulk: false,
             idle_timeout: std::time::Duration::from_secs(600),
+            long_reads: default_long_reads(),
         }
     }
 }

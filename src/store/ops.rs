@@ -75,11 +75,16 @@ pub trait Backend: Send + Sync + 'static {
     /// A pooled connection outside a transaction, for maintenance
     /// statements that write but cannot run in a transaction (`VACUUM`).
     async fn session(&self) -> Result<Self::Conn, StoreError>;
-    /// Where reads run on the calling thread (SQLite's direct reader) rather
-    /// than wait for a database server: a slot for a read that may take long,
-    /// waited for before its connection is taken. `None`: no slot needed.
+    /// A slot for a read that may take long (see `admission`), waited for
+    /// before its connection is taken. `None`: no slot needed.
     async fn long_read_slot(&self) -> Result<Option<OwnedSemaphorePermit>, StoreError> {
         Ok(None)
+    }
+    /// Whether a read runs on the calling thread (SQLite's direct reader)
+    /// rather than wait for a database server; a long one then leaves the
+    /// async worker first (`off_worker`).
+    fn reads_block_thread(&self) -> bool {
+        false
     }
     /// Called when a statement on a read connection answered `Unavailable`:
     /// drops the idle connections, which most likely broke with it, and
@@ -336,17 +341,17 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError> {
-        if params.may_take_long() {
-            if let Some(slot) = self.0.long_read_slot().await? {
-                let mut conn = self.0.read().await?;
-                let (account, params, cursors) = (account.clone(), params.clone(), self.1.clone());
-                return off_worker(async move {
-                    let _slot = slot;
-                    list_customers(&mut conn, &account, &params, &cursors).await
-                })
-                .await;
-            }
+        let slot = if params.may_take_long() { self.0.long_read_slot().await? } else { None };
+        if slot.is_some() && self.0.reads_block_thread() {
+            let mut conn = self.0.read().await?;
+            let (account, params, cursors) = (account.clone(), params.clone(), self.1.clone());
+            return off_worker(async move {
+                let _slot = slot;
+                list_customers(&mut conn, &account, &params, &cursors).await
+            })
+            .await;
         }
+        let _slot = slot;
         on_read!(self.0, |conn| list_customers(&mut conn, account, params, &self.1).await)
     }
 

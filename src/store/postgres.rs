@@ -7,6 +7,7 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection};
 use sqlx::types::Json;
 use sqlx::{Arguments, Postgres};
 
+use super::admission::LongReads;
 use super::copy::CopyRows;
 use super::ops::{impl_conn, run_migrations, Backend, Handle, SqlStore};
 use super::pool::{connection_lost, Pool};
@@ -19,13 +20,15 @@ pub type PostgresStore = SqlStore<PostgresBackend>;
 
 pub struct PostgresBackend {
     pool: Pool<Postgres>,
+    long_reads: LongReads,
 }
 
 impl PostgresStore {
     pub async fn connect(url: &str, options: &PoolOptions) -> anyhow::Result<Self> {
         let connect: PgConnectOptions = url.parse()?;
         let pool = Pool::connect(connect, options).await?;
-        Ok(SqlStore(PostgresBackend { pool }, Default::default()))
+        let long_reads = LongReads::new(options.long_reads, options.acquire_timeout);
+        Ok(SqlStore(PostgresBackend { pool, long_reads }, Default::default()))
     }
 }
 
@@ -44,6 +47,10 @@ impl Backend for PostgresBackend {
 
     async fn session(&self) -> Result<Self::Conn, StoreError> {
         self.pool.lease().await.map_err(translate)
+    }
+
+    async fn long_read_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, StoreError> {
+        self.long_reads.slot().await.map(Some)
     }
 
     async fn write(&self) -> Result<Self::Conn, StoreError> {

@@ -72,6 +72,7 @@ impl SqliteStore {
                     busy_timeout: BUSY_TIMEOUT,
                     max_connections: options.max_connections,
                     acquire_timeout: options.acquire_timeout,
+                    long_reads: options.long_reads,
                 },
             )?)
         };
@@ -110,6 +111,10 @@ impl Backend for SqliteBackend {
             Some(reader) => reader.long_read_slot().await.map(Some),
             None => Ok(None),
         }
+    }
+
+    fn reads_block_thread(&self) -> bool {
+        self.reader.is_some()
     }
 
     async fn write(&self) -> Result<Self::Conn, StoreError> {

@@ -32,6 +32,7 @@ use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{OpenFlags, ToSql};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::admission::{acquire, LongReads};
 use super::ops::Conn;
 use super::query::{Dialect, Param, SqlBuilder};
 use super::rows::{self, DbRow};
@@ -51,10 +52,9 @@ struct Shared {
     idle: Mutex<Vec<rusqlite::Connection>>,
     /// One permit per connection that may be open, idle or in use.
     permits: Arc<Semaphore>,
-    /// One permit per core for reads that may take long: more at once only
-    /// share the cores, each on its own thread with its own page cache, and
-    /// hold connections that point reads then wait for.
-    long_reads: Arc<Semaphore>,
+    /// Reads that may take long run one per core by default: more at once
+    /// only share the cores, each on its own thread with its own page cache.
+    long_reads: LongReads,
     acquire_timeout: Duration,
 }
 
@@ -64,6 +64,7 @@ pub struct ReaderOptions {
     pub busy_timeout: Duration,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    pub long_reads: u32,
 }
 
 impl Reader {
@@ -76,7 +77,7 @@ impl Reader {
             busy_timeout: options.busy_timeout,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(options.max_connections.max(1) as usize)),
-            long_reads: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from))),
+            long_reads: LongReads::new(options.long_reads, options.acquire_timeout),
             acquire_timeout: options.acquire_timeout,
         };
         let first = shared.connect()?;
@@ -87,7 +88,7 @@ impl Reader {
     /// A slot for a read that may take long (see `Shared::long_reads`);
     /// waits at most the acquire timeout.
     pub async fn long_read_slot(&self) -> Result<OwnedSemaphorePermit, StoreError> {
-        acquire(&self.0.long_reads, self.0.acquire_timeout, "a long-read slot").await
+        self.0.long_reads.slot().await
     }
 
     /// A connection: an idle one, or a new one while fewer than
@@ -110,17 +111,6 @@ impl Reader {
         if let Ok(mut idle) = self.0.idle.lock() {
             idle.clear();
         }
-    }
-}
-
-/// A permit of `permits`, without a timer when one is free at once.
-async fn acquire(permits: &Arc<Semaphore>, timeout: Duration, what: &str) -> Result<OwnedSemaphorePermit, StoreError> {
-    match permits.clone().try_acquire_owned() {
-        Ok(permit) => Ok(permit),
-        Err(_) => tokio::time::timeout(timeout, permits.clone().acquire_owned())
-            .await
-            .map_err(|_| StoreError::Unavailable(format!("timed out waiting for {what}")))?
-            .map_err(|_| StoreError::Unavailable("the store is closed".into())),
     }
 }
 
@@ -300,10 +290,13 @@ mod tests {
                 busy_timeout: Duration::from_secs(1),
                 max_connections,
                 acquire_timeout: Duration::from_millis(200),
+                long_reads: LONG_READS,
             };
             Reader::open(&self.path(), options).unwrap()
         }
     }
+
+    const LONG_READS: u32 = 3;
 
     async fn database() -> (Database, SqliteConnection) {
         let db = Database { dir: tempfile::tempdir().unwrap() };
@@ -442,12 +435,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn long_reads_get_one_slot_per_core() {
+    async fn long_reads_get_the_slots_configured() {
         let (db, _sqlx_conn) = database().await;
         let reader = db.reader(8);
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let mut slots = Vec::new();
-        for _ in 0..cores {
+        for _ in 0..LONG_READS {
             slots.push(reader.long_read_slot().await.unwrap());
         }
         assert!(
