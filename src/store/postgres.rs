@@ -67,6 +67,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn close(&self) {
+        self.long_reads.close();
         self.pool.close().await
     }
 }
