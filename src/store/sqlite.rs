@@ -279,4 +279,22 @@ mod tests {
             store.close().await;
         }
     }
+
+    /// A full disk (here: the file at its page limit) is the server's
+    /// trouble, not the client's: `Unavailable` (503), never `Other` (500).
+    #[tokio::test]
+    async fn a_full_database_cannot_serve() {
+        use sqlx::{ConnectOptions, Executor};
+        let mut conn = SqliteConnectOptions::from_str("sqlite::memory:").unwrap().connect().await.unwrap();
+        conn.execute("CREATE TABLE t (v TEXT)").await.unwrap();
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(&mut conn).await.unwrap();
+        sqlx::query(&format!("PRAGMA max_page_count = {pages}")).execute(&mut conn).await.unwrap();
+        let error = sqlx::query("INSERT INTO t VALUES (?)")
+            .bind("x".repeat(100_000))
+            .execute(&mut conn)
+            .await
+            .expect_err("no page left for the row");
+        assert_eq!(error.as_database_error().and_then(|e| e.code()).as_deref(), Some("13"), "SQLITE_FULL: {error}");
+        assert!(matches!(translate(error), StoreError::Unavailable(_)));
+    }
 }
