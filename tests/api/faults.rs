@@ -232,3 +232,44 @@ async fn a_read_only_sqlite_file_serves_reads_and_refuses_writes_with_503() {
     assert_eq!(app.get(&app.user_url("kept")).await.body["first_name"], "Ada");
     assert_eq!(app.row_count().await, 1);
 }
+
+/// A search waits for a long-read slot (`--db-long-reads`) before it takes a
+/// connection; with none free within the acquire timeout it answers 503
+/// instead of piling one more query onto the database. The one slot is held
+/// by a search the test stalls behind a table lock; without slots the second
+/// search would wait on the lock too and answer 200 once it is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_search_waits_for_a_long_read_slot() {
+    use sqlx::Connection;
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let pool = PoolOptions { long_reads: 1, acquire_timeout: Duration::from_millis(700), ..PoolOptions::default() };
+    let app = Arc::new(TestApp::spawn_on(db, HttpLimits::default(), &pool).await);
+    app.create(json!({"customer_id": "ada", "first_name": "Ada"})).await;
+
+    let mut locker = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE").execute(&mut locker).await.unwrap();
+    let stalled = tokio::spawn({
+        let app = app.clone();
+        async move { app.list("search=ada").await }
+    });
+    // The first search holds the slot once its query waits on the lock.
+    let waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'customers'::regclass";
+    let started = Instant::now();
+    while sqlx::query_scalar::<_, i64>(waiting).fetch_one(&mut locker).await.unwrap() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the first search never reached the lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!stalled.is_finished());
+
+    let refused = app.get(&format!("{}?search=ada", app.users_url())).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.body);
+    assert_eq!(refused.code(), "database_unavailable");
+
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+    let first = stalled.await.unwrap();
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(TestApp::ids(&first), ["ada"]);
+    let again = app.list("search=ada").await;
+    assert_eq!(again.status, StatusCode::OK, "the slot came back");
+}
