@@ -380,6 +380,22 @@ pub(super) fn by_customer_id(dialect: Dialect, account: &AccountId, customer_id:
     q
 }
 
+/// The query for the customers with these `customer_id`s, for a batch of
+/// point reads (`point_reads`). The list is padded to a power of two with
+/// its own ids again, so that batches of any size share a few prepared
+/// statements.
+pub(super) fn by_customer_ids(dialect: Dialect, account: &AccountId, customer_ids: &[String]) -> SqlBuilder {
+    let mut q = SqlBuilder::new(dialect, "SELECT ");
+    q.push(CUSTOMER_COLUMNS)
+        .push(" FROM customers c WHERE c.account_id = ")
+        .bind(text(account.as_str()))
+        .push(" AND c.customer_id IN (");
+    let padded = customer_ids.len().next_power_of_two();
+    query::push_list(&mut q, customer_ids.iter().cycle().take(padded).map(|id| text(id)));
+    q.push(")");
+    q
+}
+
 pub(super) async fn live_for_update(
     conn: &mut impl Conn,
     account: &AccountId,

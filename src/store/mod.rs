@@ -21,6 +21,7 @@ mod copy;
 mod cursors;
 mod customers;
 mod ops;
+mod point_reads;
 mod pool;
 pub mod postgres;
 pub mod query;
@@ -374,6 +375,11 @@ pub struct PoolOptions {
 /// One long read per core of this machine: the database's cores when it
 /// runs here (SQLite always; PostgreSQL in a small deployment).
 pub fn default_long_reads() -> u32 {
+    cores()
+}
+
+/// The cores of this machine (2 when the system cannot tell).
+fn cores() -> u32 {
     std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
 }
 

@@ -80,6 +80,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn long_read_slot(&self) -> Result<Option<OwnedSemaphorePermit>, StoreError> {
         Ok(None)
     }
+    /// The batcher for point reads, where the backend has one (see
+    /// `point_reads`); `None`: each GET runs its own statement.
+    fn point_reads(&self) -> Option<&super::point_reads::PointReads> {
+        None
+    }
     /// Whether a read runs on the calling thread (SQLite's direct reader)
     /// rather than wait for a database server; a long one then leaves the
     /// async worker first (`off_worker`).
@@ -299,6 +304,9 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn get_customer(&self, account: &AccountId, customer_id: &str) -> Result<Option<StoredCustomer>, StoreError> {
+        if let Some(point_reads) = self.0.point_reads() {
+            return point_reads.get(account, customer_id).await;
+        }
         on_read!(self.0, |conn| {
             let found = conn.fetch_stored(by_customer_id(conn.dialect(), account, customer_id, false)).await;
             found.map(|customers| customers.into_iter().next())

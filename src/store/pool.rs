@@ -77,6 +77,12 @@ struct Shared<DB: Database> {
     acquire_timeout: Duration,
 }
 
+impl<DB: Database> Clone for Pool<DB> {
+    fn clone(&self) -> Self {
+        Pool { shared: self.shared.clone() }
+    }
+}
+
 impl<DB> Pool<DB>
 where
     DB: Database,

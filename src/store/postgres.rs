@@ -7,9 +7,13 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection};
 use sqlx::types::Json;
 use sqlx::{Arguments, Postgres};
 
+use std::sync::Arc;
+
 use super::admission::LongReads;
 use super::copy::CopyRows;
-use super::ops::{impl_conn, run_migrations, Backend, Handle, SqlStore};
+use super::customers::by_customer_ids;
+use super::ops::{impl_conn, run_migrations, Backend, Conn, Handle, SqlStore};
+use super::point_reads::{Fetch, PointReads};
 use super::pool::{connection_lost, Pool};
 use super::query::{Dialect, Param};
 use super::{known_constraint, PoolOptions, StoreError};
@@ -21,6 +25,7 @@ pub type PostgresStore = SqlStore<PostgresBackend>;
 pub struct PostgresBackend {
     pool: Pool<Postgres>,
     long_reads: LongReads,
+    point_reads: PointReads,
 }
 
 impl PostgresStore {
@@ -28,8 +33,32 @@ impl PostgresStore {
         let connect: PgConnectOptions = url.parse()?;
         let pool = Pool::connect(connect, options).await?;
         let long_reads = LongReads::new(options.long_reads, options.acquire_timeout);
-        Ok(SqlStore(PostgresBackend { pool, long_reads }, Default::default()))
+        let batches = super::cores();
+        let point_reads = PointReads::new(batches, options.acquire_timeout, fetch_customers(pool.clone()));
+        Ok(SqlStore(PostgresBackend { pool, long_reads, point_reads }, Default::default()))
     }
+}
+
+/// A batch of point reads: one statement on a pooled connection, run once
+/// more on a new one when the connection turns out to be lost (as every
+/// read does, see `Backend::recover_from_lost_connection`).
+fn fetch_customers(pool: Pool<Postgres>) -> Fetch {
+    Arc::new(move |account, customer_ids| {
+        let pool = pool.clone();
+        Box::pin(async move {
+            let read = || async {
+                let mut conn = pool.lease().await.map_err(translate)?;
+                conn.fetch_stored(by_customer_ids(Dialect::Postgres, &account, &customer_ids)).await
+            };
+            match read().await {
+                Err(StoreError::Unavailable(_)) => {
+                    pool.discard_idle();
+                    read().await
+                }
+                found => found,
+            }
+        })
+    })
 }
 
 #[async_trait]
@@ -47,6 +76,10 @@ impl Backend for PostgresBackend {
 
     async fn session(&self) -> Result<Self::Conn, StoreError> {
         self.pool.lease().await.map_err(translate)
+    }
+
+    fn point_reads(&self) -> Option<&PointReads> {
+        Some(&self.point_reads)
     }
 
     async fn long_read_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, StoreError> {
@@ -68,6 +101,7 @@ impl Backend for PostgresBackend {
 
     async fn close(&self) {
         self.long_reads.close();
+        self.point_reads.close();
         self.pool.close().await
     }
 }

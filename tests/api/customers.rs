@@ -1,7 +1,7 @@
 //! §4.1–§4.2: create, get, update, delete, change_customer_id.
 
 use customers::domain::ids::Scope;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::both_backends;
@@ -135,6 +135,45 @@ both_backends! {
         assert_eq!(reply.status, StatusCode::NOT_FOUND);
         assert_eq!(app.delete(&app.user_url("gone")).await.status, StatusCode::NOT_FOUND);
         assert_eq!(app.put(&app.user_url("gone"), &json!({"first_name": "x"})).await.status, StatusCode::NOT_FOUND);
+    }
+
+    async fn concurrent_gets_each_answer_their_own_customer(app: &TestApp) {
+        // On PostgreSQL concurrent GETs share statements (`point_reads`):
+        // each must still get its own customer, of its own account.
+        for i in 0..12 {
+            app.create(json!({"customer_id": format!("g-{i}"), "first_name": format!("Name {i}")})).await;
+        }
+        app.delete(&app.user_url("g-11")).await;
+        let other_admin = app.token_for(OTHER_ACCOUNT, "other", &[Scope::Admin]);
+        let other_users = app.url(&format!("/v1/accounts/{OTHER_ACCOUNT}/customers/users"));
+        let body = json!({"customer_id": "g-0", "first_name": "Elsewhere"});
+        assert_eq!(app.send(Method::POST, &other_users, Some(&other_admin), Some(&body)).await.status, StatusCode::OK);
+        app.send(Method::POST, &other_users, Some(&other_admin), Some(&json!({"customer_id": "only-there"}))).await;
+
+        let gets = (0..120).map(|n| {
+            let (other_users, other_admin) = (other_users.clone(), other_admin.clone());
+            async move {
+                let id = format!("g-{}", n % 14); // g-11 is deleted, g-12 and g-13 never existed
+                let reply = match n % 5 {
+                    0 => app.send(Method::GET, &format!("{other_users}/{id}"), Some(&other_admin), None).await,
+                    1 => app.get(&app.user_url("only-there")).await,
+                    _ => app.get(&app.user_url(&id)).await,
+                };
+                (n, id, reply)
+            }
+        });
+        for (n, id, reply) in futures::future::join_all(gets).await {
+            match n % 5 {
+                0 if id == "g-0" => assert_eq!(reply.body["first_name"], "Elsewhere", "{n}: {}", reply.body),
+                0 | 1 => assert_eq!(reply.status, StatusCode::NOT_FOUND, "{n} {id}: {}", reply.body),
+                _ if n % 14 >= 11 => assert_eq!(reply.status, StatusCode::NOT_FOUND, "{n} {id}: {}", reply.body),
+                _ => {
+                    assert_eq!(reply.status, StatusCode::OK, "{n} {id}: {}", reply.body);
+                    assert_eq!(reply.body["customer_id"], id.as_str());
+                    assert_eq!(reply.body["first_name"], format!("Name {}", n % 14));
+                }
+            }
+        }
     }
 
     async fn update_keeps_absent_fields_clears_nulls_and_merges_metadata(app: &TestApp) {
