@@ -117,6 +117,9 @@ async fn run_batch(shared: Arc<Shared>) {
             let rest = group.split_off(group.len().min(MAX_BATCH));
             let ids = group.iter().map(|w| w.customer_id.clone()).collect();
             let found = (shared.fetch)(account.clone(), ids).await;
+            // Their ratio is the mean batch size.
+            metrics::counter!("db_point_read_statements_total").increment(1);
+            metrics::counter!("db_point_reads_total").increment(group.len() as u64);
             answer(std::mem::replace(&mut group, rest), found);
         }
     }

@@ -24,6 +24,13 @@ both_backends! {
         let text = metrics.body.as_str().unwrap();
         assert!(text.contains("http_requests_total"), "{text}");
         assert!(text.contains("route=\"/v1/accounts/{aid}/customers/users\""));
+        if app.db.backend == Backend::Postgres {
+            // GETs by customer_id go out in batches (`point_reads`), counted.
+            app.get(&app.user_url("nobody")).await;
+            let metrics = app.send(Method::GET, &app.url("/metrics"), None, None).await;
+            let text = metrics.body.as_str().unwrap();
+            assert!(text.contains("db_point_read_statements_total") && text.contains("db_point_reads_total"), "{text}");
+        }
 
         let doc = app.send(Method::GET, &app.url("/v1/openapi.json"), None, None).await;
         assert!(doc.body["openapi"].as_str().unwrap().starts_with("3."));
