@@ -136,12 +136,26 @@ fn by_account(waiting: Vec<Waiter>) -> HashMap<AccountId, Vec<Waiter>> {
 /// Hands each waiter its customer, or the statement's error. A waiter that
 /// gave up (its request was dropped) is skipped.
 fn answer(waiters: Vec<Waiter>, found: Result<Vec<StoredCustomer>, StoreError>) {
-    for waiter in waiters {
-        let answer = match &found {
-            Ok(customers) => Ok(customers.iter().find(|c| c.customer_id == waiter.customer_id).cloned()),
+    let wanted_again: Vec<bool> =
+        (0..waiters.len()).map(|i| waiters[i + 1..].iter().any(|w| w.customer_id == waiters[i].customer_id)).collect();
+    let mut found = found.map(|customers| customers.into_iter().map(Some).collect::<Vec<_>>());
+    for (waiter, wanted_again) in waiters.into_iter().zip(wanted_again) {
+        let answer = match &mut found {
+            Ok(customers) => Ok(take_customer(customers, &waiter.customer_id, wanted_again)),
             Err(error) => Err(copy_error(error)),
         };
         let _ = waiter.answer.send(answer);
+    }
+}
+
+/// The customer with this id among `customers`: moved out, or copied when a
+/// later waiter of the batch asked for the same one.
+fn take_customer(customers: &mut [Option<StoredCustomer>], customer_id: &str, copy: bool) -> Option<StoredCustomer> {
+    let slot = customers.iter_mut().find(|c| c.as_ref().is_some_and(|c| c.customer_id == customer_id))?;
+    if copy {
+        slot.clone()
+    } else {
+        slot.take()
     }
 }
 
