@@ -202,7 +202,11 @@ mod tests {
         gate: Semaphore,
     }
 
-    fn reads(table: &Arc<Table>, batches: u32, timeout: Duration) -> PointReads {
+    fn gated_table() -> Arc<Table> {
+        Arc::new(Table { statements: Mutex::default(), gate: Semaphore::new(0) })
+    }
+
+    fn reads(table: &Arc<Table>, batches: u32, timeout: Duration) -> Arc<PointReads> {
         let table = table.clone();
         let fetch: Fetch = Arc::new(move |account: AccountId, ids: Vec<String>| {
             let table = table.clone();
@@ -215,7 +219,13 @@ mod tests {
                 Ok(ids.iter().filter(|id| id.starts_with("c-")).map(|id| customer(id)).collect())
             })
         });
-        PointReads::new(batches, timeout, fetch)
+        Arc::new(PointReads::new(batches, timeout, fetch))
+    }
+
+    /// A GET in a task of its own, as a request would make it.
+    fn spawn_get(reads: &Arc<PointReads>, aid: &str, id: &str) -> tokio::task::JoinHandle<Answer> {
+        let (reads, aid, id) = (reads.clone(), account(aid), id.to_owned());
+        tokio::spawn(async move { reads.get(&aid, &id).await })
     }
 
     fn account(id: &str) -> AccountId {
@@ -228,16 +238,13 @@ mod tests {
 
     #[tokio::test]
     async fn reads_that_arrive_while_the_database_is_busy_go_out_as_one_statement() {
-        let table = Arc::new(Table { statements: Mutex::default(), gate: Semaphore::new(0) });
-        let reads = Arc::new(reads(&table, 1, Duration::from_secs(5)));
-        let get = |aid: &'static str, id: &'static str| {
-            let reads = reads.clone();
-            tokio::spawn(async move { reads.get(&account(aid), id).await })
-        };
-        let first = get("P00000001", "c-0");
+        let table = gated_table();
+        let reads = reads(&table, 1, Duration::from_secs(5));
+        let first = spawn_get(&reads, "P00000001", "c-0");
         settle().await;
-        let later: Vec<_> = ["c-1", "c-2", "missing", "c-2"].iter().map(|id| get("P00000001", id)).collect();
-        let other_account = get("P00000002", "c-9");
+        let later: Vec<_> =
+            ["c-1", "c-2", "missing", "c-2"].iter().map(|id| spawn_get(&reads, "P00000001", id)).collect();
+        let other_account = spawn_get(&reads, "P00000002", "c-9");
         settle().await;
         assert_eq!(table.statements.lock().unwrap().len(), 1, "the later reads wait for the first statement");
         table.gate.add_permits(100);
@@ -260,19 +267,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_long_queue_goes_out_in_statements_of_at_most_max_batch() {
-        let table = Arc::new(Table { statements: Mutex::default(), gate: Semaphore::new(0) });
-        let reads = Arc::new(reads(&table, 1, Duration::from_secs(5)));
-        let blocker = tokio::spawn({
-            let reads = reads.clone();
-            async move { reads.get(&account("P00000001"), "c-first").await }
-        });
+        let table = gated_table();
+        let reads = reads(&table, 1, Duration::from_secs(5));
+        let blocker = spawn_get(&reads, "P00000001", "c-first");
         settle().await;
-        let queued: Vec<_> = (0..MAX_BATCH + 3)
-            .map(|i| {
-                let reads = reads.clone();
-                tokio::spawn(async move { reads.get(&account("P00000001"), &format!("c-{i}")).await })
-            })
-            .collect();
+        let queued: Vec<_> = (0..MAX_BATCH + 3).map(|i| spawn_get(&reads, "P00000001", &format!("c-{i}"))).collect();
         settle().await;
         table.gate.add_permits(1000);
         assert!(blocker.await.unwrap().unwrap().is_some());
@@ -285,16 +284,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_statement_fails_its_reads_and_a_dropped_read_fails_none() {
-        let table = Arc::new(Table { statements: Mutex::default(), gate: Semaphore::new(0) });
-        let reads = Arc::new(reads(&table, 1, Duration::from_secs(5)));
-        let spawn_get = |id: &'static str| {
-            let reads = reads.clone();
-            tokio::spawn(async move { reads.get(&account("P00000001"), id).await })
-        };
-        let first = spawn_get("c-0");
+        let table = gated_table();
+        let reads = reads(&table, 1, Duration::from_secs(5));
+        let get = |id: &str| spawn_get(&reads, "P00000001", id);
+        let first = get("c-0");
         settle().await;
-        let dropped = spawn_get("c-1");
-        let broken = [spawn_get("broken"), spawn_get("c-2")];
+        let dropped = get("c-1");
+        let broken = [get("broken"), get("c-2")];
         settle().await;
         dropped.abort();
         table.gate.add_permits(100);
@@ -302,18 +298,15 @@ mod tests {
         for read in broken {
             assert!(matches!(read.await.unwrap(), Err(StoreError::Unavailable(_))), "the batch's error");
         }
-        assert_eq!(spawn_get("c-3").await.unwrap().unwrap().unwrap().customer_id, "c-3", "the next batch runs");
+        assert_eq!(get("c-3").await.unwrap().unwrap().unwrap().customer_id, "c-3", "the next batch runs");
         assert_eq!(reads.get(&account("P00000001"), "c-\0").await.unwrap(), None, "a NUL never reaches the database");
     }
 
     #[tokio::test]
     async fn a_batch_that_waits_too_long_for_its_turn_answers_unavailable() {
-        let table = Arc::new(Table { statements: Mutex::default(), gate: Semaphore::new(0) });
-        let reads = Arc::new(reads(&table, 1, Duration::from_millis(50)));
-        let stuck = tokio::spawn({
-            let reads = reads.clone();
-            async move { reads.get(&account("P00000001"), "c-0").await }
-        });
+        let table = gated_table();
+        let reads = reads(&table, 1, Duration::from_millis(50));
+        let stuck = spawn_get(&reads, "P00000001", "c-0");
         settle().await;
         assert!(matches!(reads.get(&account("P00000001"), "c-1").await, Err(StoreError::Unavailable(_))));
         table.gate.add_permits(100);
