@@ -40,20 +40,19 @@ impl PostgresStore {
 }
 
 /// A batch of point reads: one statement on a pooled connection, run once
-/// more on a new one when the connection turns out to be lost (as every
-/// read does, see `Backend::recover_from_lost_connection`).
+/// more on a new one when the statement finds its connection lost (as
+/// every read does, see `Backend::recover_from_lost_connection`; a failure
+/// to get a connection is not repeated).
 fn fetch_customers(pool: Pool<Postgres>) -> Fetch {
     Arc::new(move |account, customer_ids| {
         let pool = pool.clone();
         Box::pin(async move {
-            let read = || async {
-                let mut conn = pool.lease().await.map_err(translate)?;
-                conn.fetch_stored(by_customer_ids(Dialect::Postgres, &account, &customer_ids)).await
-            };
-            match read().await {
+            let statement = || by_customer_ids(Dialect::Postgres, &account, &customer_ids);
+            let first = pool.lease().await.map_err(translate)?.fetch_stored(statement()).await;
+            match first {
                 Err(StoreError::Unavailable(_)) => {
                     pool.discard_idle();
-                    read().await
+                    pool.lease().await.map_err(translate)?.fetch_stored(statement()).await
                 }
                 found => found,
             }
