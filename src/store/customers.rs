@@ -835,3 +835,28 @@ async fn insert_auto_token_rows(
 fn describe(errors: &[crate::domain::validate::FieldError]) -> String {
     errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_of_ids_is_padded_to_a_power_of_two_with_its_own_ids() {
+        let account = AccountId::parse("P00000001").unwrap();
+        let ids = |n: usize| (0..n).map(|i| format!("c-{i}")).collect::<Vec<_>>();
+        for (n, padded) in [(1, 1), (3, 4), (4, 4), (5, 8), (64, 64)] {
+            let q = by_customer_ids(Dialect::Postgres, &account, &ids(n));
+            let bound: Vec<_> = q.params()[1..]
+                .iter()
+                .map(|p| match p {
+                    Param::Text(id) => id.clone(),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(bound.len(), padded, "{n} ids");
+            assert_eq!(bound[..n], ids(n)[..], "every id, in order, first");
+            assert!(bound[n..].iter().all(|id| ids(n).contains(id)), "padding repeats the batch's own ids");
+            assert!(q.sql().contains(&format!("${}", padded + 1)) && !q.sql().contains(&format!("${}", padded + 2)));
+        }
+    }
+}
