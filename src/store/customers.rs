@@ -529,14 +529,19 @@ pub(super) async fn list_customers(
         let q = query::list_page(conn.dialect(), account, params, strategy, cursor_at);
         let rows = conn.fetch_stored(q).await?;
         match strategy {
-            // Too few matches among the newest rows. Few candidates in the
-            // prefix indexes: sort them. Many: they are dense enough that
-            // walking created_at finds a page soon.
+            // Too few matches among the newest rows: sort the candidates
+            // (inside their indexes for a lone prefix) unless there are so
+            // many that they are dense enough for a walk down created_at.
             Strategy::Window(_) if rows.len() <= params.limit as usize => {
-                let cap = query::MAX_SORTED_CANDIDATES + 1;
-                let q = query::candidate_count(conn.dialect(), account, &params.filter, cap);
-                let candidates = conn.fetch_i64(q).await?.unwrap_or(0);
-                strategy = if candidates < cap { Strategy::IndexRanges } else { Strategy::Plain };
+                let cap = Strategy::sort_cap(conn.dialect(), &params.filter);
+                let candidates = match cap {
+                    Some(cap) => {
+                        let q = query::candidate_count(conn.dialect(), account, &params.filter, cap + 1);
+                        Some(conn.fetch_i64(q).await?.unwrap_or(0))
+                    }
+                    None => None,
+                };
+                strategy = Strategy::after_window(conn.dialect(), &params.filter, candidates);
             }
             _ => break rows,
         }

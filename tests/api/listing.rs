@@ -214,13 +214,22 @@ both_backends! {
         use customers::domain::customer::CustomerInput;
         use customers::store::{ImportRow, OnRejected};
         let account = customers::domain::ids::AccountId::parse(crate::helpers::ACCOUNT).unwrap();
-        // Three old matches, then more non-matching customers than the
-        // window plan looks at, so only the index plan can find them.
+        // A deleted match (its customer_id still matches), three old
+        // matches (one of them in three columns), then more non-matching
+        // customers than the window plan looks at.
+        app.create(json!({"customer_id": "zed-gone"})).await;
+        app.delete(&app.user_url("zed-gone")).await;
         let total = customers::store::query::WINDOW as u64 + 100;
         let rows: Vec<ImportRow> = (0..total)
             .map(|i| {
-                let name = if i < 3 { format!("Zed{i}") } else { format!("Common{i}") };
-                let input: CustomerInput = serde_json::from_value(json!({"first_name": name})).unwrap();
+                let customer = match i {
+                    1 => json!({"first_name": "Zed1", "last_name": "Zedson", "email": "zed1@example.org"}),
+                    0 | 2 => json!({"first_name": format!("Zed{i}")}),
+                    _ => json!({"first_name": format!("Common{i}")}),
+                };
+                let mut customer = customer;
+                customer["attributes"] = json!({"n": i});
+                let input: CustomerInput = serde_json::from_value(customer).unwrap();
                 let (_, data) = input.into_new(chrono::Utc::now()).unwrap();
                 ImportRow::new(i + 1, format!("r{i:05}"), data)
             })
@@ -233,6 +242,22 @@ both_backends! {
         let next = app.list(&next_query(&first).expect("a next page")).await;
         assert_eq!(TestApp::ids(&next), ["r00000"]);
         assert!(next.header("link").is_none());
+        // One at a time: a customer matching in several columns comes once.
+        let mut query = "search=zed&limit=1".to_owned();
+        let mut paged = Vec::new();
+        loop {
+            let page = app.list(&query).await;
+            paged.extend(TestApp::ids(&page));
+            let Some(next) = next_query(&page) else { break };
+            query = next;
+        }
+        assert_eq!(paged, ["r00002", "r00001", "r00000"]);
+        let with_deleted = app.list("search=zed&include_deleted=true").await;
+        assert_eq!(TestApp::ids(&with_deleted), ["r00002", "r00001", "r00000", "zed-gone"]);
+        assert_eq!(TestApp::ids(&app.list("email=zed").await), ["r00001"]);
+        // With another condition the few candidates are sorted after
+        // reading their rows.
+        assert_eq!(TestApp::ids(&app.list("search=zed&attributes_keys=n").await), ["r00002", "r00001", "r00000"]);
         // A dense prefix is answered from the newest rows.
         assert_eq!(TestApp::ids(&app.list("search=common&limit=2").await), [format!("r{:05}", total - 1), format!("r{:05}", total - 2)]);
     }
@@ -249,7 +274,8 @@ both_backends! {
         let rows: Vec<ImportRow> = (0..total)
             .map(|i| {
                 let name = if i < dense { "Dense" } else { "Other" };
-                let input: CustomerInput = serde_json::from_value(json!({"last_name": name})).unwrap();
+                let customer = json!({"last_name": name, "attributes": {"tier": "x"}});
+                let input: CustomerInput = serde_json::from_value(customer).unwrap();
                 let (_, data) = input.into_new(chrono::Utc::now()).unwrap();
                 ImportRow::new(i + 1, format!("d{i:05}"), data)
             })
@@ -257,10 +283,14 @@ both_backends! {
         for chunk in rows.chunks(5000) {
             app.store.import_customers(&account, chunk.to_vec(), "test", OnRejected::KeepTheRest).await.unwrap();
         }
-        let page = app.list("search=dense&limit=2").await;
-        assert_eq!(TestApp::ids(&page), [format!("d{:05}", dense - 1), format!("d{:05}", dense - 2)]);
-        let next = app.list(&next_query(&page).unwrap()).await;
-        assert_eq!(TestApp::ids(&next), [format!("d{:05}", dense - 3), format!("d{:05}", dense - 4)]);
+        // A lone prefix orders its candidates inside its indexes; with
+        // another condition, this many candidates are walked newest first.
+        for query in ["search=dense&limit=2", "search=dense&limit=2&attributes_keys=tier"] {
+            let page = app.list(query).await;
+            assert_eq!(TestApp::ids(&page), [format!("d{:05}", dense - 1), format!("d{:05}", dense - 2)], "{query}");
+            let next = app.list(&next_query(&page).unwrap()).await;
+            assert_eq!(TestApp::ids(&next), [format!("d{:05}", dense - 3), format!("d{:05}", dense - 4)], "{query}");
+        }
     }
 }
 
