@@ -181,12 +181,13 @@ impl Strategy {
 
     /// After the window found less than a page: the most candidates worth
     /// sorting, which the caller counts up to one more than that, or `None`
-    /// when sorting them is always the better plan. PostgreSQL's plan for a
-    /// lone prefix without the window is a bitmap scan of the same ranges,
-    /// its rows read and sorted, so ordering the candidates inside the
-    /// indexes beats it however many there are (`EXPLAIN ANALYZE`, generic
-    /// plans, 20,000 newer non-matching customers before 105,000
-    /// candidates: 52-68 ms against 194-217 ms). SQLite really walks
+    /// when sorting them is always the better plan. On PostgreSQL ordering
+    /// a lone prefix's candidates inside the indexes beat the fallback
+    /// (a walk down `created_at` under custom plans, a bitmap scan of every
+    /// candidate's row under generic ones) however many there were: behind
+    /// 15,000-20,000 newer non-matching customers, walking beyond 20,000
+    /// candidates served the benchmark's searches at 8-51 req/s against
+    /// 35-117 for always sorting. SQLite really walks
     /// `created_at`, at about 0.8 µs a row, against 0.25 µs a candidate
     /// sorted inside an index and 2 µs for an email candidate (a table seek:
     /// the unique email index cannot carry `created_at`); behind 20,000 newer
