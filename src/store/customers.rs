@@ -367,13 +367,17 @@ pub(super) async fn select_by_customer_id(
 }
 
 /// The query for the customer with this `customer_id` (see above).
-pub(super) fn by_customer_id(dialect: Dialect, account: &AccountId, customer_id: &str, lock: bool) -> SqlBuilder {
+/// `SELECT <customer columns> FROM customers c WHERE c.account_id = $1`,
+/// for the caller to add its conditions.
+fn customers_of(dialect: Dialect, account: &AccountId) -> SqlBuilder {
     let mut q = SqlBuilder::new(dialect, "SELECT ");
-    q.push(CUSTOMER_COLUMNS)
-        .push(" FROM customers c WHERE c.account_id = ")
-        .bind(text(account.as_str()))
-        .push(" AND c.customer_id = ")
-        .bind(text(customer_id));
+    q.push(CUSTOMER_COLUMNS).push(" FROM customers c WHERE c.account_id = ").bind(text(account.as_str()));
+    q
+}
+
+pub(super) fn by_customer_id(dialect: Dialect, account: &AccountId, customer_id: &str, lock: bool) -> SqlBuilder {
+    let mut q = customers_of(dialect, account);
+    q.push(" AND c.customer_id = ").bind(text(customer_id));
     if lock && dialect == Dialect::Postgres {
         q.push(" FOR UPDATE");
     }
@@ -385,11 +389,8 @@ pub(super) fn by_customer_id(dialect: Dialect, account: &AccountId, customer_id:
 /// its own ids again, so that batches of any size share a few prepared
 /// statements.
 pub(super) fn by_customer_ids(dialect: Dialect, account: &AccountId, customer_ids: &[String]) -> SqlBuilder {
-    let mut q = SqlBuilder::new(dialect, "SELECT ");
-    q.push(CUSTOMER_COLUMNS)
-        .push(" FROM customers c WHERE c.account_id = ")
-        .bind(text(account.as_str()))
-        .push(" AND c.customer_id IN (");
+    let mut q = customers_of(dialect, account);
+    q.push(" AND c.customer_id IN (");
     let padded = customer_ids.len().next_power_of_two();
     query::push_list(&mut q, customer_ids.iter().cycle().take(padded).map(|id| text(id)));
     q.push(")");
@@ -592,11 +593,8 @@ pub(super) async fn contacts_targets(
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
-    q.push(CUSTOMER_COLUMNS)
-        .push(" FROM customers c WHERE c.account_id = ")
-        .bind(text(account.as_str()))
-        .push(" AND c.deleted_at IS NULL AND c.customer_id IN (");
+    let mut q = customers_of(conn.dialect(), account);
+    q.push(" AND c.deleted_at IS NULL AND c.customer_id IN (");
     query::push_list(&mut q, wanted.iter().map(|id| text(id)));
     q.push(") ORDER BY c.created_at DESC, c.id ASC");
     conn.fetch_stored(q).await

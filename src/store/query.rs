@@ -421,16 +421,10 @@ fn push_newest_candidates(
     };
     let key = row_key(q.dialect());
     q.push(" FROM (SELECT DISTINCT k FROM (");
-    for (i, column) in columns.iter().enumerate() {
-        if i > 0 {
-            q.push(" UNION ALL ");
-        }
-        q.push("SELECT c.").push(key).push(" AS k, c.created_at AS t FROM customers c WHERE ");
-        push_scope(q, account, filter);
-        q.push(" AND ");
-        push_range(q, &format!("c.{column}"), prefix);
+    let select = format!("c.{key} AS k, c.created_at AS t");
+    push_scoped_ranges(q, account, filter, (prefix, columns), &select, " UNION ALL ", |q| {
         push_cursor(q, account, params.starting_after, cursor_at);
-    }
+    });
     let keep = (i64::from(params.limit) + 1) * columns.len() as i64;
     q.push(" ORDER BY t DESC, k ASC LIMIT ").bind(Param::Int(keep));
     q.push(") n) m JOIN customers c ON c.").push(key).push(" = m.k");
@@ -476,14 +470,8 @@ fn push_candidate_ids(q: &mut SqlBuilder, account: &AccountId, filter: &Customer
 pub fn count(dialect: Dialect, account: &AccountId, filter: &CustomerFilter) -> SqlBuilder {
     if let (true, Some((prefix, columns))) = (is_other_filter_free(filter), prefix_filter(filter)) {
         let mut q = SqlBuilder::new(dialect, "SELECT count(*) FROM (");
-        for (i, column) in columns.iter().enumerate() {
-            q.push(if i == 0 { "SELECT c." } else { " UNION SELECT c." })
-                .push(row_key(dialect))
-                .push(" FROM customers c WHERE ");
-            push_scope(&mut q, account, filter);
-            q.push(" AND ");
-            push_range(&mut q, &format!("c.{column}"), prefix);
-        }
+        let select = format!("c.{}", row_key(dialect));
+        push_scoped_ranges(&mut q, account, filter, (prefix, columns), &select, " UNION ", |_| {});
         q.push(") m");
         return q;
     }
@@ -493,6 +481,30 @@ pub fn count(dialect: Dialect, account: &AccountId, filter: &CustomerFilter) -> 
     push_scope(&mut q, account, filter);
     push_matches(&mut q, filter, true, "c");
     q
+}
+
+/// `SELECT select FROM customers c WHERE scope AND range <joiner> …`, one
+/// branch per column of the driving prefix, each read from that column's
+/// index; `extra` adds conditions to every branch.
+fn push_scoped_ranges(
+    q: &mut SqlBuilder,
+    account: &AccountId,
+    filter: &CustomerFilter,
+    (prefix, columns): (&Prefix, &[&str]),
+    select: &str,
+    joiner: &str,
+    mut extra: impl FnMut(&mut SqlBuilder),
+) {
+    for (i, column) in columns.iter().enumerate() {
+        if i > 0 {
+            q.push(joiner);
+        }
+        q.push("SELECT ").push(select).push(" FROM customers c WHERE ");
+        push_scope(q, account, filter);
+        q.push(" AND ");
+        push_range(q, &format!("c.{column}"), prefix);
+        extra(q);
+    }
 }
 
 /// Whether the filter holds at most one prefix (search, email or phone)
