@@ -20,6 +20,7 @@ mod admission;
 mod copy;
 mod cursors;
 mod customers;
+mod import;
 mod ops;
 mod point_reads;
 mod pool;

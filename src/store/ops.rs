@@ -13,9 +13,10 @@ use crate::domain::stored::StoredCustomer;
 
 use super::cursors::CursorTimes;
 use super::customers::{
-    by_customer_id, change_customer_id, create_customer, delete_customer, import_batch, list_customers, load_settings,
+    by_customer_id, change_customer_id, create_customer, delete_customer, list_customers, load_settings,
     update_customer,
 };
+use super::import::import_batch;
 use super::query::{self, text, Dialect, Param, SqlBuilder};
 use super::records;
 use super::rows::{ClientRow, CustomerRow, DbRow, KeyRow};
