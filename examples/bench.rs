@@ -293,15 +293,20 @@ async fn seed_account(store: &dyn Store, account: &str, count: u64) -> f64 {
     let started = Instant::now();
     let mut index = 0;
     while index < count {
-        let rows: Vec<ImportRow> = (index..(index + 5000).min(count))
-            .map(|i| {
-                let input: CustomerInput = serde_json::from_value(customer(&mut rng, i)).unwrap();
-                let (customer_id, data) = input.into_new(chrono::Utc::now()).unwrap();
-                ImportRow::new(i + 1, customer_id.unwrap(), data)
-            })
-            .collect();
-        index += rows.len() as u64;
-        store.import_customers(&account, rows, "bench", OnRejected::KeepTheRest).await.expect("import");
+        // Two batches a call: the store may write them at once.
+        let mut batches = Vec::new();
+        while batches.len() < 2 && index < count {
+            let rows: Vec<ImportRow> = (index..(index + 5000).min(count))
+                .map(|i| {
+                    let input: CustomerInput = serde_json::from_value(customer(&mut rng, i)).unwrap();
+                    let (customer_id, data) = input.into_new(chrono::Utc::now()).unwrap();
+                    ImportRow::new(i + 1, customer_id.unwrap(), data)
+                })
+                .collect();
+            index += rows.len() as u64;
+            batches.push(rows);
+        }
+        store.import_customers(&account, batches, "bench", OnRejected::KeepTheRest).await.expect("import");
     }
     count as f64 / started.elapsed().as_secs_f64()
 }

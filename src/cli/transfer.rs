@@ -189,12 +189,17 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
     let bar = progress_bar(size);
     let mut totals = Totals::default();
     let (mut batches, reader) = spawn_reader(input, opts.account.clone(), opts.batch_size.max(1));
-    while let Some(parsed) = batches.recv().await {
-        let parsed = parsed?;
-        totals.lines = parsed.lines;
-        totals.rejected.extend(parsed.rejected);
-        write_batch(&*store, &opts, parsed.rows, &mut totals).await?;
-        bar.set_position(parsed.bytes);
+    // Two batches at a time: the store may write them at once.
+    while let Some(window) = next_window(&mut batches, 2).await? {
+        let last = window.last().map(|parsed| (parsed.lines, parsed.bytes)).unwrap_or_default();
+        let mut rows = Vec::with_capacity(window.len());
+        for parsed in window {
+            totals.rejected.extend(parsed.rejected);
+            rows.push(parsed.rows);
+        }
+        totals.lines = last.0;
+        write_batches(&*store, &opts, rows, &mut totals).await?;
+        bar.set_position(last.1);
         let rate = totals.inserted as f64 / started.elapsed().as_secs_f64().max(0.001);
         bar.set_message(format!("{} customers, {rate:.0}/s", totals.inserted));
     }
@@ -223,22 +228,39 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn write_batch(
+/// Up to `n` parsed batches, as the reader has them; `None` at the end.
+async fn next_window(
+    batches: &mut tokio::sync::mpsc::Receiver<io::Result<Parsed>>,
+    n: usize,
+) -> io::Result<Option<Vec<Parsed>>> {
+    let mut window = Vec::with_capacity(n);
+    while window.len() < n {
+        match batches.recv().await {
+            Some(parsed) => window.push(parsed?),
+            None => break,
+        }
+    }
+    Ok((!window.is_empty()).then_some(window))
+}
+
+async fn write_batches(
     store: &dyn Store,
     opts: &ImportOpts,
-    rows: Vec<ImportRow>,
+    batches: Vec<Vec<ImportRow>>,
     totals: &mut Totals,
 ) -> anyhow::Result<()> {
-    if rows.is_empty() {
+    let batches: Vec<_> = batches.into_iter().filter(|rows| !rows.is_empty()).collect();
+    if batches.is_empty() {
         return Ok(());
     }
     let on_rejected = if opts.strict { OnRejected::RollBack } else { OnRejected::KeepTheRest };
-    let outcome = store.import_customers(&opts.account, rows, &opts.actor, on_rejected).await?;
-    if opts.strict && !outcome.rejected.is_empty() {
-        report_rejected(&outcome.rejected);
-        anyhow::bail!("--strict: stopped at a conflict; this batch was rolled back, earlier ones are stored");
+    for outcome in store.import_customers(&opts.account, batches, &opts.actor, on_rejected).await? {
+        if opts.strict && !outcome.rejected.is_empty() {
+            report_rejected(&outcome.rejected);
+            anyhow::bail!("--strict: stopped at a conflict; this batch was rolled back, earlier ones are stored");
+        }
+        totals.add(outcome);
     }
-    totals.add(outcome);
     Ok(())
 }
 

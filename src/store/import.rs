@@ -8,19 +8,190 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::ids::AccountId;
-use crate::domain::settings::AutoTokenValue;
+use crate::domain::settings::{normalise_phone, AutoTokenValue, Settings};
 
 use super::customers::{
     check_rules, customer_columns, customer_number, document, load_settings, note_customer_number, tick_block,
 };
-use super::ops::Conn;
+use super::ops::{Backend, Conn};
 use super::query::{self, opt_text, text, Dialect, Param, SqlBuilder};
 use super::rows::db_row;
-use super::{new_id, ImportOutcome, ImportRow, StoreError};
+use super::{new_id, now_micros, ImportOutcome, ImportRow, OnRejected, StoreError};
 
 db_row! {
     struct IdRow {
         id: Uuid,
+    }
+}
+
+/// Imports consecutive batches of one file, in order, each in its own
+/// transaction, and returns what became of each. With
+/// [`OnRejected::RollBack`] it stops after the first batch with a refused
+/// row, which stores nothing.
+///
+/// Where the database writes in parallel (PostgreSQL), two consecutive
+/// batches that [`can_write_together`] are written at once by two
+/// transactions ([`import_pair`]): a batch's server-side work (index
+/// inserts, WAL) is one backend process on one core, so one writer leaves
+/// the other core idle.
+pub(super) async fn import_batches<B: Backend>(
+    backend: &B,
+    account: &AccountId,
+    batches: Vec<Vec<ImportRow>>,
+    actor: &str,
+    on_rejected: OnRejected,
+) -> Result<Vec<ImportOutcome>, StoreError> {
+    let mut outcomes = Vec::with_capacity(batches.len());
+    let mut batches = batches.into_iter().peekable();
+    while let Some(batch) = batches.next() {
+        let later = batches.next_if(|later| backend.concurrent_writes() && can_write_together(&batch, later));
+        let written = match later {
+            Some(later) => import_pair(backend, account, batch, later, actor, on_rejected).await?,
+            None => vec![import_one(backend, account, batch, actor, on_rejected).await?],
+        };
+        let stop = on_rejected == OnRejected::RollBack && written.iter().any(|o| !o.rejected.is_empty());
+        outcomes.extend(written);
+        if stop {
+            break;
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Keeps a batch's transaction unless it must store nothing.
+fn keeps(outcome: &ImportOutcome, on_rejected: OnRejected) -> bool {
+    outcome.rejected.is_empty() || on_rejected == OnRejected::KeepTheRest
+}
+
+async fn import_one<B: Backend>(
+    backend: &B,
+    account: &AccountId,
+    batch: Vec<ImportRow>,
+    actor: &str,
+    on_rejected: OnRejected,
+) -> Result<ImportOutcome, StoreError> {
+    let mut conn = backend.write().await?;
+    let outcome = import_batch(&mut conn, account, batch, actor).await?;
+    // Not committed: dropping the transaction rolls it back.
+    if keeps(&outcome, on_rejected) {
+        conn.commit().await?;
+    }
+    Ok(outcome)
+}
+
+/// Whether two consecutive batches may be written at once and still give
+/// what writing them one after the other gives:
+/// - the later batch names no `contact_for` customer: its check would not
+///   yet see a customer of the earlier batch;
+/// - no value the database keeps unique (`customer_id`, email, phone
+///   number, and the auto tokens made of the last two) is in both: each
+///   insert would wait for the other's transaction, and the earlier batch's
+///   transaction does not end before its rows are written.
+pub(super) fn can_write_together(earlier: &[ImportRow], later: &[ImportRow]) -> bool {
+    if later.iter().any(|row| !row.data.contact_ids().is_empty()) {
+        return false;
+    }
+    let taken: HashSet<String> = earlier.iter().flat_map(unique_values).collect();
+    later.iter().flat_map(unique_values).all(|value| !taken.contains(&value))
+}
+
+/// A row's values under unique indexes, in every form an index holds them
+/// (one set for all kinds: a match across kinds only costs the overlap).
+/// An auto token is made of the email as `email_lower` holds it (a valid
+/// email has no spaces to trim), and of the phone number with its `+`.
+fn unique_values(row: &ImportRow) -> impl Iterator<Item = String> + '_ {
+    [
+        Some(row.customer_id.clone()),
+        row.columns.email_lower.clone(),
+        row.columns.phone_number.clone(),
+        row.columns.phone_number.as_deref().map(normalise_phone),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Writes two consecutive batches at once, with the account's change
+/// order kept: as if written one after the other.
+///
+/// - The `holder` transaction takes timestamps for both batches from the
+///   account clock, which holds the clock's row lock until it commits: no
+///   other write of the account commits meanwhile.
+/// - The `writer` transaction writes the earlier batch with the block's
+///   first timestamps, the holder the later batch with the rest, both at
+///   once.
+/// - The writer commits first, as soon as it is done; the holder commits
+///   after it. So no later timestamp is ever visible before an earlier one
+///   (the change feed's promise), and other writers wait as they would for
+///   one batch.
+/// - Should the holder then fail (or the process die), its clock update
+///   rolls back while the writer's rows stay. The writer therefore commits
+///   only once the wall clock has passed its last timestamp: the clock's
+///   next tick is at least the wall clock, so later than those rows.
+async fn import_pair<B: Backend>(
+    backend: &B,
+    account: &AccountId,
+    earlier: Vec<ImportRow>,
+    later: Vec<ImportRow>,
+    actor: &str,
+    on_rejected: OnRejected,
+) -> Result<Vec<ImportOutcome>, StoreError> {
+    let mut holder = backend.write().await?;
+    begin_import(&mut holder).await?;
+    let settings = load_settings(&mut holder, account).await?;
+    let first = tick_block(&mut holder, account, (earlier.len() + later.len()) as i64).await?;
+    let earlier_end = first + chrono::Duration::microseconds(earlier.len() as i64);
+    if earlier_end - now_micros() > MAX_COMMIT_WAIT {
+        // The clock runs ahead of the wall clock (which was set back): one
+        // batch after the other, rather than wait.
+        drop(holder);
+        let mut outcomes = vec![import_one(backend, account, earlier, actor, on_rejected).await?];
+        if keeps(&outcomes[0], on_rejected) {
+            outcomes.push(import_one(backend, account, later, actor, on_rejected).await?);
+        }
+        return Ok(outcomes);
+    }
+    let mut writer = backend.write().await?;
+    tracing::debug!(earlier = earlier.len(), later = later.len(), "two batches written at once");
+    let write_earlier = async {
+        begin_import(&mut writer).await?;
+        // `can_write_together` keeps the writer from waiting on a row of the
+        // holder's, which would wait forever (the holder commits after the
+        // writer); should a case slip through, the import fails instead.
+        writer.execute(SqlBuilder::new(writer.dialect(), "SET LOCAL lock_timeout = '30s'")).await?;
+        let (accepted, mut outcome) = check_batch(&mut writer, account, earlier, &settings).await?;
+        let highest = write_batch(&mut writer, account, accepted, first, &settings, actor, &mut outcome).await?;
+        if keeps(&outcome, on_rejected) {
+            sleep_until_past(earlier_end).await;
+            writer.commit().await?;
+        }
+        Ok::<_, StoreError>((outcome, highest))
+    };
+    let write_later = async {
+        let (accepted, mut outcome) = check_batch(&mut holder, account, later, &settings).await?;
+        let highest = write_batch(&mut holder, account, accepted, earlier_end, &settings, actor, &mut outcome).await?;
+        Ok::<_, StoreError>((outcome, highest))
+    };
+    let (written_earlier, written_later) = tokio::join!(write_earlier, write_later);
+    let ((earlier_outcome, earlier_highest), (later_outcome, later_highest)) = (written_earlier?, written_later?);
+    if !keeps(&earlier_outcome, on_rejected) {
+        // Neither is committed: the import stops at the earlier batch.
+        return Ok(vec![earlier_outcome]);
+    }
+    if keeps(&later_outcome, on_rejected) {
+        note_highest_number(&mut holder, account, earlier_highest.max(later_highest)).await?;
+        holder.commit().await?;
+    }
+    Ok(vec![earlier_outcome, later_outcome])
+}
+
+/// The longest the earlier batch of a pair may wait for the wall clock to
+/// pass its timestamps (see [`import_pair`]).
+const MAX_COMMIT_WAIT: chrono::Duration = chrono::Duration::milliseconds(100);
+
+/// Returns once the wall clock is past `at`.
+async fn sleep_until_past(at: DateTime<Utc>) {
+    if let Ok(wait) = (at - now_micros()).to_std() {
+        tokio::time::sleep(wait + std::time::Duration::from_micros(1)).await;
     }
 }
 
@@ -34,25 +205,69 @@ pub(super) async fn import_batch(
     rows: Vec<ImportRow>,
     actor: &str,
 ) -> Result<ImportOutcome, StoreError> {
+    begin_import(conn).await?;
+    let settings = load_settings(conn, account).await?;
+    let (accepted, mut outcome) = check_batch(conn, account, rows, &settings).await?;
+    if accepted.is_empty() {
+        return Ok(outcome);
+    }
+    let first = tick_block(conn, account, accepted.len() as i64).await?;
+    let highest = write_batch(conn, account, accepted, first, &settings, actor, &mut outcome).await?;
+    note_highest_number(conn, account, highest).await?;
+    Ok(outcome)
+}
+
+async fn note_highest_number(conn: &mut impl Conn, account: &AccountId, number: Option<i64>) -> Result<(), StoreError> {
+    match number {
+        Some(number) => note_customer_number(conn, account, &number.to_string()).await,
+        None => Ok(()),
+    }
+}
+
+/// Sets up an import transaction.
+pub(super) async fn begin_import(conn: &mut impl Conn) -> Result<(), StoreError> {
     if conn.dialect() == Dialect::Postgres {
         // An import is idempotent (a re-run adds what a crash lost), so its
         // commits need not wait for the WAL flush.
         conn.execute(SqlBuilder::new(Dialect::Postgres, "SET LOCAL synchronous_commit = off")).await?;
     }
-    let settings = load_settings(conn, account).await?;
+    Ok(())
+}
+
+/// Splits a batch into the rows that pass the database-checked rules and
+/// an outcome holding the refused ones.
+async fn check_batch(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    rows: Vec<ImportRow>,
+    settings: &Settings,
+) -> Result<(Vec<ImportRow>, ImportOutcome), StoreError> {
     let mut outcome = ImportOutcome::default();
     let mut accepted = Vec::with_capacity(rows.len());
     for row in rows {
-        match check_rules(conn, account, &row.data, &settings).await {
+        match check_rules(conn, account, &row.data, settings).await {
             Ok(()) => accepted.push(row),
             Err(StoreError::Invalid(errors)) => outcome.rejected.push((row.line, describe(&errors))),
             Err(other) => return Err(other),
         }
     }
-    if accepted.is_empty() {
-        return Ok(outcome);
-    }
-    let first = tick_block(conn, account, accepted.len() as i64).await?;
+    Ok((accepted, outcome))
+}
+
+/// Writes checked rows with the timestamps `first`, `first` + 1 µs, …, and
+/// returns the highest numeric `customer_id` among them (stored now or
+/// before: a re-run thus notes what an interrupted run stored but did not
+/// note), for [`note_customer_number`].
+async fn write_batch(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    mut accepted: Vec<ImportRow>,
+    first: DateTime<Utc>,
+    settings: &Settings,
+    actor: &str,
+    outcome: &mut ImportOutcome,
+) -> Result<Option<i64>, StoreError> {
+    let highest_number = accepted.iter().filter_map(|row| customer_number(&row.customer_id)).max();
     let ids: Vec<Uuid> = accepted.iter().map(|_| new_id()).collect();
     // Each row's column values, and its attribute rows (kept for the rows
     // the insert stores).
@@ -66,7 +281,7 @@ pub(super) async fn import_batch(
             Some(doc) => doc,
             None => document(&row.data)?,
         };
-        let columns = customer_columns(&cols, doc, &row.data, &settings, at);
+        let columns = customer_columns(&cols, doc, &row.data, settings, at);
         row_attributes.push(cols.attributes);
         if index == 0 {
             names.extend(columns.iter().flat_map(|(c, _)| [", ", c]));
@@ -74,7 +289,7 @@ pub(super) async fn import_batch(
         let fixed = [Param::Id(*id), text(account.as_str()), text(&row.customer_id), Param::Time(at), text(actor)];
         values.push(fixed.into_iter().chain(columns.into_iter().map(|(_, p)| p)).collect::<Vec<_>>());
     }
-    let inserted: std::collections::HashSet<Uuid> = if copy_new_customers(conn, &names, &values).await? {
+    let inserted: HashSet<Uuid> = if copy_new_customers(conn, &names, &values).await? {
         ids.iter().copied().collect()
     } else {
         insert_customer_rows(conn, &names, values).await?
@@ -82,7 +297,6 @@ pub(super) async fn import_batch(
 
     let mut attributes = Vec::new();
     let mut tokens = Vec::new();
-    let mut highest_number = None;
     let mut skipped = Vec::new();
     for (index, ((row, id), row_attributes)) in accepted.iter().zip(&ids).zip(row_attributes).enumerate() {
         if !inserted.contains(id) {
@@ -93,15 +307,11 @@ pub(super) async fn import_batch(
         let at = first + chrono::Duration::microseconds(index as i64);
         attributes.extend(row_attributes.into_iter().map(|a| (*id, a)));
         tokens.extend(settings.auto_tokens_for(&row.data).into_iter().map(|t| (*id, at, t)));
-        highest_number = highest_number.max(customer_number(&row.customer_id));
     }
     insert_attribute_rows(conn, account, &attributes).await?;
     insert_auto_token_rows(conn, account, &tokens, actor).await?;
-    if let Some(number) = highest_number {
-        note_customer_number(conn, account, &number.to_string()).await?;
-    }
-    classify_skipped(conn, account, &skipped, &mut outcome).await?;
-    Ok(outcome)
+    classify_skipped(conn, account, &skipped, outcome).await?;
+    Ok(highest_number)
 }
 
 /// PostgreSQL: a batch's customers in one COPY, when none of them collides
@@ -255,4 +465,47 @@ async fn insert_auto_token_rows(
 
 fn describe(errors: &[crate::domain::validate::FieldError]) -> String {
     errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::customer::CustomerInput;
+
+    fn row(body: serde_json::Value) -> ImportRow {
+        let input: CustomerInput = serde_json::from_value(body).unwrap();
+        let (customer_id, data) = input.into_new(Utc::now()).unwrap();
+        ImportRow::new(1, customer_id.unwrap(), data)
+    }
+
+    #[test]
+    fn batches_are_written_together_only_when_no_unique_value_or_contact_links_them() {
+        let earlier = [row(json!({"customer_id": "a", "email": "a@x.io", "phone_number": "+4790000001"}))];
+        let unrelated = row(json!({"customer_id": "b", "email": "b@x.io", "phone_number": "+4790000002"}));
+        assert!(can_write_together(&earlier, std::slice::from_ref(&unrelated)));
+
+        for clash in [
+            json!({"customer_id": "a"}),
+            json!({"customer_id": "b", "email": "A@X.IO"}),
+            json!({"customer_id": "b", "phone_number": "+4790000001"}),
+            // Not a value clash, but the contact may be in the earlier batch.
+            json!({"customer_id": "b", "type": "contact", "contact_for": [{"customer_id": "zz"}]}),
+        ] {
+            let later = [unrelated.clone(), row(clash.clone())];
+            assert!(!can_write_together(&earlier, &later), "{clash}");
+        }
+        // A contact in the earlier batch was checked against what is stored
+        // before it, as it would be in a lone batch.
+        let contact = row(json!({"customer_id": "c", "type": "contact", "contact_for": [{"customer_id": "zz"}]}));
+        assert!(can_write_together(&[contact], &[unrelated]));
+    }
+
+    #[test]
+    fn a_phone_number_counts_also_in_the_form_its_auto_token_hashes() {
+        let earlier = [row(json!({"customer_id": "a", "phone_number": "4790000001"}))];
+        let later = [row(json!({"customer_id": "b", "phone_number": "+4790000001"}))];
+        assert!(!can_write_together(&earlier, &later));
+    }
 }

@@ -242,16 +242,17 @@ pub trait Store: Send + Sync {
         actor: &str,
     ) -> Result<Customer, StoreError>;
     async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError>;
-    /// Inserts a batch of customers in one transaction (see `ImportOutcome`);
-    /// `on_rejected` says whether the batch's other rows are kept when the
-    /// database refuses some.
+    /// Inserts consecutive batches of customers, each in one transaction,
+    /// and returns what became of each (see `ImportOutcome`); `on_rejected`
+    /// says whether a batch's other rows are kept when the database refuses
+    /// some. With `RollBack` the import stops after such a batch.
     async fn import_customers(
         &self,
         account: &AccountId,
-        rows: Vec<ImportRow>,
+        batches: Vec<Vec<ImportRow>>,
         actor: &str,
         on_rejected: OnRejected,
-    ) -> Result<ImportOutcome, StoreError>;
+    ) -> Result<Vec<ImportOutcome>, StoreError>;
     /// Whether a live customer has exactly this email (any case) and/or phone.
     async fn customer_exists(
         &self,

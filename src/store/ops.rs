@@ -16,7 +16,7 @@ use super::customers::{
     by_customer_id, change_customer_id, create_customer, delete_customer, list_customers, load_settings,
     update_customer,
 };
-use super::import::import_batch;
+use super::import::import_batches;
 use super::query::{self, text, Dialect, Param, SqlBuilder};
 use super::records;
 use super::rows::{ClientRow, CustomerRow, DbRow, KeyRow};
@@ -90,6 +90,11 @@ pub trait Backend: Send + Sync + 'static {
     /// rather than wait for a database server; a long one then leaves the
     /// async worker first (`off_worker`).
     fn reads_block_thread(&self) -> bool {
+        false
+    }
+    /// Whether two write transactions make progress at once (PostgreSQL)
+    /// rather than one after the other (SQLite's single writer).
+    fn concurrent_writes(&self) -> bool {
         false
     }
     /// Called when a statement on a read connection answered `Unavailable`:
@@ -367,17 +372,11 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn import_customers(
         &self,
         account: &AccountId,
-        rows: Vec<ImportRow>,
+        batches: Vec<Vec<ImportRow>>,
         actor: &str,
         on_rejected: OnRejected,
-    ) -> Result<ImportOutcome, StoreError> {
-        let mut conn = self.0.write().await?;
-        let outcome = import_batch(&mut conn, account, rows, actor).await?;
-        // Not committed: dropping the transaction rolls it back.
-        if outcome.rejected.is_empty() || on_rejected == OnRejected::KeepTheRest {
-            conn.commit().await?;
-        }
-        Ok(outcome)
+    ) -> Result<Vec<ImportOutcome>, StoreError> {
+        import_batches(&self.0, account, batches, actor, on_rejected).await
     }
 
     async fn customer_exists(

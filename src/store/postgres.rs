@@ -69,6 +69,10 @@ impl Backend for PostgresBackend {
         "postgres"
     }
 
+    fn concurrent_writes(&self) -> bool {
+        true
+    }
+
     async fn read(&self) -> Result<Self::ReadConn, StoreError> {
         self.session().await
     }

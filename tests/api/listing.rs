@@ -234,7 +234,7 @@ both_backends! {
                 ImportRow::new(i + 1, format!("r{i:05}"), data)
             })
             .collect();
-        app.store.import_customers(&account, rows, "test", OnRejected::KeepTheRest).await.unwrap();
+        app.store.import_customers(&account, vec![rows], "test", OnRejected::KeepTheRest).await.unwrap();
 
         let first = app.list("search=zed&limit=2&total=true").await;
         assert_eq!(TestApp::ids(&first), ["r00002", "r00001"]);
@@ -280,9 +280,8 @@ both_backends! {
                 ImportRow::new(i + 1, format!("d{i:05}"), data)
             })
             .collect();
-        for chunk in rows.chunks(5000) {
-            app.store.import_customers(&account, chunk.to_vec(), "test", OnRejected::KeepTheRest).await.unwrap();
-        }
+        let batches = rows.chunks(5000).map(<[ImportRow]>::to_vec).collect();
+        app.store.import_customers(&account, batches, "test", OnRejected::KeepTheRest).await.unwrap();
         // A lone prefix orders its candidates inside its indexes; with
         // another condition, this many candidates are walked newest first.
         for query in ["search=dense&limit=2", "search=dense&limit=2&attributes_keys=tier"] {

@@ -237,6 +237,108 @@ both_backends! {
     }
 }
 
+// With `--batch-size 2` every two lines are a batch. On PostgreSQL two
+// consecutive batches are written at once by two transactions
+// (`store::import`) unless a unique value or a contact links them; either
+// way the outcome is that of one batch after the other.
+both_backends! {
+    async fn batches_written_at_once_keep_the_file_order_and_its_links(app: &TestApp) {
+        let lines = [
+            // Batches 1 and 2: nothing links them.
+            json!({"customer_id": "9", "email": "p1@x.io"}),
+            json!({"customer_id": "p2", "phone_number": "+4791000002"}),
+            json!({"customer_id": "7", "email": "p3@x.io"}),
+            json!({"customer_id": "p4", "phone_number": "+4791000004"}),
+            // Batches 3 and 4: the later names a customer of the earlier.
+            json!({"customer_id": "p5"}),
+            json!({"customer_id": "p6"}),
+            json!({"customer_id": "p7", "type": "contact", "contact_for": [{"customer_id": "p5"}]}),
+            json!({"customer_id": "p8"}),
+            // Batches 5 and 6: one email in both; the later one is refused.
+            json!({"customer_id": "p9", "email": "same@x.io"}),
+            json!({"customer_id": "p10"}),
+            json!({"customer_id": "p11", "email": "SAME@x.io"}),
+            json!({"customer_id": "p12"}),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("in.ndjson");
+        std::fs::write(&file, lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap();
+        let import = || {
+            binary()
+                .args(["import", "--database", &app.db.url, "--account", ACCOUNT, "--batch-size", "2"])
+                .args(["--file", file.to_str().unwrap()])
+                .env("CUSTOMERS_LOG", "warn,customers::store::import=debug")
+                .output()
+                .unwrap()
+        };
+
+        let out = import();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("imported 11 customers"), "{stdout}");
+        assert!(stderr.contains("line 11: email or phone_number belongs to another customer"), "{stderr}");
+        let pairs = stderr.matches("two batches written at once").count();
+        assert_eq!(pairs, if app.db.backend == Backend::Postgres { 1 } else { 0 }, "{stderr}");
+
+        let stored: Vec<String> = lines
+            .iter()
+            .map(|line| line["customer_id"].as_str().unwrap().to_owned())
+            .filter(|id| id != "p11")
+            .collect();
+        let newest_first: Vec<String> = stored.iter().rev().cloned().collect();
+        assert_eq!(TestApp::ids(&app.list("limit=100&type=any").await), newest_first);
+        let feed = app.list("since_datetime=2000-01-01T00:00:00Z&limit=100&type=any").await;
+        assert_eq!(TestApp::ids(&feed), stored, "the change feed sees the file's order");
+        assert_eq!(app.get(&app.user_url("p7")).await.body["contact_for"][0]["customer_id"], "p5");
+
+        // The highest number, from the earlier batch of the pair, is noted.
+        let settings = app.url(&format!("/v1/accounts/{ACCOUNT}/customers/settings"));
+        let put = app.put(&settings, &json!({"users": {"customer_id_format": "sequence"}})).await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+        assert_eq!(app.create(json!({})).await["customer_id"], "10");
+
+        let again = import();
+        let stdout = String::from_utf8_lossy(&again.stdout);
+        assert!(stdout.contains("imported 0 customers") && stdout.contains("11 already present"), "{stdout}");
+    }
+}
+
+both_backends! {
+    async fn a_strict_import_stops_at_the_first_refused_batch_of_a_pair(app: &TestApp) {
+        app.create(json!({"customer_id": "kept", "email": "taken@x.io"})).await;
+        let dir = tempfile::tempdir().unwrap();
+        let strict_import = |name: &str, lines: [Value; 4]| {
+            let file = dir.path().join(name);
+            std::fs::write(&file, lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap();
+            binary()
+                .args(["import", "--database", &app.db.url, "--account", ACCOUNT, "--batch-size", "2", "--strict"])
+                .args(["--file", file.to_str().unwrap()])
+                .output()
+                .unwrap()
+        };
+
+        let later_refused = strict_import("later.ndjson", [
+            json!({"customer_id": "s1"}),
+            json!({"customer_id": "s2"}),
+            json!({"customer_id": "s3", "email": "TAKEN@x.io"}),
+            json!({"customer_id": "s4"}),
+        ]);
+        assert!(!later_refused.status.success());
+        assert!(String::from_utf8_lossy(&later_refused.stderr).contains("line 3: email"));
+        assert_eq!(app.row_count().await, 3, "the earlier batch is stored, the refused one not");
+        assert_eq!(app.get(&app.user_url("s4")).await.status, StatusCode::NOT_FOUND);
+
+        let earlier_refused = strict_import("earlier.ndjson", [
+            json!({"customer_id": "t1", "email": "taken@X.io"}),
+            json!({"customer_id": "t2"}),
+            json!({"customer_id": "t3"}),
+            json!({"customer_id": "t4"}),
+        ]);
+        assert!(!earlier_refused.status.success());
+        assert!(String::from_utf8_lossy(&earlier_refused.stderr).contains("line 1: email"));
+        assert_eq!(app.row_count().await, 3, "nothing after the refused batch is stored either");
+    }
+}
+
 // A first import takes PostgreSQL's COPY path, whose text format gives
 // tabs, newlines and backslashes a meaning: every value must arrive as it
 // was sent, attributes included.
