@@ -267,6 +267,9 @@ async fn write_batch(
     actor: &str,
     outcome: &mut ImportOutcome,
 ) -> Result<Option<i64>, StoreError> {
+    if accepted.is_empty() {
+        return Ok(None);
+    }
     let highest_number = accepted.iter().filter_map(|row| customer_number(&row.customer_id)).max();
     let ids: Vec<Uuid> = accepted.iter().map(|_| new_id()).collect();
     // Each row's column values, and its attribute rows (kept for the rows

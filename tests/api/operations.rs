@@ -299,6 +299,17 @@ both_backends! {
         let again = import();
         let stdout = String::from_utf8_lossy(&again.stdout);
         assert!(stdout.contains("imported 0 customers") && stdout.contains("11 already present"), "{stdout}");
+
+        // A pair whose earlier batch has no row left to write.
+        let dangling = json!({"type": "contact", "contact_for": [{"customer_id": "ghost"}]});
+        let lines = [dangling.clone(), dangling, json!({"customer_id": "q1"}), json!({"customer_id": "q2"})];
+        std::fs::write(&file, lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap();
+        let out = import();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("imported 2 customers"), "{stdout} {stderr}");
+        assert!(stderr.contains("line 2: contact_for[0].customer_id"), "{stderr}");
+        let pairs = stderr.matches("two batches written at once").count();
+        assert_eq!(pairs, if app.db.backend == Backend::Postgres { 1 } else { 0 }, "{stderr}");
     }
 }
 
