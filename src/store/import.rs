@@ -140,9 +140,10 @@ async fn import_pair<B: Backend>(
     let settings = load_settings(&mut holder, account).await?;
     let first = tick_block(&mut holder, account, (earlier.len() + later.len()) as i64).await?;
     let earlier_end = first + chrono::Duration::microseconds(earlier.len() as i64);
-    if earlier_end - now_micros() > MAX_COMMIT_WAIT {
+    if first - now_micros() > MAX_CLOCK_LEAD {
         // The clock runs ahead of the wall clock (which was set back): one
-        // batch after the other, rather than wait.
+        // batch after the other, rather than wait. (The batch's own
+        // microseconds are no wait: writing takes longer than that.)
         drop(holder);
         let mut outcomes = vec![import_one(backend, account, earlier, actor, on_rejected).await?];
         if keeps(&outcomes[0], on_rejected) {
@@ -184,9 +185,10 @@ async fn import_pair<B: Backend>(
     Ok(vec![earlier_outcome, later_outcome])
 }
 
-/// The longest the earlier batch of a pair may wait for the wall clock to
-/// pass its timestamps (see [`import_pair`]).
-const MAX_COMMIT_WAIT: chrono::Duration = chrono::Duration::milliseconds(100);
+/// How far the account clock may run ahead of the wall clock for a pair
+/// to be written at once: about the longest its earlier batch may then wait
+/// before it commits (see [`import_pair`]).
+const MAX_CLOCK_LEAD: chrono::Duration = chrono::Duration::milliseconds(100);
 
 /// Returns once the wall clock is past `at`.
 async fn sleep_until_past(at: DateTime<Utc>) {

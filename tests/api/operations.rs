@@ -313,6 +313,41 @@ both_backends! {
     }
 }
 
+// A pair's earlier batch commits only once the wall clock has passed its
+// timestamps (`store::import::import_pair`). With the account clock far
+// ahead of the wall clock it would wait that long: the batches go one
+// after the other instead.
+both_backends! {
+    async fn batches_go_one_after_the_other_when_the_account_clock_runs_ahead(app: &TestApp) {
+        app.create(json!({"customer_id": "first"})).await;
+        let ahead = (chrono::Utc::now().timestamp_micros() + 600_000_000).to_string();
+        let set = "UPDATE account_clocks SET last_us = CAST($1 AS BIGINT) WHERE account_id = $2 \
+                   RETURNING CAST(last_us AS TEXT)";
+        assert_eq!(app.db.query_text(set, &[&ahead, ACCOUNT]).await.len(), 1);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("in.ndjson");
+        let ids = ["a1", "a2", "a3", "a4"];
+        let lines: Vec<String> = ids.iter().map(|id| json!({"customer_id": id}).to_string()).collect();
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let started = std::time::Instant::now();
+        let out = binary()
+            .args(["import", "--database", &app.db.url, "--account", ACCOUNT, "--batch-size", "2"])
+            .args(["--file", file.to_str().unwrap()])
+            .env("CUSTOMERS_LOG", "warn,customers::store::import=debug")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(started.elapsed() < Duration::from_secs(60), "the import waited for the clock");
+        assert_eq!(stderr.matches("two batches written at once").count(), 0, "{stderr}");
+        assert_eq!(TestApp::ids(&app.list("limit=10").await), ["a4", "a3", "a2", "a1", "first"]);
+        let oldest_import = app.get(&app.user_url("a1")).await.body["created_at"].as_str().unwrap().to_owned();
+        let oldest_import = chrono::DateTime::parse_from_rfc3339(&oldest_import).unwrap().timestamp_micros();
+        assert!(oldest_import > ahead.parse::<i64>().unwrap(), "imported customers are newer than the clock");
+    }
+}
+
 both_backends! {
     async fn a_strict_import_stops_at_the_first_refused_batch_of_a_pair(app: &TestApp) {
         app.create(json!({"customer_id": "kept", "email": "taken@x.io"})).await;
