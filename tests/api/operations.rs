@@ -300,14 +300,17 @@ both_backends! {
         let stdout = String::from_utf8_lossy(&again.stdout);
         assert!(stdout.contains("imported 0 customers") && stdout.contains("11 already present"), "{stdout}");
 
-        // A pair whose earlier batch has no row left to write.
+        // A pair whose earlier batch has no row left to write, and whose
+        // later one holds a contact of a customer stored before.
         let dangling = json!({"type": "contact", "contact_for": [{"customer_id": "ghost"}]});
-        let lines = [dangling.clone(), dangling, json!({"customer_id": "q1"}), json!({"customer_id": "q2"})];
+        let contact = json!({"customer_id": "q2", "type": "contact", "contact_for": [{"customer_id": "p2"}]});
+        let lines = [dangling.clone(), dangling, json!({"customer_id": "q1"}), contact];
         std::fs::write(&file, lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap();
         let out = import();
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("imported 2 customers"), "{stdout} {stderr}");
         assert!(stderr.contains("line 2: contact_for[0].customer_id"), "{stderr}");
+        assert_eq!(app.get(&app.user_url("q2")).await.body["contact_for"][0]["customer_id"], "p2");
         let pairs = stderr.matches("two batches written at once").count();
         assert_eq!(pairs, if app.db.backend == Backend::Postgres { 1 } else { 0 }, "{stderr}");
     }
