@@ -46,9 +46,16 @@ impl DatabaseArgs {
         self.open_with(self.pool()).await
     }
 
-    /// Opens the store for one bulk writer (see [`PoolOptions::bulk`]).
+    /// The pool of a bulk writer (see [`PoolOptions::bulk`]): at least two
+    /// connections, as PostgreSQL imports write two batches at once.
+    pub fn bulk_pool(&self) -> PoolOptions {
+        let pool = self.pool();
+        PoolOptions { bulk: true, max_connections: pool.max_connections.max(2), ..pool }
+    }
+
+    /// Opens the store for one bulk writer.
     pub async fn open_bulk(&self) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
-        self.open_with(PoolOptions { bulk: true, ..self.pool() }).await
+        self.open_with(self.bulk_pool()).await
     }
 
     async fn open_with(&self, pool: PoolOptions) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
@@ -128,6 +135,17 @@ mod tests {
         // A zero idle timeout would close every connection at once: refused.
         assert!(pool(&["--db-idle-timeout", "0"]).is_err());
         assert!(pool(&["--db-max-connections", "0"]).unwrap().max_connections >= 1);
+    }
+
+    #[test]
+    fn a_bulk_pool_has_room_for_two_writers() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("customers").chain(args.iter().copied())).unwrap().db.bulk_pool()
+        };
+        let bulk = parse(&["--database", "postgres://u@h/db", "--db-max-connections", "1"]);
+        assert!(bulk.bulk);
+        assert_eq!(bulk.max_connections, 2);
+        assert_eq!(parse(&["--database", "postgres://u@h/db", "--db-max-connections", "5"]).max_connections, 5);
     }
 
     #[test]

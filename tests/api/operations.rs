@@ -266,7 +266,8 @@ both_backends! {
         let import = || {
             binary()
                 .args(["import", "--database", &app.db.url, "--account", ACCOUNT, "--batch-size", "2"])
-                .args(["--file", file.to_str().unwrap()])
+                // A pair takes two connections: the import's pool has them.
+                .args(["--file", file.to_str().unwrap(), "--db-max-connections", "1"])
                 .env("CUSTOMERS_LOG", "warn,customers::store::import=debug")
                 .output()
                 .unwrap()
