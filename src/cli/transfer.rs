@@ -189,8 +189,7 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
     let bar = progress_bar(size);
     let mut totals = Totals::default();
     let (mut batches, reader) = spawn_reader(input, opts.account.clone(), opts.batch_size.max(1));
-    // Two batches at a time: the store may write them at once.
-    while let Some(window) = next_window(&mut batches, 2).await? {
+    while let Some(window) = next_window(&mut batches, store.import_batches_at_once()).await? {
         let last = window.last().map(|parsed| (parsed.lines, parsed.bytes)).unwrap_or_default();
         let mut rows = Vec::with_capacity(window.len());
         for parsed in window {

@@ -242,6 +242,10 @@ pub trait Store: Send + Sync {
         actor: &str,
     ) -> Result<Customer, StoreError>;
     async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError>;
+    /// How many consecutive import batches [`Store::import_customers`] can
+    /// write at once (2 on PostgreSQL, 1 on SQLite): an importer holds no
+    /// more in memory than that.
+    fn import_batches_at_once(&self) -> usize;
     /// Inserts consecutive batches of customers, each in one transaction,
     /// and returns what became of each (see `ImportOutcome`); `on_rejected`
     /// says whether a batch's other rows are kept when the database refuses

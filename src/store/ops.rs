@@ -369,6 +369,14 @@ impl<B: Backend> Store for SqlStore<B> {
         on_read!(self.0, |conn| list_customers(&mut conn, account, params, &self.1).await)
     }
 
+    fn import_batches_at_once(&self) -> usize {
+        if self.0.concurrent_writes() {
+            2
+        } else {
+            1
+        }
+    }
+
     async fn import_customers(
         &self,
         account: &AccountId,
