@@ -49,13 +49,23 @@ pub(super) async fn import_batches<B: Backend>(
             Some(later) => import_pair(backend, account, batch, later, actor, on_rejected).await?,
             None => vec![import_one(backend, account, batch, actor, on_rejected).await?],
         };
-        let stop = on_rejected == OnRejected::RollBack && written.iter().any(|o| !o.rejected.is_empty());
+        let stop = written.iter().any(|outcome| !keeps(outcome, on_rejected));
         outcomes.extend(written);
         if stop {
             break;
         }
     }
     Ok(outcomes)
+}
+
+/// How many consecutive batches [`import_batches`] writes at once: a pair
+/// where the database writes in parallel.
+pub(super) fn batches_at_once(backend: &impl Backend) -> usize {
+    if backend.concurrent_writes() {
+        2
+    } else {
+        1
+    }
 }
 
 /// Keeps a batch's transaction unless it must store nothing.

@@ -16,7 +16,7 @@ use super::customers::{
     by_customer_id, change_customer_id, create_customer, delete_customer, list_customers, load_settings,
     update_customer,
 };
-use super::import::import_batches;
+use super::import::{batches_at_once, import_batches};
 use super::query::{self, text, Dialect, Param, SqlBuilder};
 use super::records;
 use super::rows::{ClientRow, CustomerRow, DbRow, KeyRow};
@@ -370,11 +370,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn import_batches_at_once(&self) -> usize {
-        if self.0.concurrent_writes() {
-            2
-        } else {
-            1
-        }
+        batches_at_once(&self.0)
     }
 
     async fn import_customers(

@@ -262,13 +262,11 @@ both_backends! {
         ];
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("in.ndjson");
-        std::fs::write(&file, lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap();
+        write_ndjson(&file, &lines);
         let import = || {
-            binary()
-                .args(["import", "--database", &app.db.url, "--account", ACCOUNT, "--batch-size", "2"])
+            import_two_lines_a_batch(app, &file)
                 // A pair takes two connections: the import's pool has them.
-                .args(["--file", file.to_str().unwrap(), "--db-max-connections", "1"])
-                .env("CUSTOMERS_LOG", "warn,customers::store::import=debug")
+                .args(["--db-max-connections", "1"])
                 .output()
                 .unwrap()
         };
@@ -306,7 +304,7 @@ both_backends! {
         let dangling = json!({"type": "contact", "contact_for": [{"customer_id": "ghost"}]});
         let contact = json!({"customer_id": "q2", "type": "contact", "contact_for": [{"customer_id": "p2"}]});
         let lines = [dangling.clone(), dangling, json!({"customer_id": "q1"}), contact];
-        std::fs::write(&file, lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap();
+        write_ndjson(&file, &lines);
         let out = import();
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("imported 2 customers"), "{stdout} {stderr}");
@@ -331,16 +329,10 @@ both_backends! {
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("in.ndjson");
-        let ids = ["a1", "a2", "a3", "a4"];
-        let lines: Vec<String> = ids.iter().map(|id| json!({"customer_id": id}).to_string()).collect();
-        std::fs::write(&file, lines.join("\n")).unwrap();
+        let lines: Vec<Value> = ["a1", "a2", "a3", "a4"].iter().map(|id| json!({"customer_id": id})).collect();
+        write_ndjson(&file, &lines);
         let started = std::time::Instant::now();
-        let out = binary()
-            .args(["import", "--database", &app.db.url, "--account", ACCOUNT, "--batch-size", "2"])
-            .args(["--file", file.to_str().unwrap()])
-            .env("CUSTOMERS_LOG", "warn,customers::store::import=debug")
-            .output()
-            .unwrap();
+        let out = import_two_lines_a_batch(app, &file).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
         assert!(started.elapsed() < Duration::from_secs(60), "the import waited for the clock");
@@ -358,12 +350,8 @@ both_backends! {
         let dir = tempfile::tempdir().unwrap();
         let strict_import = |name: &str, lines: [Value; 4]| {
             let file = dir.path().join(name);
-            std::fs::write(&file, lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap();
-            binary()
-                .args(["import", "--database", &app.db.url, "--account", ACCOUNT, "--batch-size", "2", "--strict"])
-                .args(["--file", file.to_str().unwrap()])
-                .output()
-                .unwrap()
+            write_ndjson(&file, &lines);
+            import_two_lines_a_batch(app, &file).arg("--strict").output().unwrap()
         };
 
         let later_refused = strict_import("later.ndjson", [
@@ -430,6 +418,21 @@ both_backends! {
         let searched = app.list(&format!("search={}", urlencode("\\n back\\"))).await;
         assert_eq!(TestApp::ids(&searched).len(), 3, "the name's index column holds the backslashes");
     }
+}
+
+fn write_ndjson(file: &std::path::Path, lines: &[Value]) {
+    std::fs::write(file, lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap();
+}
+
+/// `customers import` of `file` into the test account, two lines a batch,
+/// logging each pair of batches written at once (at debug level).
+fn import_two_lines_a_batch(app: &TestApp, file: &std::path::Path) -> Command {
+    let mut command = binary();
+    command
+        .args(["import", "--database", &app.db.url, "--account", ACCOUNT, "--batch-size", "2"])
+        .args(["--file", file.to_str().unwrap()])
+        .env("CUSTOMERS_LOG", "warn,customers::store::import=debug");
+    command
 }
 
 fn urlencode(text: &str) -> String {
