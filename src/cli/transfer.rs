@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::mpsc::error::TryRecvError;
 use uuid::Uuid;
 
 use crate::config::DatabaseArgs;
@@ -17,7 +18,7 @@ use crate::domain::customer::CustomerInput;
 use crate::domain::ids::AccountId;
 use crate::domain::listing::{CustomerFilter, ListParams, TypeFilter};
 use crate::http::extract::parse_json;
-use crate::store::{now_micros, ImportOutcome, ImportRow, OnRejected, Store};
+use crate::store::{now_micros, ImportOutcome, ImportRow, ImportSession, OnRejected};
 
 #[derive(Args, Debug)]
 pub struct ImportOpts {
@@ -124,12 +125,21 @@ impl Totals {
     }
 }
 
-/// A parsed batch from the reader thread, with its progress so far.
+/// A parsed batch from the reader thread, with its progress so far, and
+/// the read error that ended the input early, if any (sent with the lines
+/// read before it, which are imported).
 struct Parsed {
     rows: Vec<ImportRow>,
     rejected: Vec<(u64, String)>,
     lines: u64,
     bytes: u64,
+    error: Option<io::Error>,
+}
+
+impl Parsed {
+    fn after(lines: u64, bytes: u64, batch_size: usize) -> Self {
+        Self { rows: Vec::with_capacity(batch_size), rejected: Vec::new(), lines, bytes, error: None }
+    }
 }
 
 /// Reads and validates lines on a blocking thread, sending batches down a
@@ -138,16 +148,16 @@ fn spawn_reader(
     input: Box<dyn Read + Send>,
     account: AccountId,
     batch_size: usize,
-) -> (tokio::sync::mpsc::Receiver<io::Result<Parsed>>, tokio::task::JoinHandle<()>) {
+) -> (tokio::sync::mpsc::Receiver<Parsed>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     let handle = tokio::task::spawn_blocking(move || {
-        let mut parsed = Parsed { rows: Vec::with_capacity(batch_size), rejected: Vec::new(), lines: 0, bytes: 0 };
+        let mut parsed = Parsed::after(0, 0, batch_size);
         for line in BufReader::new(input).lines() {
             let line = match line {
                 Ok(line) => line,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
+                Err(error) => {
+                    parsed.error = Some(error);
+                    break;
                 }
             };
             parsed.lines += 1;
@@ -158,18 +168,13 @@ fn spawn_reader(
                 Err(reason) => parsed.rejected.push((parsed.lines, reason)),
             }
             if parsed.rows.len() >= batch_size {
-                let next = Parsed {
-                    rows: Vec::with_capacity(batch_size),
-                    rejected: Vec::new(),
-                    lines: parsed.lines,
-                    bytes: parsed.bytes,
-                };
-                if tx.blocking_send(Ok(std::mem::replace(&mut parsed, next))).is_err() {
+                let next = Parsed::after(parsed.lines, parsed.bytes, batch_size);
+                if tx.blocking_send(std::mem::replace(&mut parsed, next)).is_err() {
                     return;
                 }
             }
         }
-        let _ = tx.blocking_send(Ok(parsed));
+        let _ = tx.blocking_send(parsed);
     });
     (rx, handle)
 }
@@ -189,19 +194,34 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
     let bar = progress_bar(size);
     let mut totals = Totals::default();
     let (mut batches, reader) = spawn_reader(input, opts.account.clone(), opts.batch_size.max(1));
-    while let Some(window) = next_window(&mut batches, store.import_batches_at_once()).await? {
+    let on_rejected = if opts.strict { OnRejected::RollBack } else { OnRejected::KeepTheRest };
+    let mut session = store.import_session(&opts.account, &opts.actor, on_rejected);
+    while let Some(mut window) = next_window(&mut batches, &mut *session).await? {
         let last = window.last().map(|parsed| (parsed.lines, parsed.bytes)).unwrap_or_default();
+        let read_error = window.last_mut().and_then(|parsed| parsed.error.take());
         let mut rows = Vec::with_capacity(window.len());
         for parsed in window {
             totals.rejected.extend(parsed.rejected);
             rows.push(parsed.rows);
         }
         totals.lines = last.0;
-        write_batches(&*store, &opts, rows, &mut totals).await?;
+        write_batches(&mut *session, opts.strict, rows, &mut totals).await?;
         bar.set_position(last.1);
         let rate = totals.inserted as f64 / started.elapsed().as_secs_f64().max(0.001);
         bar.set_message(format!("{} customers, {rate:.0}/s", totals.inserted));
+        if let Some(error) = read_error {
+            // What was read before the error is valid: kept.
+            session.commit().await?;
+            bar.finish_and_clear();
+            return Err(anyhow::Error::new(error).context(format!(
+                "reading line {}: {} customers imported before it",
+                totals.lines + 1,
+                totals.inserted
+            )));
+        }
     }
+    session.commit().await?;
+    drop(session);
     reader.await?;
     if totals.inserted > 0 {
         bar.set_message("refreshing statistics");
@@ -227,15 +247,29 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Up to `n` parsed batches, as the reader has them; `None` at the end.
+/// As many parsed batches as the session writes at once, fewer only at
+/// the end of the input; `None` after it. Before it waits for the reader,
+/// it commits what is written: an open transaction would hold SQLite's
+/// write lock, which a serving process's writes wait for, as long as the
+/// input takes. (On PostgreSQL, where a window is two batches, a pause in
+/// the input thus holds one parsed batch back, and no lock.)
 async fn next_window(
-    batches: &mut tokio::sync::mpsc::Receiver<io::Result<Parsed>>,
-    n: usize,
-) -> io::Result<Option<Vec<Parsed>>> {
+    batches: &mut tokio::sync::mpsc::Receiver<Parsed>,
+    session: &mut dyn ImportSession,
+) -> anyhow::Result<Option<Vec<Parsed>>> {
+    let n = session.batches_at_once();
     let mut window = Vec::with_capacity(n);
     while window.len() < n {
-        match batches.recv().await {
-            Some(parsed) => window.push(parsed?),
+        let next = match batches.try_recv() {
+            Ok(parsed) => Some(parsed),
+            Err(TryRecvError::Empty) => {
+                session.commit().await?;
+                batches.recv().await
+            }
+            Err(TryRecvError::Disconnected) => None,
+        };
+        match next {
+            Some(parsed) => window.push(parsed),
             None => break,
         }
     }
@@ -243,8 +277,8 @@ async fn next_window(
 }
 
 async fn write_batches(
-    store: &dyn Store,
-    opts: &ImportOpts,
+    session: &mut dyn ImportSession,
+    strict: bool,
     batches: Vec<Vec<ImportRow>>,
     totals: &mut Totals,
 ) -> anyhow::Result<()> {
@@ -252,9 +286,8 @@ async fn write_batches(
     if batches.is_empty() {
         return Ok(());
     }
-    let on_rejected = if opts.strict { OnRejected::RollBack } else { OnRejected::KeepTheRest };
-    for outcome in store.import_customers(&opts.account, batches, &opts.actor, on_rejected).await? {
-        if opts.strict && !outcome.rejected.is_empty() {
+    for outcome in session.write(batches).await? {
+        if strict && !outcome.rejected.is_empty() {
             report_rejected(&outcome.rejected);
             anyhow::bail!("--strict: stopped at a conflict; this batch was rolled back, earlier ones are stored");
         }

@@ -128,6 +128,28 @@ pub struct ImportOutcome {
     pub rejected: Vec<(u64, String)>,
 }
 
+/// An import in progress (`customers import`): consecutive batches of one
+/// file, written in order. What [`write`](Self::write) reports is stored
+/// once committed: a transaction may span several batches (SQLite, where
+/// each commit writes every page it changed), and is committed when it is
+/// large enough, by [`commit`](Self::commit), and never after a failed
+/// write. Dropping the session rolls back what is not committed; an import
+/// is idempotent, so a re-run adds it.
+#[async_trait]
+pub trait ImportSession: Send {
+    /// How many consecutive batches `write` can write at once (2 on
+    /// PostgreSQL, 1 on SQLite): an importer holds no more in memory than
+    /// that.
+    fn batches_at_once(&self) -> usize;
+    /// Writes consecutive batches and returns what became of each (see
+    /// [`ImportOutcome`]). With [`OnRejected::RollBack`] each batch is its
+    /// own transaction, and the import stops after a refused batch.
+    async fn write(&mut self, batches: Vec<Vec<ImportRow>>) -> Result<Vec<ImportOutcome>, StoreError>;
+    /// Commits what is written (an importer calls it before it waits for
+    /// input: on SQLite an open transaction holds the write lock).
+    async fn commit(&mut self) -> Result<(), StoreError>;
+}
+
 /// One page of a simpler list (terms, tokens, token events).
 #[derive(Debug, Clone)]
 pub struct Page<T> {
@@ -242,21 +264,28 @@ pub trait Store: Send + Sync {
         actor: &str,
     ) -> Result<Customer, StoreError>;
     async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError>;
-    /// How many consecutive import batches [`Store::import_customers`] can
-    /// write at once (2 on PostgreSQL, 1 on SQLite): an importer holds no
-    /// more in memory than that.
-    fn import_batches_at_once(&self) -> usize;
-    /// Inserts consecutive batches of customers, each in one transaction,
-    /// and returns what became of each (see `ImportOutcome`); `on_rejected`
-    /// says whether a batch's other rows are kept when the database refuses
-    /// some. With `RollBack` the import stops after such a batch.
+    /// Starts an import into `account`: batches written in the file's
+    /// order (see [`ImportSession`]); `on_rejected` says whether a batch's
+    /// other rows are kept when the database refuses some.
+    fn import_session<'a>(
+        &'a self,
+        account: &AccountId,
+        actor: &str,
+        on_rejected: OnRejected,
+    ) -> Box<dyn ImportSession + 'a>;
+    /// Imports consecutive batches in one session and commits them.
     async fn import_customers(
         &self,
         account: &AccountId,
         batches: Vec<Vec<ImportRow>>,
         actor: &str,
         on_rejected: OnRejected,
-    ) -> Result<Vec<ImportOutcome>, StoreError>;
+    ) -> Result<Vec<ImportOutcome>, StoreError> {
+        let mut session = self.import_session(account, actor, on_rejected);
+        let outcomes = session.write(batches).await?;
+        session.commit().await?;
+        Ok(outcomes)
+    }
     /// Whether a live customer has exactly this email (any case) and/or phone.
     async fn customer_exists(
         &self,

@@ -16,13 +16,13 @@ use super::customers::{
     by_customer_id, change_customer_id, create_customer, delete_customer, list_customers, load_settings,
     update_customer,
 };
-use super::import::{batches_at_once, import_batches};
+use super::import::Importer;
 use super::query::{self, text, Dialect, Param, SqlBuilder};
 use super::records;
 use super::rows::{ClientRow, CustomerRow, DbRow, KeyRow};
 use super::{
-    ClientRecord, Created, CustomerPage, EventListParams, IdempotencyKey, ImportOutcome, ImportRow, NewCustomer,
-    OnRejected, Page, Patcher, SigningKeyRecord, Store, StoreError,
+    ClientRecord, Created, CustomerPage, EventListParams, IdempotencyKey, ImportSession, NewCustomer, OnRejected, Page,
+    Patcher, SigningKeyRecord, Store, StoreError,
 };
 use crate::domain::listing::PageParams;
 use crate::domain::records::{Tag, TagInput, Terms, Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput};
@@ -369,18 +369,13 @@ impl<B: Backend> Store for SqlStore<B> {
         on_read!(self.0, |conn| list_customers(&mut conn, account, params, &self.1).await)
     }
 
-    fn import_batches_at_once(&self) -> usize {
-        batches_at_once(&self.0)
-    }
-
-    async fn import_customers(
-        &self,
+    fn import_session<'a>(
+        &'a self,
         account: &AccountId,
-        batches: Vec<Vec<ImportRow>>,
         actor: &str,
         on_rejected: OnRejected,
-    ) -> Result<Vec<ImportOutcome>, StoreError> {
-        import_batches(&self.0, account, batches, actor, on_rejected).await
+    ) -> Box<dyn ImportSession + 'a> {
+        Box::new(Importer::new(&self.0, account, actor, on_rejected))
     }
 
     async fn customer_exists(

@@ -377,6 +377,67 @@ both_backends! {
     }
 }
 
+// On SQLite an import's transaction spans batches (`store::import`); the
+// importer commits before it waits for input, so what it wrote is stored
+// and the write lock free while the input pauses. (Two batches: on
+// PostgreSQL a window is a pair.)
+both_backends! {
+    async fn an_import_waiting_for_input_has_stored_what_it_wrote(app: &TestApp) {
+        use std::io::Write;
+        let mut child = binary()
+            .args(["import", "--database", &app.db.url, "--account", ACCOUNT, "--batch-size", "2", "--file", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        for id in ["p1", "p2", "p3", "p4"] {
+            writeln!(input, "{}", json!({"customer_id": id})).unwrap();
+        }
+        input.flush().unwrap();
+        let mut waited = Duration::ZERO;
+        while app.get(&app.user_url("p4")).await.status != StatusCode::OK {
+            assert!(waited < Duration::from_secs(20), "what the import wrote is stored while it waits");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += Duration::from_millis(50);
+        }
+        // A writer of a serving process does not wait for the import.
+        app.create(json!({"customer_id": "api"})).await;
+
+        writeln!(input, "{}", json!({"customer_id": "p5"})).unwrap();
+        drop(input);
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("imported 5 customers"));
+        assert_eq!(app.row_count().await, 6);
+    }
+}
+
+// A file that cannot be read to its end (here: a line that is not UTF-8)
+// fails the import, and keeps the lines before it.
+both_backends! {
+    async fn an_import_that_cannot_read_on_keeps_the_lines_before(app: &TestApp) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("in.ndjson");
+        let mut bytes = Vec::new();
+        for i in 1..=5 {
+            bytes.extend(format!("{}\n", json!({"customer_id": format!("r{i}")})).as_bytes());
+        }
+        bytes.extend(b"{\"customer_id\": \"\xff\"}\n");
+        std::fs::write(&file, bytes).unwrap();
+        let out = binary()
+            .args(["import", "--database", &app.db.url, "--account", ACCOUNT, "--batch-size", "2"])
+            .args(["--file", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("reading line 6: 5 customers imported before it") && stderr.contains("UTF-8"), "{stderr}");
+        assert_eq!(app.row_count().await, 5, "the lines before the error are stored");
+    }
+}
+
 // A first import takes PostgreSQL's COPY path, whose text format gives
 // tabs, newlines and backslashes a meaning: every value must arrive as it
 // was sent, attributes included.
