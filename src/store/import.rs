@@ -4,6 +4,7 @@
 //! batches at once) or of several (SQLite).
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -32,10 +33,24 @@ pub(super) struct Importer<'a, B: Backend> {
     account: AccountId,
     actor: String,
     on_rejected: OnRejected,
-    /// How many rows a transaction may span, if more than one batch.
-    rows_per_transaction: Option<usize>,
-    /// The transaction that spans batches, and the rows written in it.
-    open: Option<(B::Conn, usize)>,
+    /// How large a transaction may grow, if beyond one batch.
+    spans: Option<TransactionLimit>,
+    /// The transaction that spans batches.
+    open: Option<OpenTransaction<B::Conn>>,
+}
+
+/// A transaction is committed after the batch that takes it to `rows`
+/// customers or past `time`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TransactionLimit {
+    rows: u64,
+    time: Duration,
+}
+
+struct OpenTransaction<C> {
+    conn: C,
+    rows: u64,
+    began: Instant,
 }
 
 impl<'a, B: Backend> Importer<'a, B> {
@@ -49,19 +64,20 @@ impl<'a, B: Backend> Importer<'a, B> {
             account: account.clone(),
             actor: actor.to_owned(),
             on_rejected,
-            rows_per_transaction: spans.then_some(ROWS_PER_TRANSACTION),
+            spans: spans.then_some(SQLITE_TRANSACTION_LIMIT),
             open: None,
         }
     }
 }
 
-/// SQLite: how many rows an import's transaction may span. A commit writes
+/// SQLite: how large an import's transaction may grow. A commit writes
 /// every page the transaction changed into the WAL, and a batch changes
 /// pages all over eleven indexes: spanning batches writes each hot page
 /// fewer times (measured in the README), without holding more rows in
-/// memory. It also bounds how long the import holds the write lock that a
-/// serving process's writes wait for.
-const ROWS_PER_TRANSACTION: usize = 100_000;
+/// memory. The time bounds how long the import holds the write lock, which
+/// a serving process's writes wait for up to their 10 s busy timeout: at
+/// most this plus one batch.
+const SQLITE_TRANSACTION_LIMIT: TransactionLimit = TransactionLimit { rows: 100_000, time: Duration::from_secs(4) };
 
 #[async_trait]
 impl<B: Backend> ImportSession for Importer<'_, B> {
@@ -70,24 +86,24 @@ impl<B: Backend> ImportSession for Importer<'_, B> {
     }
 
     async fn write(&mut self, batches: Vec<Vec<ImportRow>>) -> Result<Vec<ImportOutcome>, StoreError> {
-        let Some(limit) = self.rows_per_transaction else {
+        let Some(limit) = self.spans else {
             return import_batches(self.backend, &self.account, batches, &self.actor, self.on_rejected).await;
         };
         let mut outcomes = Vec::with_capacity(batches.len());
         for batch in batches {
             // Taken out while it writes: a failed write drops (rolls back)
             // the transaction rather than leave half a batch to commit.
-            let (mut conn, mut rows) = match self.open.take() {
+            let mut open = match self.open.take() {
                 Some(open) => open,
-                None => (self.backend.write().await?, 0),
+                None => OpenTransaction { conn: self.backend.write().await?, rows: 0, began: Instant::now() },
             };
-            let outcome = import_batch(&mut conn, &self.account, batch, &self.actor).await?;
-            rows += outcome.inserted as usize;
+            let outcome = import_batch(&mut open.conn, &self.account, batch, &self.actor).await?;
+            open.rows += outcome.inserted;
             outcomes.push(outcome);
-            if rows >= limit {
-                conn.commit().await?;
+            if open.rows >= limit.rows || open.began.elapsed() >= limit.time {
+                open.conn.commit().await?;
             } else {
-                self.open = Some((conn, rows));
+                self.open = Some(open);
             }
         }
         Ok(outcomes)
@@ -95,7 +111,7 @@ impl<B: Backend> ImportSession for Importer<'_, B> {
 
     async fn commit(&mut self) -> Result<(), StoreError> {
         match self.open.take() {
-            Some((conn, _)) => conn.commit().await,
+            Some(open) => open.conn.commit().await,
             None => Ok(()),
         }
     }
@@ -596,11 +612,11 @@ mod tests {
         assert!(can_write_together(&[contact], &[unrelated]));
     }
 
-    /// SQLite: a session's transaction spans batches until it holds
-    /// `rows_per_transaction` rows; what is not committed when the session
-    /// is dropped is not stored, and a re-run stores it.
+    /// SQLite: a session's transaction spans batches until it reaches its
+    /// limit of rows or time; what is not committed when the session is
+    /// dropped is not stored, and a re-run stores it.
     #[tokio::test]
-    async fn a_sqlite_transaction_spans_batches_up_to_its_row_limit() {
+    async fn a_sqlite_transaction_spans_batches_up_to_its_limit() {
         use crate::store::sqlite::SqliteStore;
         use crate::store::{PoolOptions, Store};
         let dir = tempfile::tempdir().unwrap();
@@ -615,8 +631,8 @@ mod tests {
         };
 
         let mut session = Importer::new(&store.0, &account, "test", OnRejected::KeepTheRest);
-        assert_eq!(session.rows_per_transaction, Some(ROWS_PER_TRANSACTION));
-        session.rows_per_transaction = Some(4);
+        assert_eq!(session.spans, Some(SQLITE_TRANSACTION_LIMIT));
+        session.spans = Some(TransactionLimit { rows: 4, time: Duration::from_secs(3600) });
         session.write(vec![batch(&["a", "b"])]).await.unwrap();
         assert!(!stored("a").await, "2 rows of 4: the transaction stays open");
         session.write(vec![batch(&["c", "d"]), batch(&["e"])]).await.unwrap();
@@ -624,6 +640,15 @@ mod tests {
         assert!(!stored("e").await, "a new transaction");
         drop(session);
         assert!(!stored("e").await, "dropped, not committed");
+
+        // A transaction open for its time is committed after the batch.
+        let mut timed = Importer::new(&store.0, &account, "test", OnRejected::KeepTheRest);
+        timed.spans = Some(TransactionLimit { rows: 100, time: Duration::from_millis(300) });
+        timed.write(vec![batch(&["f"])]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        timed.write(vec![batch(&["g"])]).await.unwrap();
+        assert!(stored("g").await, "committed after its time");
+        drop(timed);
 
         let mut again = Importer::new(&store.0, &account, "test", OnRejected::KeepTheRest);
         let outcomes = again.write(vec![batch(&["d", "e"])]).await.unwrap();
@@ -634,7 +659,7 @@ mod tests {
         // Under `--strict` a refused batch is rolled back alone: one
         // transaction a batch.
         let strict = Importer::new(&store.0, &account, "test", OnRejected::RollBack);
-        assert_eq!(strict.rows_per_transaction, None);
+        assert_eq!(strict.spans, None);
         store.close().await;
     }
 
