@@ -213,6 +213,8 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
             // What was read before the error is valid: kept.
             session.commit().await?;
             bar.finish_and_clear();
+            totals.rejected.sort();
+            report_rejected(&totals.rejected);
             return Err(anyhow::Error::new(error).context(format!(
                 "reading line {}: {} customers imported before it",
                 totals.lines + 1,

@@ -415,7 +415,7 @@ both_backends! {
 }
 
 // A file that cannot be read to its end (here: a line that is not UTF-8)
-// fails the import, and keeps the lines before it.
+// fails the import, keeps the lines before it and lists those refused.
 both_backends! {
     async fn an_import_that_cannot_read_on_keeps_the_lines_before(app: &TestApp) {
         let dir = tempfile::tempdir().unwrap();
@@ -424,6 +424,7 @@ both_backends! {
         for i in 1..=5 {
             bytes.extend(format!("{}\n", json!({"customer_id": format!("r{i}")})).as_bytes());
         }
+        bytes.extend(b"{\"email\": \"not-an-email\"}\n");
         bytes.extend(b"{\"customer_id\": \"\xff\"}\n");
         std::fs::write(&file, bytes).unwrap();
         let out = binary()
@@ -433,7 +434,8 @@ both_backends! {
             .unwrap();
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("reading line 6: 5 customers imported before it") && stderr.contains("UTF-8"), "{stderr}");
+        assert!(stderr.contains("reading line 7: 5 customers imported before it") && stderr.contains("UTF-8"), "{stderr}");
+        assert!(stderr.contains("line 6: email"), "the lines refused before the error are listed: {stderr}");
         assert_eq!(app.row_count().await, 5, "the lines before the error are stored");
     }
 }
