@@ -97,6 +97,13 @@ where
         // Every connection of the process opens here, so SQLite is set up
         // before its first one (for a PostgreSQL pool this does nothing).
         crate::allocator::route_sqlite_allocations();
+        // A bulk import's statements and commits take seconds by design:
+        // logged at debug level, not as sqlx's slow-statement warnings.
+        let options = if pool.bulk {
+            options.log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1))
+        } else {
+            options
+        };
         let first = options.connect().await?;
         let shared = Shared {
             options,
