@@ -81,17 +81,25 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
-                .install_recorder()
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+            let builder =
+                || PrometheusBuilder::new().set_buckets(DURATION_BUCKETS).expect("the bucket list is not empty");
+            builder().install_recorder().unwrap_or_else(|_| builder().build_recorder().handle())
         })
         .clone()
 }
 
-/// How often histogram samples are folded into their summaries.
+/// Request durations are histograms with these buckets (seconds), not
+/// summaries: bucket counts add up across the processes sharing a database
+/// (quantiles do not), and a sample costs a bucket increment rather than a
+/// sketch update (1.7 % of a SQLite list page's instructions went to the
+/// summaries' sketches).
+const DURATION_BUCKETS: &[f64] =
+    &[0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// How often histogram samples are folded into their buckets.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
-/// Folds recorded histogram samples into their summaries every few seconds.
+/// Folds recorded histogram samples into their buckets every few seconds.
 /// The recorder keeps every sample until then, and only a `/metrics` scrape
 /// folds them otherwise: a server nobody scraped grew by 8 bytes a request
 /// (RSS 12 → 100 MiB over the PostgreSQL benchmark).

@@ -24,6 +24,9 @@ both_backends! {
         let text = metrics.body.as_str().unwrap();
         assert!(text.contains("http_requests_total"), "{text}");
         assert!(text.contains("route=\"/v1/accounts/{aid}/customers/users\""));
+        // Durations are histograms, which add up across processes.
+        assert!(text.contains("# TYPE http_request_duration_seconds histogram"), "{text}");
+        assert!(text.contains("http_request_duration_seconds_bucket{") && text.contains("le=\"0.005\""), "{text}");
         if app.db.backend == Backend::Postgres {
             // GETs by customer_id go out in batches (`point_reads`), counted.
             app.get(&app.user_url("nobody")).await;
