@@ -223,7 +223,6 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
         }
     }
     session.commit().await?;
-    drop(session);
     reader.await?;
     if totals.inserted > 0 {
         bar.set_message("refreshing statistics");
