@@ -196,9 +196,10 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
     let (mut batches, reader) = spawn_reader(input, opts.account.clone(), opts.batch_size.max(1));
     let on_rejected = if opts.strict { OnRejected::RollBack } else { OnRejected::KeepTheRest };
     let mut session = store.import_session(&opts.account, &opts.actor, on_rejected);
+    let mut read_error = None;
     while let Some(mut window) = next_window(&mut batches, &mut *session).await? {
         let last = window.last().map(|parsed| (parsed.lines, parsed.bytes)).unwrap_or_default();
-        let read_error = window.last_mut().and_then(|parsed| parsed.error.take());
+        read_error = window.last_mut().and_then(|parsed| parsed.error.take());
         let mut rows = Vec::with_capacity(window.len());
         for parsed in window {
             totals.rejected.extend(parsed.rejected);
@@ -209,17 +210,10 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
         bar.set_position(last.1);
         let rate = totals.inserted as f64 / started.elapsed().as_secs_f64().max(0.001);
         bar.set_message(format!("{} customers, {rate:.0}/s", totals.inserted));
-        if let Some(error) = read_error {
-            // What was read before the error is valid: kept.
-            session.commit().await?;
-            bar.finish_and_clear();
-            totals.rejected.sort();
-            report_rejected(&totals.rejected);
-            return Err(anyhow::Error::new(error).context(format!(
-                "reading line {}: {} customers imported before it",
-                totals.lines + 1,
-                totals.inserted
-            )));
+        if read_error.is_some() {
+            // The input ends here; what was read before the error is valid
+            // and is kept, with the same ending as a complete import.
+            break;
         }
     }
     session.commit().await?;
@@ -240,9 +234,16 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
         totals.rejected.len(),
         totals.lines
     );
+    totals.rejected.sort();
+    report_rejected(&totals.rejected);
+    if let Some(error) = read_error {
+        return Err(anyhow::Error::new(error).context(format!(
+            "reading line {}: {} customers imported before it",
+            totals.lines + 1,
+            totals.inserted
+        )));
+    }
     if !totals.rejected.is_empty() {
-        totals.rejected.sort();
-        report_rejected(&totals.rejected);
         anyhow::bail!("{} line(s) were not imported", totals.rejected.len());
     }
     Ok(())
