@@ -156,26 +156,43 @@ macro_rules! in_write_tx {
     }};
 }
 
-/// Runs `flow` on a read connection. When a statement finds the connection
-/// broken (the database restarted under load, before the pool's idle check
-/// could catch it), `flow` runs once more on a new connection: a read can
-/// be repeated without effect, so the client gets an answer instead of a
-/// 503.
+/// Runs `flow` on a read connection of `backend`, once more on a new one
+/// when it finds its connection lost (see [`read_again_if_lost`]).
 macro_rules! on_read {
-    ($backend:expr, |$conn:ident| $flow:expr) => {{
+    ($backend:expr, |$conn:ident| $flow:expr) => {
+        read_again_if_lost!(
+            connect: $backend.read().await?,
+            recover: $backend.recover_from_lost_connection(),
+            |$conn| $flow
+        )
+    };
+}
+
+/// Runs `flow` on the connection `connect` gives. When a statement finds
+/// the connection broken (the database restarted under load, before the
+/// pool's idle check could catch it) and `recover` says a new one may
+/// work, `flow` runs once more on a new connection: a read can be repeated
+/// without effect, so the client gets an answer instead of a 503. A
+/// failure to get a connection is not repeated. (A macro, not a function
+/// taking async closures: the flows borrow their arguments, and the
+/// compiler cannot yet prove such a closure's future `Send` for every
+/// borrow, which `async_trait` requires.)
+macro_rules! read_again_if_lost {
+    (connect: $connect:expr, recover: $recover:expr, |$conn:ident| $flow:expr) => {{
         let first = {
-            let mut $conn = $backend.read().await?;
+            let mut $conn = $connect;
             $flow
         };
         match first {
-            Err(StoreError::Unavailable(_)) if $backend.recover_from_lost_connection() => {
-                let mut $conn = $backend.read().await?;
+            Err(StoreError::Unavailable(_)) if $recover => {
+                let mut $conn = $connect;
                 $flow
             }
             result => result,
         }
     }};
 }
+pub(crate) use read_again_if_lost;
 
 async fn insert_client_row(conn: &mut impl Conn, client: &ClientRecord) -> Result<(), StoreError> {
     let mut q = SqlBuilder::new(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::admission::LongReads;
 use super::copy::CopyRows;
 use super::customers::by_customer_ids;
-use super::ops::{impl_conn, run_migrations, Backend, Conn, Handle, SqlStore};
+use super::ops::{impl_conn, read_again_if_lost, run_migrations, Backend, Conn, Handle, SqlStore};
 use super::point_reads::{Fetch, PointReads};
 use super::pool::{connection_lost, Pool};
 use super::query::{Dialect, Param};
@@ -41,23 +41,25 @@ impl PostgresStore {
 
 /// A batch of point reads: one statement on a pooled connection, run once
 /// more on a new one when the statement finds its connection lost (as
-/// every read does, see `Backend::recover_from_lost_connection`; a failure
-/// to get a connection is not repeated).
+/// every read does, see `Backend::recover_from_lost_connection`).
 fn fetch_customers(pool: Pool<Postgres>) -> Fetch {
     Arc::new(move |account, customer_ids| {
         let pool = pool.clone();
         Box::pin(async move {
-            let statement = || by_customer_ids(Dialect::Postgres, &account, &customer_ids);
-            let first = pool.lease().await.map_err(translate)?.fetch_stored(statement()).await;
-            match first {
-                Err(StoreError::Unavailable(_)) => {
-                    pool.discard_idle();
-                    pool.lease().await.map_err(translate)?.fetch_stored(statement()).await
-                }
-                found => found,
-            }
+            read_again_if_lost!(
+                connect: pool.lease().await.map_err(translate)?,
+                recover: discard_idle(&pool),
+                |conn| conn.fetch_stored(by_customer_ids(Dialect::Postgres, &account, &customer_ids)).await
+            )
         })
     })
+}
+
+/// After a lost connection: the idle ones most likely broke with it (the
+/// database restarted), so a read tried again gets a new one.
+fn discard_idle(pool: &Pool<Postgres>) -> bool {
+    pool.discard_idle();
+    true
 }
 
 #[async_trait]
@@ -94,8 +96,7 @@ impl Backend for PostgresBackend {
     }
 
     fn recover_from_lost_connection(&self) -> bool {
-        self.pool.discard_idle();
-        true
+        discard_idle(&self.pool)
     }
 
     async fn migrate(&self) -> Result<Vec<String>, StoreError> {
