@@ -476,7 +476,10 @@ struct Rounds {
 }
 
 impl Rounds {
-    /// Runs the HTTP ceiling, the service and the store ceiling back to back,
+    /// Runs the service for one round unmeasured (a warm-up: the store
+    /// ceiling of a round meets the caches the service's requests just
+    /// filled, and without it the first round's service met them cold), then
+    /// the HTTP ceiling, the service and the store ceiling back to back,
     /// `rounds` times, and keeps the figures and the median over the rounds
     /// of service ÷ min(HTTP ceiling, store ceiling).
     async fn paired<C, CF, S, SF, T, TF>(&mut self, name: &str, ceiling_op: C, service: S, store: T)
@@ -490,6 +493,7 @@ impl Rounds {
     {
         let store_name = format!("store: {name}");
         let (mut served, mut stored, mut ratios) = (Figures::default(), Figures::default(), Vec::new());
+        measure(&format!("warm-up: {name}"), self.concurrency, self.round, service.clone()).await;
         for _ in 0..self.rounds.max(1) {
             let http = measure(CEILING, self.concurrency, self.round, ceiling_op.clone()).await;
             let service = measure(name, self.concurrency, self.round, service.clone()).await;
