@@ -24,7 +24,10 @@ use super::{
 };
 
 /// Takes the account's next write timestamp. The row lock this takes is
-/// held until commit, so writes of one account commit in timestamp order.
+/// held until commit, so writes of one account commit in timestamp order,
+/// and each waits from its tick for the one before to commit. So a write
+/// ticks as late as it can: what needs no timestamp (reads, checks,
+/// attribute rows) comes before.
 pub(super) async fn tick(conn: &mut impl Conn, account: &AccountId) -> Result<DateTime<Utc>, StoreError> {
     tick_block(conn, account, 1).await
 }
@@ -156,6 +159,19 @@ async fn sync_auto_tokens(
         q.push(" AND NOT (type = ").bind(text(token.kind)).push(" AND value = ").bind(text(&token.value)).push(")");
     }
     conn.execute(q).await?;
+    add_auto_tokens(conn, account, customer_pk, wanted, at, actor).await
+}
+
+/// Adds the auto tokens a customer lacks (a new customer has none to
+/// retire); a value another customer already holds stays with that one.
+async fn add_auto_tokens(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    customer_pk: Uuid,
+    wanted: &[AutoTokenValue],
+    at: DateTime<Utc>,
+    actor: &str,
+) -> Result<(), StoreError> {
     for token in wanted {
         let mut q = SqlBuilder::new(
             conn.dialect(),
@@ -191,6 +207,16 @@ pub(super) async fn replace_attributes(
     let mut q = SqlBuilder::new(conn.dialect(), "DELETE FROM customer_attributes WHERE customer_pk = ");
     q.bind(Param::Id(id));
     conn.execute(q).await?;
+    insert_attributes(conn, account, id, rows).await
+}
+
+/// Adds a customer's attribute rows (a new customer has none to replace).
+async fn insert_attributes(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    id: Uuid,
+    rows: &[(String, Option<String>)],
+) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -308,8 +334,9 @@ async fn insert_customer(
     );
     q.push(")");
     conn.execute(q).await?;
-    replace_attributes(conn, account, id, &cols.attributes).await?;
-    sync_auto_tokens(conn, account, id, &settings.auto_tokens_for(&new.data), at, actor).await?;
+    // The id is new: no attribute or token row names it yet.
+    insert_attributes(conn, account, id, &cols.attributes).await?;
+    add_auto_tokens(conn, account, id, &settings.auto_tokens_for(&new.data), at, actor).await?;
     Ok(Customer {
         id,
         customer_id,
@@ -422,15 +449,16 @@ async fn write_data(
     settings: &Settings,
     actor: &str,
 ) -> Result<Customer, StoreError> {
-    let at = tick(conn, account).await?;
     let cols = IndexedColumns::of(&customer_id, &data);
+    // Before the tick, which makes the account's other writes wait.
+    replace_attributes(conn, account, current.id, &cols.attributes).await?;
+    let at = tick(conn, account).await?;
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customers SET ");
     let mut assignments = vec![("customer_id", text(&customer_id))];
     assignments.extend(customer_columns(&cols, document(&data)?, &data, settings, at));
     query::push_assignments(&mut q, assignments);
     q.push(" WHERE id = ").bind(Param::Id(current.id));
     conn.execute(q).await?;
-    replace_attributes(conn, account, current.id, &cols.attributes).await?;
     sync_auto_tokens(conn, account, current.id, &settings.auto_tokens_for(&data), at, actor).await?;
     Ok(Customer { customer_id, data: Some(data), updated_at: at, ..current })
 }
@@ -489,6 +517,7 @@ pub(super) async fn delete_customer(
     if if_match.is_some_and(|tag| !current.matches(tag)) {
         return Err(StoreError::Rejected(PatchError::VersionMismatch));
     }
+    replace_attributes(conn, account, current.id, &[]).await?;
     let at = tick(conn, account).await?;
     let mut q = SqlBuilder::new(
         conn.dialect(),
@@ -506,7 +535,6 @@ pub(super) async fn delete_customer(
     );
     q.push(" WHERE id = ").bind(Param::Id(current.id));
     conn.execute(q).await?;
-    replace_attributes(conn, account, current.id, &[]).await?;
     if delete_tokens {
         let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customer_tokens SET ");
         query::push_assignments(&mut q, [("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
