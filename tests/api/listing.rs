@@ -106,6 +106,25 @@ both_backends! {
         assert!(TestApp::ids(&app.list("attributes_keys=tier&attributes_keys=stores&attributes_values=silver").await).is_empty());
     }
 
+    async fn updates_replace_attribute_rows_and_refused_updates_keep_them(app: &TestApp) {
+        let tier = |value: &'static str| async move {
+            TestApp::ids(&app.list(&format!("attributes_keys=tier&attributes_values={value}")).await)
+        };
+        app.create(json!({"customer_id": "taken", "email": "taken@x.io"})).await;
+        app.create(json!({"customer_id": "member", "attributes": {"tier": "gold"}})).await;
+
+        let changed = app.put(&app.user_url("member"), &json!({"attributes": {"tier": "silver"}})).await;
+        assert_eq!(changed.status, StatusCode::OK, "{:?}", changed.body);
+        assert!(tier("gold").await.is_empty(), "the old attribute row is gone");
+        assert_eq!(tier("silver").await, ["member"]);
+
+        let refused =
+            app.put(&app.user_url("member"), &json!({"attributes": {"tier": "bronze"}, "email": "TAKEN@x.io"})).await;
+        assert_eq!(refused.code(), "duplicate_email");
+        assert!(tier("bronze").await.is_empty(), "a refused update writes no attribute row");
+        assert_eq!(tier("silver").await, ["member"]);
+    }
+
     async fn paging_returns_every_customer_once_while_others_are_created(app: &TestApp) {
         let mut expected = HashSet::new();
         for i in 0..23 {
