@@ -141,6 +141,8 @@ pub trait ImportSession: Send {
     /// PostgreSQL, 1 on SQLite): an importer holds no more in memory than
     /// that.
     fn batches_at_once(&self) -> usize;
+    /// How many customers a batch holds unless the importer is told.
+    fn default_batch_size(&self) -> usize;
     /// Writes consecutive batches and returns what became of each (see
     /// [`ImportOutcome`]). With [`OnRejected::RollBack`] each batch is its
     /// own transaction, and the import stops after a refused batch.
