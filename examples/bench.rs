@@ -664,8 +664,9 @@ async fn load(
     // Writes last, so every read scenario (service and ceiling) sees the same data.
     // Creates run in rounds like the reads: their ceiling is the disk's sync
     // rate, which swung from 334 to 1,032 creates/s between two 3-second
-    // rounds, so service and store creates are timed back to back. Every email is new, also when a
-    // run is repeated on the same database (a 409 would not write).
+    // rounds, so service and store creates are timed back to back. Every
+    // email is new, also when a run is repeated on the same database (a 409
+    // would not write).
     if selected("create") {
         let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
         let sequence = Arc::new(AtomicU64::new(0));

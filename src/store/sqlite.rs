@@ -280,8 +280,6 @@ mod tests {
         }
     }
 
-    /// A full disk (here: the file at its page limit) is the server's
-    /// trouble, not the client's: `Unavailable` (503), never `Other` (500).
     /// SQLite's import transactions span batches, so its batches are small
     /// by default; with `--strict` each batch is a transaction, and large.
     #[tokio::test]
@@ -293,6 +291,8 @@ mod tests {
         assert!(spanning < strict, "{spanning} against {strict}");
     }
 
+    /// A full disk (here: the file at its page limit) is the server's
+    /// trouble, not the client's: `Unavailable` (503), never `Other` (500).
     #[tokio::test]
     async fn a_full_database_cannot_serve() {
         use sqlx::{ConnectOptions, Executor};
