@@ -249,7 +249,7 @@ pub(super) fn cannot_serve(primary_code: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{now_micros, ClientRecord, OnRejected, Store};
+    use crate::store::{now_micros, ClientRecord, Store};
 
     fn client() -> ClientRecord {
         ClientRecord {
@@ -278,17 +278,6 @@ mod tests {
             assert!(store.has_clients().await.unwrap());
             store.close().await;
         }
-    }
-
-    /// SQLite's import transactions span batches, so its batches are small
-    /// by default; with `--strict` each batch is a transaction, and large.
-    #[tokio::test]
-    async fn import_batches_are_small_only_where_transactions_span_them() {
-        let store = SqliteStore::connect("sqlite::memory:", &PoolOptions::default()).await.unwrap();
-        let account = crate::domain::ids::AccountId::parse("T00000001").unwrap();
-        let spanning = store.import_session(&account, "test", OnRejected::KeepTheRest).default_batch_size();
-        let strict = store.import_session(&account, "test", OnRejected::RollBack).default_batch_size();
-        assert!(spanning < strict, "{spanning} against {strict}");
     }
 
     /// A full disk (here: the file at its page limit) is the server's

@@ -8,6 +8,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use customers::domain::ids::AccountId;
+use customers::store::OnRejected;
+
 use crate::both_backends;
 use crate::helpers::{binary, run_json, Backend, TestApp, TestDatabase, ACCOUNT};
 
@@ -237,6 +240,23 @@ both_backends! {
         assert!(stderr.contains("line 2: email or phone_number belongs to another customer"), "{stderr}");
         assert_eq!(app.row_count().await, 1, "the colliding batch's valid line is not stored either");
         assert_eq!(app.get(&app.user_url("s1")).await.status, StatusCode::NOT_FOUND);
+    }
+}
+
+// Where a batch is its own transaction (PostgreSQL; `--strict`), large
+// batches are faster; where SQLite's transactions span batches, a batch's
+// size only sets what the importer holds, so it is small
+// (`ImportSession::default_batch_size`).
+both_backends! {
+    async fn import_batches_are_small_only_where_transactions_span_them(app: &TestApp) {
+        let store = app.db.open().await;
+        let account = AccountId::parse(ACCOUNT).unwrap();
+        let spanning = store.import_session(&account, "test", OnRejected::KeepTheRest).default_batch_size();
+        let strict = store.import_session(&account, "test", OnRejected::RollBack).default_batch_size();
+        match app.db.backend {
+            Backend::Sqlite => assert!(spanning < strict, "{spanning} against {strict}"),
+            Backend::Postgres => assert_eq!(spanning, strict, "every PostgreSQL batch is a transaction"),
+        }
     }
 }
 
