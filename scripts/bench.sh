@@ -125,4 +125,25 @@ print(f"search p99 growth (1M ÷ 10k): {r['search_p99_growth_1m_over_10k']}")
 print(f"total=true p50 ÷ store p50:   {r['total_p50_over_store_p50']}")
 print(f"import: {r.get('import_per_second')}/s   start-up: {r['startup_ms']} ms   "
       f"RSS idle {r['rss_idle_kib'] / 1024:.1f} MiB, after load {(r['rss_after_load_kib'] or 0) / 1024:.1f} MiB")
+
+# The targets, each with this run's figure; a shortfall is reported,
+# not an error: on a shared host one run is one sample (see the README).
+def at_most(value, limit): return value is not None and value <= limit
+def at_least(value, limit): return value is not None and value >= limit
+rss_after = r["rss_after_load_kib"] and round(r["rss_after_load_kib"] / 1024, 1)
+targets = [(f"{name} ratio ≥ 0.5", v, at_least(v, 0.5)) for name, v in r["ratio_service_over_min_ceiling"].items()]
+targets += [
+    ("search p99 growth ≤ 2", r["search_p99_growth_1m_over_10k"], at_most(r["search_p99_growth_1m_over_10k"], 2)),
+    ("total=true ÷ store ≤ 1.5", r["total_p50_over_store_p50"], at_most(r["total_p50_over_store_p50"], 1.5)),
+    ("import ≥ 20,000/s", r.get("import_per_second"), at_least(r.get("import_per_second"), 20000)),
+    ("RSS idle ≤ 32 MiB", round(r["rss_idle_kib"] / 1024, 1), at_most(r["rss_idle_kib"], 32 * 1024)),
+    ("RSS after load ≤ 128 MiB", rss_after, at_most(rss_after, 128)),
+]
+print("\ntargets:")
+for name, value, met in targets:
+    print(f"  {'met  ' if met else 'SHORT'}  {name:<36}{value}")
+short = [name for name, _, met in targets if not met]
+print(f"{len(targets) - len(short)} of {len(targets)} met" + (f"; short: {', '.join(short)}" if short else ""))
+r["targets"] = [{"target": name, "value": value, "met": met} for name, value, met in targets]
+json.dump(r, open(sys.argv[1], "w"), indent=2)
 PY
