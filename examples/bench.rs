@@ -686,7 +686,15 @@ async fn load(
                 async move {
                     let input: CustomerInput = serde_json::from_value(body).unwrap();
                     let (customer_id, data) = input.into_new(chrono::Utc::now()).unwrap();
-                    store.create_customer(&account, NewCustomer { customer_id, data }, "bench", None).await.is_ok()
+                    store
+                        .create_customer(
+                            &account,
+                            NewCustomer { customer_id, data, secrets: Default::default() },
+                            "bench",
+                            None,
+                        )
+                        .await
+                        .is_ok()
                 }
             }
         };

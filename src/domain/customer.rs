@@ -65,10 +65,14 @@ pub struct EnrolledBy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Consent {
-    pub consent: bool,
+    /// Optional, as upstream: a consent entry may be recorded without a value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<bool>,
     /// Set by the server whenever `consent` changes; ignored in requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(serialize_with = "crate::domain::time::optional_micros")]
+    #[serde(deserialize_with = "crate::domain::time::optional_date_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -124,10 +128,15 @@ pub struct Address {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Term {
+    /// The id of the account's terms record; both fields are optional, as upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 1000)]
-    pub id: String,
-    #[serde(serialize_with = "crate::domain::time::micros")]
-    pub accepted_at: DateTime<Utc>,
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::domain::time::optional_micros")]
+    #[serde(deserialize_with = "crate::domain::time::optional_date_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub accepted_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -148,8 +157,10 @@ pub struct Company {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 1000)]
     pub website: Option<String>,
+    /// A string, as upstream (`"42"`, `"10-50"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub number_of_employees: Option<u64>,
+    #[schema(max_length = 1000)]
+    pub number_of_employees: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -203,8 +214,9 @@ pub struct CustomerData {
     pub contact_for: Option<Vec<ContactRef>>,
 }
 
-/// A stored customer as the API returns it. A deleted customer has no
-/// `data`: it was erased (§4.2) and only ids and server timestamps remain.
+/// A stored customer as the API returns it. A deleted customer's `data` is
+/// [`CustomerData::erased`]: only its type is left beside the ids and server
+/// timestamps (§4.2).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Customer {
     pub id: Uuid,
@@ -287,7 +299,7 @@ pub struct CustomerInput {
     #[serde(default)]
     #[schema(value_type = Option<String>, max_length = 1000)]
     pub gender: Patch<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "patch_full_date")]
     #[schema(value_type = Option<String>, format = Date)]
     pub date_of_birth: Patch<NaiveDate>,
     #[serde(default)]
@@ -308,6 +320,14 @@ pub struct CustomerInput {
     #[serde(default)]
     #[schema(value_type = Option<Vec<ContactRef>>)]
     pub contact_for: Patch<Vec<ContactRef>>,
+    /// Kept only as an Argon2 hash, never returned (login is out of scope).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, write_only, min_length = 1, max_length = 1000)]
+    pub password: Patch<String>,
+    /// Six digits; kept only as an Argon2 hash, never returned.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, write_only, pattern = "^[0-9]{6}$")]
+    pub pin: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Uuid)]
     pub id: Option<Uuid>,
@@ -328,6 +348,57 @@ pub struct CustomerInput {
     pub deleted_by: Option<IgnoredAny>,
 }
 
+/// `date_of_birth` as a [`Patch`], read as a strict RFC 3339 full-date.
+fn patch_full_date<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Patch<NaiveDate>, D::Error> {
+    #[derive(Deserialize)]
+    struct Strict(#[serde(deserialize_with = "crate::domain::time::full_date")] NaiveDate);
+    Ok(match Option::<Strict>::deserialize(deserializer)? {
+        Some(Strict(date)) => Patch::Value(date),
+        None => Patch::Null,
+    })
+}
+
+/// The `password` and `pin` of a request (§4.1), taken out of the input
+/// before anything else sees it. Debug output never shows them.
+#[derive(Default)]
+pub struct Secrets {
+    pub password: Patch<String>,
+    pub pin: Patch<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |p: &Patch<String>| match p {
+            Patch::Absent => "absent",
+            Patch::Null => "null",
+            Patch::Value(_) => "<redacted>",
+        };
+        f.debug_struct("Secrets").field("password", &shown(&self.password)).field("pin", &shown(&self.pin)).finish()
+    }
+}
+
+impl Secrets {
+    pub fn is_absent(&self) -> bool {
+        self.password.is_absent() && self.pin.is_absent()
+    }
+
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Errors::default();
+        if let Patch::Value(password) = &self.password {
+            if password.is_empty() {
+                errors.add("password", "required", "must not be empty");
+            }
+            errors.text("password", password, MAX_TEXT);
+        }
+        if let Patch::Value(pin) = &self.pin {
+            if pin.len() != 6 || !pin.bytes().all(|b| b.is_ascii_digit()) {
+                errors.add("pin", "invalid_pin", "must be six digits");
+            }
+        }
+        errors.into_result()
+    }
+}
+
 /// What an update may not touch; `None` for a create.
 pub struct Identity<'a> {
     pub id: Uuid,
@@ -335,6 +406,12 @@ pub struct Identity<'a> {
 }
 
 impl CustomerInput {
+    /// Takes the `password` and `pin` out of the request: they never become
+    /// part of the customer's data.
+    pub fn take_secrets(&mut self) -> Secrets {
+        Secrets { password: std::mem::take(&mut self.password), pin: std::mem::take(&mut self.pin) }
+    }
+
     /// Builds the data of a new customer, and the caller's `customer_id` if given.
     pub fn into_new(self, now: DateTime<Utc>) -> Result<(Option<String>, CustomerData), Vec<FieldError>> {
         let mut errors = Errors::default();
@@ -491,6 +568,7 @@ impl CustomerData {
                 ("department", company.department.as_ref()),
                 ("industry", company.industry.as_ref()),
                 ("website", company.website.as_ref()),
+                ("number_of_employees", company.number_of_employees.as_ref()),
             ] {
                 if let Some(v) = value {
                     errors.text(&format!("company.{name}"), v, MAX_TEXT);
@@ -500,11 +578,11 @@ impl CustomerData {
         for (i, address) in self.addresses.iter().flatten().enumerate() {
             validate_address(errors, i, address);
         }
-        if let Some(term) = &self.term {
-            if term.id.trim().is_empty() {
+        if let Some(id) = self.term.as_ref().and_then(|term| term.id.as_ref()) {
+            if id.trim().is_empty() {
                 errors.add("term.id", "required", "must name a terms record");
             }
-            errors.text("term.id", &term.id, MAX_TEXT);
+            errors.text("term.id", id, MAX_TEXT);
         }
         self.validate_type_rules(errors);
     }
@@ -534,6 +612,11 @@ impl CustomerData {
             }
             None => {}
         }
+    }
+
+    /// What erasure (§4.2) leaves of a customer's data: its type.
+    pub fn erased(&self) -> CustomerData {
+        CustomerData { customer_type: self.customer_type, ..CustomerData::default() }
     }
 
     /// The customer ids this record says it is a contact for.

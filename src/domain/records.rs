@@ -2,6 +2,7 @@
 //! (§6) and token events (§7) — their shapes and input validation.
 
 use chrono::{DateTime, Utc};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -11,6 +12,42 @@ use super::validate::{self, Errors, FieldError, MAX_TEXT};
 
 /// Longest terms text we store (a full terms document fits).
 pub const MAX_TERMS: usize = 200_000;
+
+/// Declares a request body that also takes the server-set entity fields
+/// (`id`, `created_at`, `created_by`, `updated_at`, `deleted_at`,
+/// `deleted_by`) and ignores them (§4.1), so a client can post back a
+/// resource it read. Every other unknown field is still refused.
+macro_rules! entity_input {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident { $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)* }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $ty,)*
+            #[serde(default)]
+            #[schema(ignore)]
+            pub id: Option<IgnoredAny>,
+            #[serde(default)]
+            #[schema(ignore)]
+            pub created_at: Option<IgnoredAny>,
+            #[serde(default)]
+            #[schema(ignore)]
+            pub created_by: Option<IgnoredAny>,
+            #[serde(default)]
+            #[schema(ignore)]
+            pub updated_at: Option<IgnoredAny>,
+            #[serde(default)]
+            #[schema(ignore)]
+            pub deleted_at: Option<IgnoredAny>,
+            #[serde(default)]
+            #[schema(ignore)]
+            pub deleted_by: Option<IgnoredAny>,
+        }
+    };
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Terms {
@@ -26,10 +63,10 @@ pub struct Terms {
     pub deleted_by: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TermsInput {
-    pub terms: String,
+entity_input! {
+    pub struct TermsInput {
+        pub terms: String,
+    }
 }
 
 impl TermsInput {
@@ -55,13 +92,13 @@ pub struct Tag {
     pub created_by: String,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TagInput {
-    pub tag: String,
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<JsonObject>,
+entity_input! {
+    pub struct TagInput {
+        pub tag: String,
+        #[serde(default)]
+        #[schema(value_type = Option<Object>)]
+        pub metadata: Option<JsonObject>,
+    }
 }
 
 impl TagInput {
@@ -78,11 +115,14 @@ impl TagInput {
     }
 }
 
-/// A token attached to a customer. `source` names the customer field an
-/// auto token was derived from.
+/// A token attached to a customer (upstream's `CustomerToken`): the entity
+/// `id` the server assigns, and the `token_id` the caller chose (or one
+/// generated for it), by which the token is addressed. `source` names the
+/// customer field an auto token was derived from.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Token {
-    pub id: String,
+    pub id: Uuid,
+    pub token_id: String,
     #[serde(rename = "type")]
     pub kind: String,
     pub value: String,
@@ -101,18 +141,21 @@ pub struct Token {
     pub deleted_by: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TokenInput {
-    /// The token's id; generated when absent.
-    #[serde(default)]
-    pub token_id: Option<String>,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub value: String,
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<JsonObject>,
+entity_input! {
+    pub struct TokenInput {
+        /// The caller's id for the token; generated when absent.
+        #[serde(default)]
+        #[schema(min_length = 1, max_length = 255)]
+        pub token_id: Option<String>,
+        #[serde(rename = "type")]
+        #[schema(min_length = 1, max_length = 1000)]
+        pub kind: String,
+        #[schema(min_length = 1, max_length = 1000)]
+        pub value: String,
+        #[serde(default)]
+        #[schema(value_type = Option<Object>)]
+        pub metadata: Option<JsonObject>,
+    }
 }
 
 impl TokenInput {
@@ -148,21 +191,24 @@ fn check_token_ref(errors: &mut Errors, prefix: &str, kind: &str, value: &str) {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EventInput {
-    pub event: String,
-    #[serde(default)]
-    pub status: Option<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<JsonObject>,
-    #[serde(default)]
-    #[serde(serialize_with = "crate::domain::time::optional_micros")]
-    pub expires_at: Option<DateTime<Utc>>,
+entity_input! {
+    /// An event to record against a token.
+    pub struct EventInput {
+        #[schema(min_length = 1, max_length = 255)]
+        pub event: String,
+        #[serde(default)]
+        #[schema(max_length = 255)]
+        pub status: Option<String>,
+        #[serde(default)]
+        #[schema(value_type = Option<Object>)]
+        pub metadata: Option<JsonObject>,
+        #[serde(default, deserialize_with = "crate::domain::time::optional_date_time")]
+        #[schema(value_type = Option<String>, format = DateTime)]
+        pub expires_at: Option<DateTime<Utc>>,
+    }
 }
 
-/// The body of `POST` and `DELETE /customers/tokens/events`.
+/// The body of `POST /customers/tokens/events`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenEventRequest {
@@ -179,15 +225,65 @@ impl TokenEventRequest {
             if event.event.trim().is_empty() {
                 errors.add("event.event", "required", "must not be empty");
             }
-            errors.text("event.event", &event.event, 255);
-            if let Some(status) = &event.status {
-                errors.text("event.status", status, 255);
-            }
-            if let Some(metadata) = &event.metadata {
-                validate::check_json(&mut errors, "event.metadata", metadata);
-            }
+            check_event_text(&mut errors, &event.event, event.status.as_deref(), event.metadata.as_ref());
         }
         errors.into_result()
+    }
+}
+
+entity_input! {
+    /// The reason recorded when a token's events are cleared (its status
+    /// becomes `DELETED`); every field is optional, as upstream.
+    pub struct ClearEventInput {
+        #[serde(default)]
+        #[schema(max_length = 255)]
+        pub event: Option<String>,
+        #[serde(default)]
+        #[schema(value_type = Option<Object>)]
+        pub metadata: Option<JsonObject>,
+    }
+}
+
+/// The body of `DELETE /customers/tokens/events`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClearTokenEvents {
+    pub token: TokenRef,
+    #[serde(default)]
+    pub event: Option<ClearEventInput>,
+}
+
+impl ClearTokenEvents {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Errors::default();
+        check_token_ref(&mut errors, "token.", &self.token.kind, &self.token.value);
+        if let Some(event) = &self.event {
+            check_event_text(&mut errors, event.event.as_deref().unwrap_or(""), None, event.metadata.as_ref());
+        }
+        errors.into_result()
+    }
+
+    /// The `DELETED` event this request records, if it gives one.
+    pub fn deleted_event(&self) -> Option<EventInput> {
+        self.event.as_ref().map(|given| EventInput {
+            event: given.event.clone().unwrap_or_default(),
+            status: Some(DELETED.to_owned()),
+            metadata: given.metadata.clone(),
+            ..EventInput::default()
+        })
+    }
+}
+
+/// The status a cleared token's recorded reason carries.
+pub const DELETED: &str = "DELETED";
+
+fn check_event_text(errors: &mut Errors, event: &str, status: Option<&str>, metadata: Option<&JsonObject>) {
+    errors.text("event.event", event, 255);
+    if let Some(status) = status {
+        errors.text("event.status", status, 255);
+    }
+    if let Some(metadata) = metadata {
+        validate::check_json(errors, "event.metadata", metadata);
     }
 }
 
@@ -214,6 +310,17 @@ pub struct TokenEvent {
     pub deleted_by: Option<String>,
 }
 
+/// One item of `GET /customers/tokens/events`: a token with its events and
+/// the status they resolve to (upstream's shape, plus the token itself).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenEvents {
+    /// As [`TokenDetail::id`].
+    pub id: String,
+    pub token: TokenRef,
+    pub status: String,
+    pub events: Vec<TokenEvent>,
+}
+
 /// The answer of `POST /customers/tokens/events`: what is known of a token.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TokenDetail {
@@ -227,8 +334,15 @@ pub struct TokenDetail {
     pub events: Vec<TokenEvent>,
 }
 
+/// The id that names a token in the token-event answers: its `token_id`
+/// when a customer holds it, else `type:value`.
+pub fn token_key(owned: Option<&Token>, token: &TokenRef) -> String {
+    owned.map_or_else(|| format!("{}:{}", token.kind, token.value), |t| t.token_id.clone())
+}
+
 /// §7: the owner's `status` if a customer owns the token, else the newest
-/// unexpired event's status, else `UNKNOWN`.
+/// unexpired event that has a status, else `UNKNOWN`. An event without a
+/// status is a note: it never resets a recorded status such as `OPT_OUT`.
 pub fn token_status(owner: Option<&Customer>, events: &[TokenEvent], now: DateTime<Utc>) -> String {
     if let Some(owner) = owner {
         if let Some(status) = owner.data.as_ref().and_then(|d| d.status.clone()) {
@@ -237,7 +351,7 @@ pub fn token_status(owner: Option<&Customer>, events: &[TokenEvent], now: DateTi
     }
     events
         .iter()
-        .filter(|e| e.deleted_at.is_none() && e.expires_at.is_none_or(|t| t > now))
+        .filter(|e| e.status.is_some() && e.deleted_at.is_none() && e.expires_at.is_none_or(|t| t > now))
         .max_by_key(|e| (e.created_at, e.id))
         .and_then(|e| e.status.clone())
         .unwrap_or_else(|| "UNKNOWN".to_owned())
@@ -274,11 +388,20 @@ mod tests {
     }
 
     #[test]
+    fn a_note_without_status_keeps_the_recorded_status() {
+        let now = DateTime::from_timestamp(100, 0).unwrap();
+        let note = TokenEvent { status: None, ..event("", 40, None) };
+        assert_eq!(token_status(None, &[event("OPT_OUT", 10, None), note.clone()], now), "OPT_OUT");
+        assert_eq!(token_status(None, &[note], now), "UNKNOWN");
+    }
+
+    #[test]
     fn inputs_are_validated() {
-        let token = TokenInput { token_id: Some(" x".into()), kind: "".into(), value: "v".into(), metadata: None };
+        let token =
+            TokenInput { token_id: Some(" x".into()), kind: "".into(), value: "v".into(), ..TokenInput::default() };
         let fields: Vec<String> = token.validate().unwrap_err().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["token_id", "type"]);
-        assert!(TagInput { tag: " ".into(), metadata: None }.validate().is_err());
-        assert!(TermsInput { terms: "Be nice.".into() }.validate().is_ok());
+        assert!(TagInput { tag: " ".into(), ..TagInput::default() }.validate().is_err());
+        assert!(TermsInput { terms: "Be nice.".into(), ..TermsInput::default() }.validate().is_ok());
     }
 }

@@ -49,7 +49,7 @@ impl StoredDocument {
 pub struct StoredCustomer {
     pub id: Uuid,
     pub customer_id: String,
-    /// The details; an erased (deleted) customer's are not shown (§4.2).
+    /// The details; an erased (deleted) customer's hold only its type (§4.2).
     pub doc: StoredDocument,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
@@ -71,14 +71,13 @@ impl StoredCustomer {
     /// The customer with its details parsed, for the answers that change
     /// them (hiding private attributes) and for writes.
     pub fn into_customer(self) -> Result<Customer, serde_json::Error> {
-        let data = match self.deleted_at {
-            Some(_) => None,
-            None => Some(serde_json::from_str::<CustomerData>(self.doc.as_str())?),
-        };
+        let data = serde_json::from_str::<CustomerData>(self.doc.as_str())?;
+        // Erasure left only the type; a document written before it did is empty.
+        let data = if self.is_deleted() { data.erased() } else { data };
         Ok(Customer {
             id: self.id,
             customer_id: self.customer_id,
-            data,
+            data: Some(data),
             created_at: self.created_at,
             created_by: self.created_by,
             updated_at: self.updated_at,
@@ -115,7 +114,7 @@ impl StoredCustomer {
         write_string(out, &self.customer_id);
         out.push(b',');
         let members = self.doc.members();
-        if !self.is_deleted() && !members.is_empty() {
+        if !members.is_empty() {
             out.extend_from_slice(members.as_bytes());
             out.push(b',');
         }
@@ -202,11 +201,12 @@ mod tests {
     fn stored(input: Value, deleted: bool) -> (Customer, StoredCustomer) {
         let input: CustomerInput = serde_json::from_value(input).unwrap();
         let (customer_id, data) = input.into_new(time(1_700_000_000_000_001)).unwrap();
-        let doc = if deleted { json!({}) } else { serde_json::to_value(&data).unwrap() };
+        let data = if deleted { data.erased() } else { data };
+        let doc = serde_json::to_value(&data).unwrap();
         let customer = Customer {
             id: Uuid::now_v7(),
             customer_id: customer_id.unwrap_or_else(|| "generated".to_owned()),
-            data: (!deleted).then_some(data),
+            data: Some(data),
             created_at: time(1_700_000_000_000_001),
             created_by: "client:\"quoted\"\\".to_owned(),
             updated_at: time(1_700_000_001_234_567),
@@ -248,7 +248,7 @@ mod tests {
         json!({
             "customer_id": "acme",
             "type": "company",
-            "company": {"bussiness_name": "Acme AS", "number_of_employees": 12},
+            "company": {"bussiness_name": "Acme AS", "number_of_employees": "12"},
             "term": {"id": "t1", "accepted_at": "2026-01-02T03:04:05.678901Z"},
         })
     }
@@ -263,6 +263,19 @@ mod tests {
             assert_eq!(stored.etag(), customer.etag());
             assert_eq!(stored.clone().into_customer().unwrap(), customer);
         }
+    }
+
+    #[test]
+    fn an_erased_customer_keeps_its_type_also_from_an_empty_document() {
+        let (_, mut erased) = stored(full(), true);
+        let written: Value = serde_json::from_slice(&json_object(&erased)).unwrap();
+        assert_eq!(written["type"], "contact");
+        assert!(written.get("first_name").is_none(), "{written}");
+        erased.doc = StoredDocument::from_object_text("{}".to_owned()).unwrap();
+        assert_eq!(
+            erased.into_customer().unwrap().data.unwrap().customer_type,
+            crate::domain::customer::CustomerType::Customer
+        );
     }
 
     #[test]

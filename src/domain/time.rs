@@ -2,8 +2,8 @@
 //! digits (`2026-11-23T09:15:02.120000Z`). A fixed width makes the text sort
 //! as the time does, so clients may compare `updated_at` values as strings.
 
-use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
-use serde::Serializer;
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Timelike, Utc};
+use serde::{Deserialize, Deserializer, Serializer};
 
 pub fn micros<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     with_micros_text(at, |text| serializer.serialize_str(text))
@@ -69,9 +69,109 @@ pub fn optional_micros<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S)
     }
 }
 
+/// An RFC 3339 `full-date`: exactly `YYYY-MM-DD`, and a real date.
+/// (chrono's own parsers also take `1990-1-1`.)
+pub fn parse_full_date(text: &str) -> Option<NaiveDate> {
+    let bytes = text.as_bytes();
+    let shape = bytes.len() == 10
+        && bytes.iter().enumerate().all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() });
+    shape.then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()).flatten()
+}
+
+/// An RFC 3339 `date-time`: `YYYY-MM-DDTHH:MM:SS`, optional fraction, then
+/// `Z` or `±HH:MM` (`t` and `z` in lower case too, as RFC 3339 allows).
+/// Nothing shorter, no space for the `T`, no missing offset.
+pub fn parse_date_time(text: &str) -> Option<DateTime<Utc>> {
+    let bytes = text.as_bytes();
+    if bytes.len() < 20 || !matches!(bytes[10], b'T' | b't') || text.get(..10).and_then(parse_full_date).is_none() {
+        return None;
+    }
+    let digits = |range: std::ops::Range<usize>| bytes[range].iter().all(u8::is_ascii_digit);
+    if !(digits(11..13) && bytes[13] == b':' && digits(14..16) && bytes[16] == b':' && digits(17..19)) {
+        return None;
+    }
+    let mut rest = &bytes[19..];
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let count = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
+        if count == 0 {
+            return None;
+        }
+        rest = &fraction[count..];
+    }
+    let offset_ok = match rest {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()),
+        _ => false,
+    };
+    offset_ok.then(|| DateTime::parse_from_rfc3339(text).ok()).flatten().map(|t| t.with_timezone(&Utc))
+}
+
+/// Deserialises a strict [`parse_full_date`] date.
+pub fn full_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NaiveDate, D::Error> {
+    let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+    parse_full_date(&text).ok_or_else(|| serde::de::Error::custom("must be a date written YYYY-MM-DD (RFC 3339)"))
+}
+
+/// Deserialises a strict [`parse_date_time`] time.
+pub fn date_time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+    parse_date_time(&text).ok_or_else(|| serde::de::Error::custom("must be an RFC 3339 date-time"))
+}
+
+/// [`date_time`] for an optional field (`null` is `None`).
+pub fn optional_date_time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Strict(#[serde(deserialize_with = "date_time")] DateTime<Utc>);
+    Ok(Option::<Strict>::deserialize(deserializer)?.map(|Strict(at)| at))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_dates_are_exactly_yyyy_mm_dd_and_real() {
+        assert_eq!(parse_full_date("1990-01-01"), NaiveDate::from_ymd_opt(1990, 1, 1));
+        assert_eq!(parse_full_date("2024-02-29"), NaiveDate::from_ymd_opt(2024, 2, 29));
+        for bad in [
+            "1990-1-1",
+            "1990-01-1",
+            "90-01-01",
+            "1990/01/01",
+            "1990-01-01T00:00:00Z",
+            " 1990-01-01",
+            "2023-02-29",
+            "1990-13-01",
+            "+1990-01-01",
+            "",
+        ] {
+            assert_eq!(parse_full_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn date_times_follow_rfc_3339() {
+        let at = |s: &str| parse_date_time(s).map(|t| t.timestamp_micros());
+        assert_eq!(at("2026-01-02T03:04:05Z"), Some(1_767_323_045_000_000));
+        assert_eq!(at("2026-01-02t03:04:05z"), Some(1_767_323_045_000_000));
+        assert_eq!(at("2026-01-02T04:04:05.5+01:00"), Some(1_767_323_045_500_000));
+        for bad in [
+            "2026-01-02 03:04:05Z",
+            "2026-01-02T03:04:05",
+            "2026-1-02T03:04:05Z",
+            "2026-01-02T3:04:05Z",
+            "2026-01-02T03:04Z",
+            "2026-01-02T03:04:05.Z",
+            "2026-01-02T03:04:05+0100",
+            "2026-01-02T03:04:05+01",
+            "2026-01-02T25:04:05Z",
+            "2026-01-02",
+            "2026-01-0\u{e9}T03:04:05Z",
+            "",
+        ] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn timestamps_have_a_fixed_width_and_sort_as_text() {

@@ -9,13 +9,14 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::domain::customer::{Customer, CustomerInput, Identity};
+use crate::domain::customer::{Customer, CustomerInput, Identity, Secrets};
 use crate::domain::ids::{AccountId, Scope};
 use crate::domain::listing::ListParams;
+use crate::domain::patch::Patch;
 use crate::domain::settings::Settings;
 use crate::domain::stored;
 use crate::domain::validate::{self, Errors, FieldError};
-use crate::store::{self, now_micros, Created, NewCustomer, PatchError, StoreError};
+use crate::store::{self, now_micros, Created, NewCustomer, PatchError, SecretHashes, StoreError};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{require, ApiJson, Auth, IdempotentJson, QueryPairs};
@@ -58,15 +59,17 @@ pub async fn create_customer(
     State(state): State<AppState>,
     Auth(auth): Auth,
     query: QueryPairs,
-    IdempotentJson { body: input, idempotency }: IdempotentJson<CustomerInput>,
+    IdempotentJson { body: mut input, idempotency }: IdempotentJson<CustomerInput>,
 ) -> ApiResult<Response> {
     require(&auth, &[Scope::Admin, Scope::Write, Scope::CreateUsers])?;
     query.flags(&[])?;
+    let secrets = input.take_secrets();
     let (customer_id, data) = input.into_new(now_micros()).map_err(ApiError::invalid)?;
+    secrets.validate().map_err(ApiError::invalid)?;
     if data.customer_type.is_privileged() && !auth.has_any(WRITERS) {
         return Err(ApiError::forbidden("customers of type employee or other need admin or write scope"));
     }
-    let new = NewCustomer { customer_id, data };
+    let new = NewCustomer { customer_id, data, secrets: hash_secrets(secrets).await? };
     match state.store.create_customer(&auth.account, new, &auth.subject, idempotency.as_ref()).await? {
         Created::New(customer) => Ok(with_etag(*customer)),
         Created::Replayed { etag, body } => Ok((
@@ -147,11 +150,14 @@ pub async fn update_customer(
     Path(CustomerPath { customer_id, .. }): Path<CustomerPath>,
     headers: HeaderMap,
     query: QueryPairs,
-    ApiJson(input): ApiJson<CustomerInput>,
+    ApiJson(mut input): ApiJson<CustomerInput>,
 ) -> ApiResult<Response> {
     require(&auth, &[Scope::Admin, Scope::Write, Scope::User])?;
     let expected = if_match(&headers);
     query.flags(&[])?;
+    let secrets = input.take_secrets();
+    secrets.validate().map_err(ApiError::invalid)?;
+    let secrets = hash_secrets(secrets).await?;
     let privileged = auth.has_any(WRITERS);
     let own_only = (!privileged).then(|| auth.subject.clone());
     let patch = Box::new(move |current: &Customer, settings: &Settings| {
@@ -184,11 +190,32 @@ pub async fn update_customer(
         Ok(updated)
     });
     let restricted = !privileged;
-    match state.store.update_customer(&auth.account, &customer_id, patch, &auth.subject).await {
+    match state.store.update_customer(&auth.account, &customer_id, patch, secrets, &auth.subject).await {
         Err(StoreError::NotFound) if restricted => Err(not_own_record()),
         Ok(customer) if restricted => Ok(with_etag(hide_private(&state, &auth.account, customer).await?)),
         result => Ok(with_etag(result?)),
     }
+}
+
+/// Hashes a request's `password` and `pin` with Argon2, off the runtime's
+/// worker threads (a hash takes tens of milliseconds).
+async fn hash_secrets(secrets: Secrets) -> ApiResult<SecretHashes> {
+    if secrets.is_absent() {
+        return Ok(SecretHashes::default());
+    }
+    let hash = |patch: Patch<String>| -> anyhow::Result<Patch<String>> {
+        Ok(match patch {
+            Patch::Value(secret) => Patch::Value(crate::auth::hash_secret(&secret)?),
+            Patch::Null => Patch::Null,
+            Patch::Absent => Patch::Absent,
+        })
+    };
+    let hashed =
+        tokio::task::spawn_blocking(move || Ok::<_, anyhow::Error>((hash(secrets.password)?, hash(secrets.pin)?)))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map_err(|_| ApiError::internal())?;
+    Ok(SecretHashes { password: hashed.0, pin: hashed.1 })
 }
 
 /// A `user:customers` caller may not set attributes it cannot see.
@@ -235,7 +262,10 @@ pub async fn delete_customer(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeCustomerId {
-    pub customer_id: String,
+    /// The new `customer_id`; when absent, one is generated as for a create.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    pub customer_id: Option<String>,
 }
 
 /// Change a customer's `customer_id` (admin only); the change is recorded
@@ -254,14 +284,13 @@ pub async fn change_customer_id(
 ) -> ApiResult<Response> {
     require(&auth, &[Scope::Admin])?;
     query.flags(&[])?;
-    let mut errors = Errors::default();
-    validate::check_customer_id(&mut errors, "customer_id", &body.customer_id);
-    if body.customer_id == customer_id {
-        errors.add("customer_id", "unchanged", "must differ from the current customer_id");
+    if let Some(new_id) = &body.customer_id {
+        let mut errors = Errors::default();
+        validate::check_customer_id(&mut errors, "customer_id", new_id);
+        errors.into_result().map_err(ApiError::invalid)?;
     }
-    errors.into_result().map_err(ApiError::invalid)?;
-    let customer =
-        state.store.change_customer_id(&auth.account, &customer_id, &body.customer_id, &auth.subject).await?;
+    let new_id = body.customer_id.as_deref();
+    let customer = state.store.change_customer_id(&auth.account, &customer_id, new_id, &auth.subject).await?;
     Ok(with_etag(customer))
 }
 

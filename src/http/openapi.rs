@@ -8,8 +8,8 @@ use crate::domain::customer::{
     EnrolledBy, MarketingConsent, Term,
 };
 use crate::domain::records::{
-    EventInput, Tag, TagInput, Terms, TermsInput, Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput,
-    TokenRef,
+    ClearEventInput, ClearTokenEvents, EventInput, Tag, TagInput, Terms, TermsInput, Token, TokenDetail, TokenEvent,
+    TokenEventRequest, TokenEvents, TokenInput, TokenRef,
 };
 use crate::domain::settings::{
     AttributeDefinition, AttributeType, AutoToken, AutoTokenType, AutoTokens, CustomerIdFormat, EventExpiry,
@@ -42,7 +42,7 @@ use super::{auth, customers, health, settings, tags, tokens};
         Settings, UserSettings, HeadSettings, PhoneNumberValidation, CustomerIdFormat, AutoTokens, AutoToken,
         AutoTokenType, TokenSettings, EventExpiry, AttributeDefinition, AttributeType,
         Terms, TermsInput, Tag, TagInput, Token, TokenInput, TokenRef, EventInput, TokenEventRequest, TokenEvent,
-        TokenDetail,
+        TokenDetail, TokenEvents, ClearTokenEvents, ClearEventInput,
     )),
     modifiers(&Security, &CommonErrors),
 )]

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::domain::ids::Scope;
 use crate::domain::listing::PageParams;
-use crate::domain::records::{Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput};
+use crate::domain::records::{ClearTokenEvents, Token, TokenDetail, TokenEventRequest, TokenEvents, TokenInput};
 use crate::store::EventListParams;
 
 use super::customers::CustomerPath;
@@ -46,7 +46,7 @@ pub async fn list_tokens(
     require(&auth, READERS)?;
     let params = PageParams::parse(&pairs, &["type"]).map_err(ApiError::invalid)?;
     let page = state.store.list_tokens(&auth.account, &path.customer_id, &params).await?;
-    let next = page.items.last().filter(|_| page.has_more).map(|t| ("starting_after", t.id.clone()));
+    let next = page.items.last().filter(|_| page.has_more).map(|t| ("starting_after", t.token_id.clone()));
     Ok((page_headers(uri.path(), &pairs, next, page.total), Json(page.items)).into_response())
 }
 
@@ -116,13 +116,16 @@ pub async fn record_event(
     Ok(Json(state.store.record_token_event(&auth.account, request, &auth.subject).await?))
 }
 
-/// Token events, oldest first: live ones (`since_datetime`), or cleared
-/// ones (`deleted_since`).
+/// Tokens with events, one item per token with its events and resolved
+/// status, in the order of each token's newest listed event (oldest
+/// first): live events (`since_datetime`), or cleared ones (`deleted_since`).
 #[utoipa::path(get, path = "/v1/accounts/{aid}/customers/tokens/events", tag = "tokens",
-    params(("aid" = String, Path), ("since_datetime" = Option<String>, Query),
-        ("deleted_since" = Option<String>, Query), ("limit" = Option<u32>, Query),
-        ("starting_after" = Option<String>, Query)),
-    responses((status = 200, body = Vec<TokenEvent>)),
+    params(("aid" = String, Path),
+        ("since_datetime" = Option<String>, Query, description = "RFC 3339; tokens with an event created at or after"),
+        ("deleted_since" = Option<String>, Query, description = "RFC 3339; tokens with events cleared at or after"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100),
+        ("starting_after" = Option<String>, Query, description = "the id of the last event of the previous page's last item (the Link header gives it)")),
+    responses((status = 200, body = Vec<TokenEvents>)),
     security(("bearer" = ["admin:customers", "read:customers"])))]
 pub async fn list_events(
     State(state): State<AppState>,
@@ -149,20 +152,25 @@ pub async fn list_events(
         deleted_since: page_params.time("deleted_since").map_err(ApiError::invalid)?,
     };
     let page = state.store.list_token_events(&auth.account, &params).await?;
-    let next = page.items.last().filter(|_| page.has_more).map(|e| ("starting_after", e.id.to_string()));
+    let next = page
+        .items
+        .last()
+        .filter(|_| page.has_more)
+        .and_then(|item| item.events.last())
+        .map(|e| ("starting_after", e.id.to_string()));
     Ok((page_headers(uri.path(), &pairs, next, None), Json(page.items)).into_response())
 }
 
 /// Clear a token's events, recording the given event as `DELETED`.
 #[utoipa::path(delete, path = "/v1/accounts/{aid}/customers/tokens/events", tag = "tokens",
-    params(("aid" = String, Path)), request_body = TokenEventRequest,
+    params(("aid" = String, Path)), request_body = ClearTokenEvents,
     responses((status = 204)),
     security(("bearer" = ["admin:customers", "write:customers"])))]
 pub async fn clear_events(
     State(state): State<AppState>,
     Auth(auth): Auth,
     query: QueryPairs,
-    ApiJson(request): ApiJson<TokenEventRequest>,
+    ApiJson(request): ApiJson<ClearTokenEvents>,
 ) -> ApiResult<StatusCode> {
     require(&auth, WRITERS)?;
     query.flags(&[])?;

@@ -19,9 +19,10 @@ use super::ops::Conn;
 use super::query::{self, opt_text, text, Dialect, Param, SqlBuilder, Strategy, CUSTOMER_COLUMNS};
 use super::rows::{IdempotencyRow, SettingsRow};
 use super::{
-    change_customer_id_key, micros_to_time, new_id, now_micros, Created, CustomerPage, IdempotencyKey, IndexedColumns,
-    NewCustomer, PatchError, Patcher, StoreError, IDEMPOTENCY_KEY_TTL,
+    attribute_rows, change_customer_id_key, micros_to_time, new_id, now_micros, Created, CustomerPage, IdempotencyKey,
+    IndexedColumns, NewCustomer, PatchError, Patcher, SecretHashes, StoreError, IDEMPOTENCY_KEY_TTL,
 };
+use crate::domain::patch::Patch;
 
 /// Takes the account's next write timestamp. The row lock this takes is
 /// held until commit, so writes of one account commit in timestamp order,
@@ -82,8 +83,8 @@ pub(super) async fn check_rules(
             }
         }
     }
-    if let Some(term) = &data.term {
-        let exists = match Uuid::parse_str(&term.id) {
+    if let Some(term_id) = data.term.as_ref().and_then(|term| term.id.as_ref()) {
+        let exists = match Uuid::parse_str(term_id) {
             Ok(id) => {
                 let mut q = SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM terms WHERE account_id = ");
                 q.bind(text(account.as_str())).push(" AND id = ").bind(Param::Id(id)).push(" AND deleted_at IS NULL");
@@ -252,6 +253,8 @@ pub(super) async fn create_customer(
         q.bind(Param::Text(customer.etag()))
             .push(", response = ")
             .bind(Param::Text(body))
+            .push(", customer_pk = ")
+            .bind(Param::Id(customer.id))
             .push(" WHERE account_id = ")
             .bind(text(account.as_str()))
             .push(" AND key = ")
@@ -315,16 +318,14 @@ async fn insert_customer(
             note_customer_number(conn, account, &id).await?;
             id
         }
-        None if settings.users.customer_id_format == CustomerIdFormat::Sequence => {
-            next_customer_number(conn, account).await?.to_string()
-        }
-        None => Uuid::new_v4().to_string(),
+        None => generated_customer_id(conn, account, &settings).await?,
     };
     let id = new_id();
     let cols = IndexedColumns::of(&customer_id, &new.data);
     let mut q =
         SqlBuilder::new(conn.dialect(), "INSERT INTO customers (id, account_id, customer_id, created_at, created_by, ");
-    let columns = customer_columns(&cols, document(&new.data)?, &new.data, &settings, at);
+    let mut columns = customer_columns(&cols, document(&new.data)?, &new.data, &settings, at);
+    columns.extend(secret_columns(new.secrets));
     q.push(&columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")).push(") VALUES (");
     query::push_list(
         &mut q,
@@ -347,6 +348,32 @@ async fn insert_customer(
         deleted_at: None,
         deleted_by: None,
     })
+}
+
+/// A `customer_id` for a customer that was given none: a UUID, or the next
+/// number in `sequence` mode (after [`tick`], see [`next_customer_number`]).
+async fn generated_customer_id(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    settings: &Settings,
+) -> Result<String, StoreError> {
+    Ok(match settings.users.customer_id_format {
+        CustomerIdFormat::Sequence => next_customer_number(conn, account).await?.to_string(),
+        CustomerIdFormat::Uuid => Uuid::new_v4().to_string(),
+    })
+}
+
+/// The hash columns a write of `password` and `pin` sets (none for absent).
+fn secret_columns(secrets: SecretHashes) -> Vec<(&'static str, Param)> {
+    let SecretHashes { password, pin } = secrets;
+    [("password_hash", password), ("pin_hash", pin)]
+        .into_iter()
+        .filter_map(|(column, patch)| match patch {
+            Patch::Absent => None,
+            Patch::Null => Some((column, Param::Null)),
+            Patch::Value(hash) => Some((column, Param::Text(hash))),
+        })
+        .collect()
 }
 
 /// The columns a customer's data writes, in one place for insert and update.
@@ -439,23 +466,33 @@ pub(super) async fn live_for_update(
     }
 }
 
+/// What a write of a stored customer sets.
+struct Written {
+    /// A new `customer_id`; `None` keeps the customer's.
+    customer_id: Option<String>,
+    data: CustomerData,
+    secrets: SecretHashes,
+}
+
 /// Writes a customer's data and index columns; returns the stored record.
 async fn write_data(
     conn: &mut impl Conn,
     account: &AccountId,
     current: Customer,
-    customer_id: String,
-    data: CustomerData,
+    written: Written,
     settings: &Settings,
     actor: &str,
 ) -> Result<Customer, StoreError> {
-    let cols = IndexedColumns::of(&customer_id, &data);
+    let Written { customer_id, data, secrets } = written;
     // Before the tick, which makes the account's other writes wait.
-    replace_attributes(conn, account, current.id, &cols.attributes).await?;
+    replace_attributes(conn, account, current.id, &attribute_rows(&data)).await?;
     let at = tick(conn, account).await?;
+    let customer_id = customer_id.unwrap_or_else(|| current.customer_id.clone());
+    let cols = IndexedColumns::of(&customer_id, &data);
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customers SET ");
     let mut assignments = vec![("customer_id", text(&customer_id))];
     assignments.extend(customer_columns(&cols, document(&data)?, &data, settings, at));
+    assignments.extend(secret_columns(secrets));
     query::push_assignments(&mut q, assignments);
     q.push(" WHERE id = ").bind(Param::Id(current.id));
     conn.execute(q).await?;
@@ -468,25 +505,32 @@ pub(super) async fn update_customer(
     account: &AccountId,
     customer_id: &str,
     patch: Patcher,
+    secrets: SecretHashes,
     actor: &str,
 ) -> Result<Customer, StoreError> {
     let current = live_for_update(conn, account, customer_id).await?;
     let settings = load_settings(conn, account).await?;
     let data = patch(&current, &settings).map_err(StoreError::Rejected)?;
     check_rules(conn, account, &data, &settings).await?;
-    let customer_id = current.customer_id.clone();
-    write_data(conn, account, current, customer_id, data, &settings, actor).await
+    write_data(conn, account, current, Written { customer_id: None, data, secrets }, &settings, actor).await
 }
 
 pub(super) async fn change_customer_id(
     conn: &mut impl Conn,
     account: &AccountId,
     customer_id: &str,
-    new_customer_id: &str,
+    given: Option<&str>,
     actor: &str,
 ) -> Result<Customer, StoreError> {
     let current = live_for_update(conn, account, customer_id).await?;
     let settings = load_settings(conn, account).await?;
+    let new_customer_id = match given {
+        Some(id) => id.to_owned(),
+        None => generated_customer_id(conn, account, &settings).await?,
+    };
+    if new_customer_id == current.customer_id {
+        return Err(StoreError::invalid("customer_id", "unchanged", "must differ from the current customer_id"));
+    }
     let mut data = current.data.clone().unwrap_or_default();
     let at = now_micros();
     let record = json!({
@@ -497,14 +541,20 @@ pub(super) async fn change_customer_id(
     });
     data.metadata
         .get_or_insert_with(Default::default)
-        .insert(change_customer_id_key(at, customer_id, new_customer_id), record);
-    let changed = write_data(conn, account, current, new_customer_id.to_owned(), data, &settings, actor).await?;
-    note_customer_number(conn, account, new_customer_id).await?;
+        .insert(change_customer_id_key(at, customer_id, &new_customer_id), record);
+    let written = Written { customer_id: Some(new_customer_id.clone()), data, secrets: SecretHashes::default() };
+    // (A generated number was counted when it was taken.)
+    let changed = write_data(conn, account, current, written, &settings, actor).await?;
+    if given.is_some() {
+        note_customer_number(conn, account, &new_customer_id).await?;
+    }
     Ok(changed)
 }
 
 /// Soft delete with erasure (§4.2): one statement nulls every personal
-/// column and empties the document, in the caller's transaction.
+/// column and leaves only the type in the document, and the replayable
+/// response of an idempotent create of the customer becomes the erased
+/// record, all in the caller's transaction.
 pub(super) async fn delete_customer(
     conn: &mut impl Conn,
     account: &AccountId,
@@ -519,15 +569,16 @@ pub(super) async fn delete_customer(
     }
     replace_attributes(conn, account, current.id, &[]).await?;
     let at = tick(conn, account).await?;
+    let erased = current.data.as_ref().map(CustomerData::erased).unwrap_or_default();
     let mut q = SqlBuilder::new(
         conn.dialect(),
         "UPDATE customers SET email = NULL, email_lower = NULL, phone_number = NULL, phone_unique = NULL, \
-         last_name_lower = NULL, full_name_lower = NULL, ",
+         last_name_lower = NULL, full_name_lower = NULL, password_hash = NULL, pin_hash = NULL, ",
     );
     query::push_assignments(
         &mut q,
         [
-            ("doc", text("{}")),
+            ("doc", document(&erased)?),
             ("updated_at", Param::Time(at)),
             ("deleted_at", Param::Time(at)),
             ("deleted_by", text(actor)),
@@ -544,7 +595,21 @@ pub(super) async fn delete_customer(
         // Auto tokens derive from the erased email and phone number.
         sync_auto_tokens(conn, account, current.id, &[], at, actor).await?;
     }
-    Ok(Customer { data: None, updated_at: at, deleted_at: Some(at), deleted_by: Some(actor.to_owned()), ..current })
+    let deleted = Customer {
+        data: Some(erased),
+        updated_at: at,
+        deleted_at: Some(at),
+        deleted_by: Some(actor.to_owned()),
+        ..current
+    };
+    let mut q = SqlBuilder::new(conn.dialect(), "UPDATE idempotency_keys SET etag = ");
+    q.bind(Param::Text(deleted.etag()))
+        .push(", response = ")
+        .bind(Param::Text(serde_json::to_string(&deleted)?))
+        .push(" WHERE customer_pk = ")
+        .bind(Param::Id(deleted.id));
+    conn.execute(q).await?;
+    Ok(deleted)
 }
 
 pub(super) async fn list_customers(

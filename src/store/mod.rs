@@ -11,7 +11,10 @@ use uuid::Uuid;
 use crate::domain::customer::{Customer, CustomerData};
 use crate::domain::ids::AccountId;
 use crate::domain::listing::{ListParams, PageParams};
-use crate::domain::records::{Tag, TagInput, Terms, Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput};
+use crate::domain::patch::Patch;
+use crate::domain::records::{
+    ClearTokenEvents, Tag, TagInput, Terms, Token, TokenDetail, TokenEventRequest, TokenEvents, TokenInput,
+};
 use crate::domain::settings::Settings;
 use crate::domain::stored::StoredCustomer;
 use crate::domain::validate::FieldError;
@@ -164,6 +167,15 @@ pub struct Page<T> {
 pub struct NewCustomer {
     pub customer_id: Option<String>,
     pub data: CustomerData,
+    pub secrets: SecretHashes,
+}
+
+/// Argon2 hashes of a customer's `password` and `pin` (§4.1), as a patch:
+/// absent keeps what is stored, `null` removes it. Never part of an answer.
+#[derive(Debug, Clone, Default)]
+pub struct SecretHashes {
+    pub password: Patch<String>,
+    pub pin: Patch<String>,
 }
 
 /// An `Idempotency-Key` and the digest of the request body it came with.
@@ -246,6 +258,7 @@ pub trait Store: Send + Sync {
         account: &AccountId,
         customer_id: &str,
         patch: Patcher,
+        secrets: SecretHashes,
         actor: &str,
     ) -> Result<Customer, StoreError>;
     /// Soft delete with erasure; also deletes the customer's tokens when
@@ -258,11 +271,13 @@ pub trait Store: Send + Sync {
         delete_tokens: bool,
         if_match: Option<&str>,
     ) -> Result<Customer, StoreError>;
+    /// Gives a customer a new `customer_id`: the one given, or (`None`) one
+    /// generated as a create would (UUID, or the next in `sequence` mode).
     async fn change_customer_id(
         &self,
         account: &AccountId,
         customer_id: &str,
-        new_customer_id: &str,
+        new_customer_id: Option<&str>,
         actor: &str,
     ) -> Result<Customer, StoreError>;
     async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError>;
@@ -346,15 +361,18 @@ pub trait Store: Send + Sync {
         request: TokenEventRequest,
         actor: &str,
     ) -> Result<TokenDetail, StoreError>;
+    /// Tokens with events (§7), one item per token, ordered by the time of
+    /// the token's newest listed event, which is the last of its `events`:
+    /// a next page starts after that event's id.
     async fn list_token_events(
         &self,
         account: &AccountId,
         params: &EventListParams,
-    ) -> Result<Page<TokenEvent>, StoreError>;
+    ) -> Result<Page<TokenEvents>, StoreError>;
     async fn clear_token_events(
         &self,
         account: &AccountId,
-        request: TokenEventRequest,
+        request: ClearTokenEvents,
         actor: &str,
     ) -> Result<(), StoreError>;
 }
@@ -469,7 +487,7 @@ impl IndexedColumns {
     }
 }
 
-fn attribute_rows(data: &CustomerData) -> Vec<(String, Option<String>)> {
+pub(super) fn attribute_rows(data: &CustomerData) -> Vec<(String, Option<String>)> {
     use serde_json::Value;
     let scalar = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),

@@ -22,10 +22,12 @@ use super::records;
 use super::rows::{ClientRow, CustomerRow, DbRow, KeyRow};
 use super::{
     ClientRecord, Created, CustomerPage, EventListParams, IdempotencyKey, ImportSession, NewCustomer, OnRejected, Page,
-    Patcher, SigningKeyRecord, Store, StoreError,
+    Patcher, SecretHashes, SigningKeyRecord, Store, StoreError,
 };
 use crate::domain::listing::PageParams;
-use crate::domain::records::{Tag, TagInput, Terms, Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput};
+use crate::domain::records::{
+    ClearTokenEvents, Tag, TagInput, Terms, Token, TokenDetail, TokenEventRequest, TokenEvents, TokenInput,
+};
 use crate::domain::settings::Settings;
 use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
@@ -341,9 +343,10 @@ impl<B: Backend> Store for SqlStore<B> {
         account: &AccountId,
         customer_id: &str,
         patch: Patcher,
+        secrets: SecretHashes,
         actor: &str,
     ) -> Result<Customer, StoreError> {
-        in_write_tx!(self.0, |conn| update_customer(&mut conn, account, customer_id, patch, actor).await)
+        in_write_tx!(self.0, |conn| update_customer(&mut conn, account, customer_id, patch, secrets, actor).await)
     }
 
     async fn delete_customer(
@@ -363,7 +366,7 @@ impl<B: Backend> Store for SqlStore<B> {
         &self,
         account: &AccountId,
         customer_id: &str,
-        new_customer_id: &str,
+        new_customer_id: Option<&str>,
         actor: &str,
     ) -> Result<Customer, StoreError> {
         in_write_tx!(self.0, |conn| {
@@ -503,14 +506,14 @@ impl<B: Backend> Store for SqlStore<B> {
         &self,
         account: &AccountId,
         params: &EventListParams,
-    ) -> Result<Page<TokenEvent>, StoreError> {
+    ) -> Result<Page<TokenEvents>, StoreError> {
         on_read!(self.0, |conn| records::list_token_events(&mut conn, account, params).await)
     }
 
     async fn clear_token_events(
         &self,
         account: &AccountId,
-        request: TokenEventRequest,
+        request: ClearTokenEvents,
         actor: &str,
     ) -> Result<(), StoreError> {
         in_write_tx!(self.0, |conn| records::clear_token_events(&mut conn, account, request, actor).await)

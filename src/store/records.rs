@@ -10,7 +10,8 @@ use crate::domain::customer::{Customer, JsonObject};
 use crate::domain::ids::AccountId;
 use crate::domain::listing::PageParams;
 use crate::domain::records::{
-    token_status, Tag, TagInput, Terms, Token, TokenDetail, TokenEvent, TokenEventRequest, TokenInput, TokenRef,
+    token_key, token_status, ClearTokenEvents, EventInput, Tag, TagInput, Terms, Token, TokenDetail, TokenEvent,
+    TokenEventRequest, TokenEvents, TokenInput, TokenRef,
 };
 use crate::domain::settings::Settings;
 
@@ -390,6 +391,7 @@ pub(super) async fn set_customer_tags(
 
 db_row! {
     struct TokenRow {
+        pk: Uuid,
         token_id: String,
         customer_pk: Uuid,
         r#type: String,
@@ -406,7 +408,8 @@ db_row! {
 impl From<TokenRow> for Token {
     fn from(r: TokenRow) -> Self {
         Token {
-            id: r.token_id,
+            id: r.pk,
+            token_id: r.token_id,
             kind: r.r#type,
             value: r.value,
             metadata: r.metadata.map(|m| m.0),
@@ -420,7 +423,7 @@ impl From<TokenRow> for Token {
 }
 
 const TOKEN_COLUMNS: &str =
-    "token_id, customer_pk, type, value, metadata, source, created_at, created_by, deleted_at, deleted_by";
+    "pk, token_id, customer_pk, type, value, metadata, source, created_at, created_by, deleted_at, deleted_by";
 
 async fn select_tokens(conn: &mut impl Conn, q: SqlBuilder) -> Result<Vec<TokenRow>, StoreError> {
     conn.fetch_all(q).await
@@ -436,7 +439,8 @@ pub(super) async fn add_token(
 ) -> Result<Token, StoreError> {
     let customer = live_for_update(conn, account, customer_id).await?;
     let token = Token {
-        id: input.token_id.unwrap_or_else(|| Uuid::new_v4().to_string()),
+        id: new_id(),
+        token_id: input.token_id.unwrap_or_else(|| Uuid::new_v4().to_string()),
         kind: input.kind,
         value: input.value,
         metadata: input.metadata,
@@ -454,9 +458,9 @@ pub(super) async fn add_token(
     query::push_list(
         &mut q,
         [
-            Param::Id(new_id()),
+            Param::Id(token.id),
             text(account.as_str()),
-            text(&token.id),
+            text(&token.token_id),
             Param::Id(customer.id),
             text(&token.kind),
             text(&token.value),
@@ -617,12 +621,12 @@ async fn insert_event(
     conn: &mut impl Conn,
     account: &AccountId,
     token: &TokenRef,
-    event: crate::domain::records::EventInput,
-    status: Option<String>,
+    event: EventInput,
     settings: &Settings,
     actor: &str,
 ) -> Result<(), StoreError> {
     let at = now_micros();
+    let status = event.status;
     // An explicit expiry wins; else the settings' time-to-live for the status.
     let expires_at = event.expires_at.or_else(|| {
         let ttl = settings.event_ttl(status.as_deref()?)?;
@@ -660,8 +664,7 @@ pub(super) async fn record_token_event(
 ) -> Result<TokenDetail, StoreError> {
     if let Some(event) = request.event {
         let settings = load_settings(conn, account).await?;
-        let status = event.status.clone();
-        insert_event(conn, account, &request.token, event, status, &settings, actor).await?;
+        insert_event(conn, account, &request.token, event, &settings, actor).await?;
     }
     token_detail(conn, account, &request.token).await
 }
@@ -669,13 +672,13 @@ pub(super) async fn record_token_event(
 pub(super) async fn clear_token_events(
     conn: &mut impl Conn,
     account: &AccountId,
-    request: TokenEventRequest,
+    request: ClearTokenEvents,
     actor: &str,
 ) -> Result<(), StoreError> {
     clear_events(conn, account, &request.token, now_micros(), actor).await?;
-    if let Some(event) = request.event {
+    if let Some(event) = request.deleted_event() {
         let settings = load_settings(conn, account).await?;
-        insert_event(conn, account, &request.token, event, Some("DELETED".to_owned()), &settings, actor).await?;
+        insert_event(conn, account, &request.token, event, &settings, actor).await?;
     }
     Ok(())
 }
@@ -683,6 +686,28 @@ pub(super) async fn clear_token_events(
 /// What is known of a token: its owner and token record if a customer holds
 /// it, its live events, and the resulting status (§7).
 async fn token_detail(conn: &mut impl Conn, account: &AccountId, token: &TokenRef) -> Result<TokenDetail, StoreError> {
+    let (token_record, owner) = token_owner(conn, account, token).await?;
+    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
+    q.push(EVENT_COLUMNS).push(" FROM token_events");
+    push_token_match(&mut q, account, token);
+    q.push(" AND deleted_at IS NULL ORDER BY created_at ASC, id ASC");
+    let rows: Vec<EventRow> = conn.fetch_all(q).await?;
+    let events: Vec<TokenEvent> = rows.into_iter().map(Into::into).collect();
+    Ok(TokenDetail {
+        id: token_key(token_record.as_ref(), token),
+        status: token_status(owner.as_ref(), &events, now_micros()),
+        customer: owner,
+        token: token_record,
+        events,
+    })
+}
+
+/// The live token record of this type and value, and the customer holding it.
+async fn token_owner(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    token: &TokenRef,
+) -> Result<(Option<Token>, Option<Customer>), StoreError> {
     let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
     q.push(TOKEN_COLUMNS)
         .push(" FROM customer_tokens WHERE account_id = ")
@@ -701,33 +726,15 @@ async fn token_detail(conn: &mut impl Conn, account: &AccountId, token: &TokenRe
         }
         None => None,
     };
-    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
-    q.push(EVENT_COLUMNS).push(" FROM token_events");
-    push_token_match(&mut q, account, token);
-    q.push(" AND deleted_at IS NULL ORDER BY created_at ASC, id ASC");
-    let rows: Vec<EventRow> = conn.fetch_all(q).await?;
-    let events: Vec<TokenEvent> = rows.into_iter().map(Into::into).collect();
-    let status = token_status(owner.as_ref(), &events, now_micros());
-    let token_record: Option<Token> = owned.map(Into::into);
-    Ok(TokenDetail {
-        id: token_record.as_ref().map_or_else(|| format!("{}:{}", token.kind, token.value), |t| t.id.clone()),
-        customer: owner,
-        token: token_record,
-        status,
-        events,
-    })
+    Ok((owned.map(Into::into), owner))
 }
 
 pub(super) async fn list_token_events(
     conn: &mut impl Conn,
     account: &AccountId,
     params: &EventListParams,
-) -> Result<Page<TokenEvent>, StoreError> {
-    // A feed of deletions is ordered by deletion time, else by creation.
-    let (time_column, since) = match params.deleted_since {
-        Some(at) => ("deleted_at", Some(at)),
-        None => ("created_at", params.since),
-    };
+) -> Result<Page<TokenEvents>, StoreError> {
+    let listing = EventListing::of(params);
     let cursor = match params.starting_after {
         None => None,
         Some(id) => {
@@ -745,34 +752,98 @@ pub(super) async fn list_token_events(
                     StoreError::invalid("starting_after", "invalid_cursor", "names no event of this account")
                 })?
                 .into();
-            let at = if params.deleted_since.is_some() { event.deleted_at } else { Some(event.created_at) };
+            let at = if listing.deleted { event.deleted_at } else { Some(event.created_at) };
             Some((at.unwrap_or(event.created_at), id))
         }
     };
+    // One row per token: its newest listed event (no listed event of the
+    // same token is newer), in the order of those events.
+    let column = listing.time_column();
     let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
-    q.push(EVENT_COLUMNS).push(" FROM token_events WHERE account_id = ").bind(text(account.as_str()));
-    if params.deleted_since.is_some() {
-        q.push(" AND deleted_at IS NOT NULL");
-    } else {
-        q.push(" AND deleted_at IS NULL");
-    }
-    if let Some(since) = since {
-        q.push(" AND ").push(time_column).push(" >= ").bind(Param::Time(since));
-    }
+    q.push(EVENT_COLUMNS).push(" FROM token_events e WHERE ");
+    listing.push_filter(&mut q, account, "e");
+    q.push(" AND NOT EXISTS (SELECT 1 FROM token_events n WHERE n.token_type = e.token_type")
+        .push(" AND n.token_value = e.token_value AND ");
+    listing.push_filter(&mut q, account, "n");
+    q.push(" AND (n.").push(column).push(" > e.").push(column);
+    q.push(" OR (n.").push(column).push(" = e.").push(column).push(" AND n.id > e.id)))");
     if let Some((at, id)) = cursor {
-        q.push(" AND ")
-            .push(time_column)
-            .push(" >= ")
-            .bind(Param::Time(at))
-            .push(" AND (")
-            .push(time_column)
-            .push(" > ")
-            .bind(Param::Time(at))
-            .push(" OR id > ")
-            .bind(Param::Id(id))
-            .push(")");
+        q.push(" AND (e.").push(column).push(" > ").bind(Param::Time(at));
+        q.push(" OR (e.").push(column).push(" = ").bind(Param::Time(at)).push(" AND e.id > ").bind(Param::Id(id));
+        q.push("))");
     }
-    q.push(" ORDER BY ").push(time_column).push(" ASC, id ASC LIMIT ").bind(Param::Int(i64::from(params.limit) + 1));
-    let rows: Vec<EventRow> = conn.fetch_all(q).await?;
-    Ok(page(rows.into_iter().map(Into::into).collect(), params.limit, None))
+    q.push(" ORDER BY e.").push(column).push(" ASC, e.id ASC LIMIT ").bind(Param::Int(i64::from(params.limit) + 1));
+    let newest: Vec<EventRow> = conn.fetch_all(q).await?;
+    let page = page(newest, params.limit, None);
+    let mut items = Vec::with_capacity(page.items.len());
+    for row in page.items {
+        let token = TokenRef { kind: row.token_type, value: row.token_value };
+        items.push(token_events(conn, account, token, &listing).await?);
+    }
+    Ok(Page { items, has_more: page.has_more, total: None })
+}
+
+/// Which events `GET /customers/tokens/events` lists: live ones created
+/// since a time, or (`deleted_since`) cleared ones cleared since a time.
+struct EventListing {
+    deleted: bool,
+    since: Option<DateTime<Utc>>,
+}
+
+impl EventListing {
+    fn of(params: &EventListParams) -> Self {
+        match params.deleted_since {
+            Some(at) => Self { deleted: true, since: Some(at) },
+            None => Self { deleted: false, since: params.since },
+        }
+    }
+
+    /// The time a listed event is ordered by.
+    fn time_column(&self) -> &'static str {
+        if self.deleted {
+            "deleted_at"
+        } else {
+            "created_at"
+        }
+    }
+
+    fn push_filter(&self, q: &mut SqlBuilder, account: &AccountId, alias: &str) {
+        q.push(alias).push(".account_id = ").bind(text(account.as_str()));
+        q.push(" AND ").push(alias).push(if self.deleted { ".deleted_at IS NOT NULL" } else { ".deleted_at IS NULL" });
+        if let Some(since) = self.since {
+            q.push(" AND ").push(alias).push(".").push(self.time_column()).push(" >= ").bind(Param::Time(since));
+        }
+    }
+}
+
+/// One token of the list: its listed events in their order (the newest,
+/// the page's cursor, last) and the status its live events resolve to.
+async fn token_events(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    token: TokenRef,
+    listing: &EventListing,
+) -> Result<TokenEvents, StoreError> {
+    let (token_record, owner) = token_owner(conn, account, &token).await?;
+    let dialect = conn.dialect();
+    let select = |listing: &EventListing| {
+        let mut q = SqlBuilder::new(dialect, "SELECT ");
+        q.push(EVENT_COLUMNS).push(" FROM token_events e WHERE ");
+        // Every live event of the token, or its cleared events since the time.
+        let scope = EventListing { deleted: listing.deleted, since: listing.since.filter(|_| listing.deleted) };
+        scope.push_filter(&mut q, account, "e");
+        q.push(" AND e.token_type = ").bind(text(&token.kind)).push(" AND e.token_value = ").bind(text(&token.value));
+        q.push(" ORDER BY e.").push(scope.time_column()).push(" ASC, e.id ASC");
+        q
+    };
+    let all_live = EventListing { deleted: false, since: None };
+    let live: Vec<TokenEvent> =
+        conn.fetch_all::<EventRow>(select(&all_live)).await?.into_iter().map(Into::into).collect();
+    let status = token_status(owner.as_ref(), &live, now_micros());
+    let events = if listing.deleted {
+        conn.fetch_all::<EventRow>(select(listing)).await?.into_iter().map(Into::into).collect()
+    } else {
+        live
+    };
+    Ok(TokenEvents { id: token_key(token_record.as_ref(), &token), token, status, events })
 }

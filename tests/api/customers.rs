@@ -225,7 +225,8 @@ both_backends! {
         assert_eq!(deleted.status, StatusCode::OK);
         let mut keys: Vec<&str> = deleted.body.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort();
-        assert_eq!(keys, ["created_at", "created_by", "customer_id", "deleted_at", "deleted_by", "id", "updated_at"]);
+        assert_eq!(keys, ["created_at", "created_by", "customer_id", "deleted_at", "deleted_by", "id", "type", "updated_at"]);
+        assert_eq!(deleted.body["type"], "customer");
 
         let row = app.db.query_text(
             "SELECT coalesce(email, '') || coalesce(email_lower, '') || coalesce(phone_number, '') || \

@@ -125,6 +125,30 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Every value of every text-like column of every table of the test's
+    /// database (JSON columns as text), for scans after an erasure.
+    pub async fn all_text(&self) -> Vec<String> {
+        let columns_sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT m.name || '.' || p.name FROM sqlite_master m, pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND upper(p.type) IN ('TEXT', 'JSON', '')"
+            }
+            Backend::Postgres => {
+                "SELECT table_name || '.' || column_name FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND data_type IN ('text', 'jsonb', 'json', 'character varying')"
+            }
+        };
+        let mut values = Vec::new();
+        for column in self.query_text(columns_sql, &[]).await.into_iter().flatten() {
+            let (table, name) = column.split_once('.').unwrap();
+            let sql = format!("SELECT CAST(\"{name}\" AS TEXT) FROM \"{table}\"");
+            values.extend(self.query_text(&sql, &[]).await.into_iter().flatten());
+        }
+        values
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let Some(schema) = self.schema.take() else {

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod contract;
 mod customers;
 mod errors;
 mod faults;
