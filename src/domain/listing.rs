@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::customer::CustomerType;
+use super::time::parse_date_time;
 use super::validate::{Errors, FieldError};
 
 pub const DEFAULT_LIMIT: u32 = 10;
@@ -157,13 +158,13 @@ impl ListParams {
                 },
                 "token_type" => filter.token_type = non_empty(value).map(str::to_owned),
                 "token_value" => filter.token_value = non_empty(value).map(str::to_owned),
-                "attributes_keys" => keys.push(value.clone()),
-                "attributes_values" => values.push(value.clone()),
+                "attributes_keys" => keys.extend(split_repeatable(value)),
+                "attributes_values" => values.extend(split_repeatable(value)),
                 "include_deleted" => parse_bool(&mut errors, name, value, &mut filter.include_deleted),
                 "total" => parse_bool(&mut errors, name, value, &mut total),
-                "since_datetime" => match DateTime::parse_from_rfc3339(value) {
-                    Ok(t) => filter.since = Some(t.with_timezone(&Utc)),
-                    Err(_) => errors.add(name, "invalid_datetime", "must be an RFC 3339 date-time"),
+                "since_datetime" => match parse_date_time(value) {
+                    Some(t) => filter.since = Some(t),
+                    None => errors.add(name, "invalid_datetime", "must be an RFC 3339 date-time"),
                 },
                 "limit" => match value.parse::<u32>() {
                     Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
@@ -195,6 +196,14 @@ impl ListParams {
 
         errors.into_result().map(|()| ListParams { filter, limit, starting_after, total })
     }
+}
+
+/// The values of one occurrence of a repeatable parameter: upstream's
+/// clients send `attributes_keys=a,b` as well as `attributes_keys=a&attributes_keys=b`
+/// (an OpenAPI array parameter in the default `form` style), so a value is
+/// split at its commas. A key or value that holds a comma cannot be given.
+fn split_repeatable(value: &str) -> impl Iterator<Item = String> + '_ {
+    value.split(',').map(str::to_owned)
 }
 
 fn non_empty(value: &str) -> Option<&str> {
@@ -287,6 +296,24 @@ mod tests {
     }
 
     #[test]
+    fn repeatable_parameters_take_comma_separated_values_too() {
+        let repeated = parse("attributes_keys=a&attributes_keys=b&attributes_values=1&attributes_values=2").unwrap();
+        let separated = parse("attributes_keys=a,b&attributes_values=1,2").unwrap();
+        assert_eq!(separated.filter.attributes, repeated.filter.attributes);
+        assert_eq!(separated.filter.attributes.len(), 2);
+        assert_eq!(parse("attributes_keys=a,b,c&attributes_values=1").unwrap().filter.attributes.len(), 3);
+        assert_eq!(error_fields("attributes_keys=a,"), vec!["attributes_keys"]);
+    }
+
+    #[test]
+    fn since_datetime_is_strict_rfc_3339() {
+        assert!(parse("since_datetime=2026-01-01T00:00:00Z").is_ok());
+        for bad in ["2026-1-1T00:00:00Z", "2026-01-01", "2026-01-01T00:00:00", "2026-01-01%2000:00:00Z"] {
+            assert_eq!(error_fields(&format!("since_datetime={bad}")), vec!["since_datetime"], "{bad}");
+        }
+    }
+
+    #[test]
     fn attribute_values_pair_with_keys_by_position() {
         let p = parse("attributes_keys=a&attributes_keys=b&attributes_values=1").unwrap();
         assert_eq!(
@@ -350,9 +377,9 @@ impl PageParams {
     pub fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, Vec<FieldError>> {
         match self.get(name) {
             None => Ok(None),
-            Some(raw) => DateTime::parse_from_rfc3339(raw)
-                .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|_| vec![FieldError::new(name, "invalid_datetime", "must be an RFC 3339 date-time")]),
+            Some(raw) => parse_date_time(raw)
+                .map(Some)
+                .ok_or_else(|| vec![FieldError::new(name, "invalid_datetime", "must be an RFC 3339 date-time")]),
         }
     }
 }
@@ -376,5 +403,7 @@ mod page_tests {
         let t = parse("since_datetime=2026-01-01T00:00:00Z", &["since_datetime"]).unwrap();
         assert!(t.time("since_datetime").unwrap().is_some());
         assert!(parse("since_datetime=x", &["since_datetime"]).unwrap().time("since_datetime").is_err());
+        let lenient = parse("since_datetime=2026-01-01T00:00:00", &["since_datetime"]).unwrap();
+        assert!(lenient.time("since_datetime").is_err());
     }
 }

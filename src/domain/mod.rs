@@ -9,6 +9,7 @@ pub mod patch;
 pub mod records;
 pub mod settings;
 pub mod stored;
+pub mod strict;
 pub mod time;
 pub mod validate;
 

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::customer::{CustomerData, JsonObject};
 use super::hex;
+use super::time::{parse_date_time, parse_full_date};
 use super::validate::{self, Errors, FieldError};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -27,6 +28,59 @@ pub struct UserSettings {
     pub head: HeadSettings,
     pub phone_number_validation: PhoneNumberValidation,
     pub customer_id_format: CustomerIdFormat,
+    /// Upstream's multi-factor login settings: stored and returned as
+    /// given, not enforced (login is out of scope, SPEC §8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<MfaSettings>,
+    /// Upstream's verification settings: stored and returned as given, not
+    /// enforced (verification flows are out of scope).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verifications: Option<VerificationSettings>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaSettings {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<MfaChallenge>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_recovery: Option<MfaChallenge>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaChallenge {
+    pub challenge_type: ChallengeType,
+    pub oob_channel: OobChannel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChallengeType {
+    Oob,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OobChannel {
+    Sms,
+    Email,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationSettings {
+    /// Require verification to change a phone number (`sms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<PhoneVerification>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PhoneVerification {
+    Sms,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -281,8 +335,8 @@ fn check_attribute_value(errors: &mut Errors, field: &str, kind: AttributeType, 
         AttributeType::Boolean => value.is_boolean(),
         AttributeType::Email => value.as_str().is_some_and(validate::is_valid_email),
         AttributeType::Phonenumber => value.as_str().is_some_and(validate::is_valid_phone),
-        AttributeType::Date => value.as_str().is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()),
-        AttributeType::DateTime => value.as_str().is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
+        AttributeType::Date => value.as_str().and_then(parse_full_date).is_some(),
+        AttributeType::DateTime => value.as_str().and_then(parse_date_time).is_some(),
     };
     if !ok {
         let kind = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{Principal, TokenError};
 use crate::domain::ids::{AccountId, Scope};
+use crate::domain::strict::Strict;
 use crate::domain::validate::{Errors, FieldError};
 use crate::store::IdempotencyKey;
 
@@ -215,12 +216,21 @@ fn parse_json_shaped<T: DeserializeOwned>(bytes: &[u8], opening: u8) -> Result<T
         }
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    // Strict: a struct only from an object (§3: no coercion of JSON types).
+    let value = serde_path_to_error::deserialize(Strict(&mut deserializer)).map_err(|error| {
         let inner = error.inner();
-        if inner.is_syntax() || inner.is_eof() {
+        let well_formed = || serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        if inner.is_eof() || (inner.is_syntax() && !well_formed()) {
             return invalid_json();
         }
-        ApiError::invalid(vec![field_error(&error.path().to_string(), inner)])
+        let path = error.path().to_string();
+        if inner.is_syntax() {
+            // serde_json reports a non-string where an enum's name belongs
+            // as a syntax error ("expected value"), though the JSON is fine.
+            let field = if path == "." { "body".to_owned() } else { path };
+            return ApiError::invalid(vec![FieldError::new(field, "invalid_type", "has the wrong JSON type")]);
+        }
+        ApiError::invalid(vec![field_error(&path, inner)])
     })?;
     deserializer.end().map_err(|_| invalid_json())?;
     Ok(value)
@@ -276,6 +286,15 @@ mod tests {
             (r#"{"type":"person"}"#, "type", "invalid_value"),
             (r#"{"addresses":[{"address_line":"a","country":"NO"}]}"#, "addresses[0].postal_place", "required"),
             (r#"{"date_of_birth":"2020-02-30"}"#, "date_of_birth", "invalid_value"),
+            (r#"{"date_of_birth":"1990-1-1"}"#, "date_of_birth", "invalid_value"),
+            (r#"{"marketing_consent":[]}"#, "marketing_consent", "invalid_type"),
+            (r#"{"type":42}"#, "type", "invalid_type"),
+            (
+                r#"{"addresses":[{"address_line":"a","postal_place":"b","country":"NO","type":[]}]}"#,
+                "addresses[0].type",
+                "invalid_type",
+            ),
+            (r#"{"addresses":[["Gate 1", null, null, "Oslo", "NO"]]}"#, "addresses[0]", "invalid_type"),
             ("[]", "body", "invalid_type"),
         ];
         for (body, field, code) in cases {

@@ -12,8 +12,9 @@ use crate::domain::records::{
     TokenEventRequest, TokenEvents, TokenInput, TokenRef,
 };
 use crate::domain::settings::{
-    AttributeDefinition, AttributeType, AutoToken, AutoTokenType, AutoTokens, CustomerIdFormat, EventExpiry,
-    HeadSettings, PhoneNumberValidation, Settings, TokenSettings, UserSettings,
+    AttributeDefinition, AttributeType, AutoToken, AutoTokenType, AutoTokens, ChallengeType, CustomerIdFormat,
+    EventExpiry, HeadSettings, MfaChallenge, MfaSettings, OobChannel, PhoneNumberValidation, PhoneVerification,
+    Settings, TokenSettings, UserSettings, VerificationSettings,
 };
 use crate::domain::validate::FieldError;
 
@@ -40,7 +41,8 @@ use super::{auth, customers, health, settings, tags, tokens};
         ContactRef, EnrolledBy, MarketingConsent, Term, FieldError, ErrorBody, ErrorDetail,
         customers::ChangeCustomerId, auth::TokenRequest, auth::TokenResponse,
         Settings, UserSettings, HeadSettings, PhoneNumberValidation, CustomerIdFormat, AutoTokens, AutoToken,
-        AutoTokenType, TokenSettings, EventExpiry, AttributeDefinition, AttributeType,
+        AutoTokenType, TokenSettings, EventExpiry, AttributeDefinition, AttributeType, MfaSettings, MfaChallenge,
+        ChallengeType, OobChannel, VerificationSettings, PhoneVerification,
         Terms, TermsInput, Tag, TagInput, Token, TokenInput, TokenRef, EventInput, TokenEventRequest, TokenEvent,
         TokenDetail, TokenEvents, ClearTokenEvents, ClearEventInput,
     )),

@@ -194,3 +194,210 @@ both_backends! {
         assert!(body["deleted_at"].is_string() && body.get("first_name").is_none(), "{body}");
     }
 }
+
+/// Every field of the customer body (§4.1) with the JSON kind it takes.
+const CUSTOMER_FIELDS: &[(&str, Kind)] = &[
+    ("customer_id", Kind::String),
+    ("type", Kind::String),
+    ("first_name", Kind::String),
+    ("last_name", Kind::String),
+    ("email", Kind::String),
+    ("phone_number", Kind::String),
+    ("attributes", Kind::Object),
+    ("metadata", Kind::Object),
+    ("status", Kind::String),
+    ("favorite_store", Kind::String),
+    ("gender", Kind::String),
+    ("date_of_birth", Kind::String),
+    ("enrolled_by", Kind::Object),
+    ("enrolled_by.type", Kind::String),
+    ("enrolled_by.value", Kind::String),
+    ("marketing_consent", Kind::Object),
+    ("marketing_consent.sms", Kind::Object),
+    ("marketing_consent.sms.consent", Kind::Bool),
+    ("marketing_consent.sms.updated_at", Kind::String),
+    ("marketing_consent.email", Kind::Object),
+    ("marketing_consent.email.consent", Kind::Bool),
+    ("addresses", Kind::Array),
+    ("addresses[0]", Kind::Object),
+    ("addresses[0].address_line", Kind::String),
+    ("addresses[0].address_line_2", Kind::String),
+    ("addresses[0].postal_code", Kind::String),
+    ("addresses[0].postal_place", Kind::String),
+    ("addresses[0].country", Kind::String),
+    ("addresses[0].latitude", Kind::Number),
+    ("addresses[0].longitude", Kind::Number),
+    ("addresses[0].type", Kind::String),
+    ("addresses[0].custom_type", Kind::String),
+    ("addresses[0].comment", Kind::String),
+    ("term", Kind::Object),
+    ("term.id", Kind::String),
+    ("term.accepted_at", Kind::String),
+    ("company", Kind::Object),
+    ("company.organization_number", Kind::String),
+    ("company.bussiness_name", Kind::String),
+    ("company.department", Kind::String),
+    ("company.industry", Kind::String),
+    ("company.website", Kind::String),
+    ("company.number_of_employees", Kind::String),
+    ("contact_for", Kind::Array),
+    ("contact_for[0]", Kind::Object),
+    ("contact_for[0].customer_id", Kind::String),
+    ("password", Kind::String),
+    ("pin", Kind::String),
+];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    String,
+    Number,
+    Bool,
+    Object,
+    Array,
+}
+
+impl Kind {
+    /// A value of every other JSON kind (`null` is not wrong: it clears).
+    fn wrong_values(self) -> Vec<Value> {
+        [
+            (Kind::String, json!("42")),
+            (Kind::Number, json!(42)),
+            (Kind::Bool, json!(true)),
+            (Kind::Object, json!({})),
+            (Kind::Array, json!([])),
+        ]
+        .into_iter()
+        .filter(|(kind, _)| *kind != self)
+        .map(|(_, value)| value)
+        .collect()
+    }
+}
+
+/// A valid body around `path`, so that only the value at `path` is wrong.
+fn body_around(path: &str) -> Value {
+    let address = json!({"address_line": "Gate 1", "postal_place": "Oslo", "country": "NO"});
+    // A plain customer (whatever type an earlier update gave it), then the
+    // field's surroundings.
+    let mut body = json!({"type": "customer", "company": null, "contact_for": null});
+    let around = match path.split(['.', '[']).next().unwrap() {
+        "addresses" => json!({"addresses": [address]}),
+        "company" => json!({"type": "company", "company": {"bussiness_name": "Acme"}}),
+        "contact_for" => json!({"type": "contact", "contact_for": [{"customer_id": "target"}]}),
+        "marketing_consent" => json!({"marketing_consent": {"sms": {"consent": true}, "email": {"consent": true}}}),
+        "enrolled_by" => json!({"enrolled_by": {"value": "store-1"}}),
+        "term" => json!({"term": {}}),
+        _ => json!({}),
+    };
+    body.as_object_mut().unwrap().extend(around.as_object().unwrap().clone());
+    body
+}
+
+/// Sets the value at a path such as `addresses[0].latitude`.
+fn set_path(body: &mut Value, path: &str, value: Value) {
+    let mut at = body;
+    let steps: Vec<&str> = path.split('.').collect();
+    for (i, step) in steps.iter().enumerate() {
+        let (key, index) = match step.split_once('[') {
+            Some((key, rest)) => (key, Some(rest.trim_end_matches(']').parse::<usize>().unwrap())),
+            None => (*step, None),
+        };
+        let last = i == steps.len() - 1;
+        if last && index.is_none() {
+            at[key] = value;
+            return;
+        }
+        at = &mut at[key];
+        if let Some(index) = index {
+            if last {
+                at[index] = value;
+                return;
+            }
+            at = &mut at[index];
+        }
+    }
+}
+
+both_backends! {
+    async fn a_value_of_the_wrong_json_type_is_refused_everywhere(app: &TestApp) {
+        app.create(json!({"customer_id": "target"})).await;
+        let victim = app.create(json!({"customer_id": "victim", "first_name": "Ada"})).await;
+        let mut refused = 0;
+        for (path, kind) in CUSTOMER_FIELDS {
+            // The valid body is accepted: only the wrong value is refused.
+            let valid = body_around(path);
+            assert_eq!(app.put(&app.user_url("victim"), &valid).await.status, StatusCode::OK, "{path}: {valid}");
+            let before = app.get(&app.user_url("victim")).await.body;
+            for wrong in kind.wrong_values() {
+                let mut body = body_around(path);
+                set_path(&mut body, path, wrong.clone());
+                let updated = app.put(&app.user_url("victim"), &body).await;
+                assert_eq!(updated.status, StatusCode::BAD_REQUEST, "PUT {body}: {}", updated.body);
+                assert_eq!(updated.body["error"]["errors"][0]["field"], *path, "PUT {body}: {}", updated.body);
+                assert_eq!(app.get(&app.user_url("victim")).await.body, before, "PUT {body} changed the customer");
+                set_path(&mut body, "customer_id", json!("new"));
+                if *path == "customer_id" {
+                    set_path(&mut body, path, wrong);
+                }
+                let created = app.post(&app.users_url(), &body).await;
+                assert_eq!(created.status, StatusCode::BAD_REQUEST, "POST {body}: {}", created.body);
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, CUSTOMER_FIELDS.len() * 4);
+        assert_eq!(app.get(&app.user_url("new")).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(app.row_count().await, 2);
+        assert_eq!(victim["customer_id"], "victim");
+    }
+
+    async fn dates_are_rfc_3339_full_dates_and_date_times(app: &TestApp) {
+        for bad in ["1990-1-1", "1990-01-1", "19900101", "1990-01-01T00:00:00Z", "1990-02-30"] {
+            let reply = app.post(&app.users_url(), &json!({"customer_id": "d", "date_of_birth": bad})).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}: {}", reply.body);
+            assert_eq!(reply.body["error"]["errors"][0]["field"], "date_of_birth", "{bad}");
+        }
+        let terms = app.post(&app.url(&format!("/v1/accounts/{ACCOUNT}/customers/terms")), &json!({"terms": "T"})).await;
+        let lenient_time = json!({"customer_id": "d", "term": {"id": terms.body["id"], "accepted_at": "2026-01-02 03:04:05Z"}});
+        assert_eq!(app.post(&app.users_url(), &lenient_time).await.body["error"]["errors"][0]["field"], "term.accepted_at");
+        let expiry = json!({"token": {"type": "t", "value": "v"}, "event": {"event": "e", "expires_at": "2026-01-02T03:04:05"}});
+        assert_eq!(app.post(&events_url(app), &expiry).await.status, StatusCode::BAD_REQUEST);
+        app.put(&app.url(&format!("/v1/accounts/{ACCOUNT}/customers/settings")),
+            &json!({"attributes": [{"name": "joined", "type": "date"}, {"name": "seen", "type": "date-time"}]})).await;
+        for attributes in [json!({"joined": "2020-1-1"}), json!({"seen": "2020-01-01T00:00:00"})] {
+            let reply = app.post(&app.users_url(), &json!({"customer_id": "d", "attributes": attributes})).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{attributes}: {}", reply.body);
+        }
+        for query in ["since_datetime=2026-01-01", "since_datetime=2026-01-01T00:00:00"] {
+            assert_eq!(app.get(&format!("{}?{query}", app.users_url())).await.status, StatusCode::BAD_REQUEST, "{query}");
+            assert_eq!(app.get(&format!("{}?{query}", events_url(app))).await.status, StatusCode::BAD_REQUEST, "{query}");
+        }
+        assert_eq!(app.row_count().await, 0);
+        let good = app.post(&app.users_url(), &json!({"customer_id": "d", "date_of_birth": "1990-01-01"})).await;
+        assert_eq!(good.body["date_of_birth"], "1990-01-01");
+    }
+
+    async fn repeatable_parameters_accept_comma_separated_values(app: &TestApp) {
+        app.create(json!({"customer_id": "both", "attributes": {"a": "1", "b": "2"}})).await;
+        app.create(json!({"customer_id": "only-a", "attributes": {"a": "1"}})).await;
+        let repeated = TestApp::ids(&app.list("attributes_keys=a&attributes_keys=b").await);
+        assert_eq!(repeated, ["both"]);
+        assert_eq!(TestApp::ids(&app.list("attributes_keys=a,b").await), repeated);
+        assert_eq!(TestApp::ids(&app.list("attributes_keys=a,b&attributes_values=1,2").await), ["both"]);
+        assert!(TestApp::ids(&app.list("attributes_keys=a,b&attributes_values=1,3").await).is_empty());
+    }
+
+    async fn settings_take_upstreams_mfa_and_verifications_as_given(app: &TestApp) {
+        let url = app.url(&format!("/v1/accounts/{ACCOUNT}/customers/settings"));
+        let users = json!({
+            "mfa": {"enabled": true, "login": {"challenge_type": "oob", "oob_channel": "sms"},
+                "login_recovery": {"challenge_type": "oob", "oob_channel": "email"}},
+            "verifications": {"phone_number": "sms"}
+        });
+        let put = app.put(&url, &json!({"users": users})).await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+        let got = app.get(&url).await;
+        assert_eq!(got.body["users"]["mfa"], users["mfa"]);
+        assert_eq!(got.body["users"]["verifications"], users["verifications"]);
+        let wrong = app.put(&url, &json!({"users": {"mfa": {"login": {"challenge_type": "otp", "oob_channel": "sms"}}}})).await;
+        assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{}", wrong.body);
+    }
+}
