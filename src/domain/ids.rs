@@ -35,12 +35,24 @@ pub enum Scope {
     Write,
     CreateUsers,
     User,
+    /// `user:customers:/customer/details`: GET of the caller's own record.
+    UserDetails,
+    /// `admin:accounts`: may change a customer's `customer_id`.
+    AdminAccounts,
     Public,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] =
-        [Scope::Admin, Scope::Read, Scope::Write, Scope::CreateUsers, Scope::User, Scope::Public];
+    pub const ALL: [Scope; 8] = [
+        Scope::Admin,
+        Scope::Read,
+        Scope::Write,
+        Scope::CreateUsers,
+        Scope::User,
+        Scope::UserDetails,
+        Scope::AdminAccounts,
+        Scope::Public,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -49,6 +61,8 @@ impl Scope {
             Scope::Write => "write:customers",
             Scope::CreateUsers => "create:customers:/users",
             Scope::User => "user:customers",
+            Scope::UserDetails => "user:customers:/customer/details",
+            Scope::AdminAccounts => "admin:accounts",
             Scope::Public => "public:customers",
         }
     }

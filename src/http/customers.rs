@@ -8,7 +8,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
+use crate::auth::Principal;
 use crate::domain::customer::{Customer, CustomerInput, Identity, Secrets};
 use crate::domain::ids::{AccountId, Scope};
 use crate::domain::listing::ListParams;
@@ -16,7 +18,7 @@ use crate::domain::patch::Patch;
 use crate::domain::settings::Settings;
 use crate::domain::stored;
 use crate::domain::validate::{self, Errors, FieldError};
-use crate::store::{self, now_micros, Created, NewCustomer, PatchError, SecretHashes, StoreError};
+use crate::store::{self, now_micros, Created, CustomerRef, NewCustomer, PatchError, SecretHashes, StoreError};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{require, ApiJson, Auth, IdempotentJson, QueryPairs};
@@ -85,14 +87,14 @@ pub async fn create_customer(
 #[utoipa::path(get, path = "/v1/accounts/{aid}/customers/users/{customer_id}", tag = "customers",
     params(("aid" = String, Path), ("customer_id" = String, Path)),
     responses((status = 200, body = Customer), (status = 404, body = ErrorBody)),
-    security(("bearer" = ["admin:customers", "read:customers", "user:customers"])))]
+    security(("bearer" = ["admin:customers", "read:customers", "user:customers", "user:customers:/customer/details"])))]
 pub async fn get_customer(
     State(state): State<AppState>,
     Auth(auth): Auth,
     Path(CustomerPath { customer_id, .. }): Path<CustomerPath>,
     query: QueryPairs,
 ) -> ApiResult<Response> {
-    require(&auth, &[Scope::Admin, Scope::Read, Scope::User])?;
+    require(&auth, &[Scope::Admin, Scope::Read, Scope::User, Scope::UserDetails])?;
     query.flags(&[])?;
     let found = state.store.get_customer(&auth.account, &customer_id).await?;
     let own_only = !auth.has_any(READERS);
@@ -136,6 +138,24 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
 
 fn not_own_record() -> ApiError {
     ApiError::forbidden("a user:customers token may only access its own customer")
+}
+
+/// The customer of the path as `auth` may reach it: any customer with one
+/// of the `full` scopes, else (`user:customers`) only the caller's own
+/// record, whose `id` is the token's subject.
+pub fn reachable<'a>(auth: &Principal, customer_id: &'a str, full: &[Scope]) -> CustomerRef<'a> {
+    let owner = (!auth.has_any(full)).then(|| Uuid::parse_str(&auth.subject).unwrap_or(Uuid::nil()));
+    CustomerRef { customer_id, owner }
+}
+
+/// A store answer for a [`reachable`] customer: for a caller limited to its
+/// own record, "not found" says only that the record is not its own (403),
+/// so it learns nothing of other customers.
+pub fn own_or_forbidden<T>(customer: CustomerRef<'_>, result: Result<T, StoreError>) -> ApiResult<T> {
+    match result {
+        Err(StoreError::NotFound) if customer.owner.is_some() => Err(not_own_record()),
+        other => Ok(other?),
+    }
 }
 
 /// Update a customer: absent fields stay, `null` clears, `metadata` merges.
@@ -241,7 +261,7 @@ fn reject_private_attributes(input: &CustomerInput, private: &[String]) -> Resul
         ("delete_tokens" = Option<bool>, Query, description = "also delete the customer's tokens")),
     responses((status = 200, description = "the erased record", body = Customer), (status = 404, body = ErrorBody),
         (status = 412, description = "If-Match names another version", body = ErrorBody)),
-    security(("bearer" = ["admin:customers", "write:customers"])))]
+    security(("bearer" = ["admin:customers", "write:customers", "user:customers"])))]
 pub async fn delete_customer(
     State(state): State<AppState>,
     Auth(auth): Auth,
@@ -249,14 +269,13 @@ pub async fn delete_customer(
     headers: HeaderMap,
     query: QueryPairs,
 ) -> ApiResult<Response> {
-    require(&auth, WRITERS)?;
+    require(&auth, &[Scope::Admin, Scope::Write, Scope::User])?;
     let delete_tokens = query.flags(&["delete_tokens"])?[0];
     let expected = if_match(&headers);
-    let customer = state
-        .store
-        .delete_customer(&auth.account, &customer_id, &auth.subject, delete_tokens, expected.as_deref())
-        .await?;
-    Ok(with_etag(customer))
+    let target = reachable(&auth, &customer_id, WRITERS);
+    let deleted =
+        state.store.delete_customer(&auth.account, target, &auth.subject, delete_tokens, expected.as_deref()).await;
+    Ok(with_etag(own_or_forbidden(target, deleted)?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -274,7 +293,7 @@ pub struct ChangeCustomerId {
     params(("aid" = String, Path), ("customer_id" = String, Path)),
     request_body = ChangeCustomerId,
     responses((status = 200, body = Customer), (status = 404, body = ErrorBody)),
-    security(("bearer" = ["admin:customers"])))]
+    security(("bearer" = ["admin:customers", "admin:accounts"])))]
 pub async fn change_customer_id(
     State(state): State<AppState>,
     Auth(auth): Auth,
@@ -282,7 +301,7 @@ pub async fn change_customer_id(
     query: QueryPairs,
     ApiJson(body): ApiJson<ChangeCustomerId>,
 ) -> ApiResult<Response> {
-    require(&auth, &[Scope::Admin])?;
+    require(&auth, &[Scope::Admin, Scope::AdminAccounts])?;
     query.flags(&[])?;
     if let Some(new_id) = &body.customer_id {
         let mut errors = Errors::default();

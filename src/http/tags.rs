@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::domain::ids::Scope;
 use crate::domain::records::{Tag, TagInput};
 
-use super::customers::CustomerPath;
+use super::customers::{own_or_forbidden, reachable, CustomerPath};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{require, ApiJson, ApiJsonList, Auth, QueryPairs};
 use super::AppState;
@@ -87,16 +87,17 @@ pub async fn delete_tag(
 #[utoipa::path(get, path = "/v1/accounts/{aid}/customers/users/{customer_id}/tags", tag = "tags",
     params(("aid" = String, Path), ("customer_id" = String, Path)),
     responses((status = 200, body = Vec<Tag>), (status = 404, body = ErrorBody)),
-    security(("bearer" = ["admin:customers", "read:customers"])))]
+    security(("bearer" = ["admin:customers", "read:customers", "user:customers"])))]
 pub async fn get_customer_tags(
     State(state): State<AppState>,
     Auth(auth): Auth,
     Path(path): Path<CustomerPath>,
     query: QueryPairs,
 ) -> ApiResult<Json<Vec<Tag>>> {
-    require(&auth, READERS)?;
+    require(&auth, &[Scope::Admin, Scope::Read, Scope::User])?;
     query.flags(&[])?;
-    Ok(Json(state.store.customer_tags(&auth.account, &path.customer_id).await?))
+    let customer = reachable(&auth, &path.customer_id, READERS);
+    Ok(Json(own_or_forbidden(customer, state.store.customer_tags(&auth.account, customer).await)?))
 }
 
 /// Replace a customer's tags with the given tag ids; returns the new set.
@@ -104,7 +105,7 @@ pub async fn get_customer_tags(
     params(("aid" = String, Path), ("customer_id" = String, Path)),
     request_body(content = Vec<String>, description = "tag ids"),
     responses((status = 200, body = Vec<Tag>), (status = 404, body = ErrorBody)),
-    security(("bearer" = ["admin:customers", "write:customers"])))]
+    security(("bearer" = ["admin:customers", "write:customers", "user:customers"])))]
 pub async fn set_customer_tags(
     State(state): State<AppState>,
     Auth(auth): Auth,
@@ -112,10 +113,11 @@ pub async fn set_customer_tags(
     query: QueryPairs,
     ApiJsonList(ids): ApiJsonList<Uuid>,
 ) -> ApiResult<Json<Vec<Tag>>> {
-    require(&auth, WRITERS)?;
+    require(&auth, &[Scope::Admin, Scope::Write, Scope::User])?;
     query.flags(&[])?;
     if ids.len() > 1000 {
         return Err(ApiError::bad_request("too_many_tags", "at most 1000 tags per customer"));
     }
-    Ok(Json(state.store.set_customer_tags(&auth.account, &path.customer_id, &ids).await?))
+    let customer = reachable(&auth, &path.customer_id, WRITERS);
+    Ok(Json(own_or_forbidden(customer, state.store.set_customer_tags(&auth.account, customer, &ids).await)?))
 }

@@ -13,7 +13,7 @@ use crate::domain::listing::PageParams;
 use crate::domain::records::{ClearTokenEvents, Token, TokenDetail, TokenEventRequest, TokenEvents, TokenInput};
 use crate::store::EventListParams;
 
-use super::customers::CustomerPath;
+use super::customers::{own_or_forbidden, reachable, CustomerPath};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{require, ApiJson, Auth, QueryPairs};
 use super::paging::page_headers;
@@ -35,7 +35,7 @@ const WRITERS: &[Scope] = &[Scope::Admin, Scope::Write];
         ("limit" = Option<u32>, Query), ("starting_after" = Option<String>, Query),
         ("total" = Option<bool>, Query), ("include_deleted" = Option<bool>, Query)),
     responses((status = 200, body = Vec<Token>), (status = 404, body = ErrorBody)),
-    security(("bearer" = ["admin:customers", "read:customers"])))]
+    security(("bearer" = ["admin:customers", "read:customers", "user:customers"])))]
 pub async fn list_tokens(
     State(state): State<AppState>,
     Auth(auth): Auth,
@@ -43,9 +43,10 @@ pub async fn list_tokens(
     uri: Uri,
     QueryPairs(pairs): QueryPairs,
 ) -> ApiResult<Response> {
-    require(&auth, READERS)?;
+    require(&auth, &[Scope::Admin, Scope::Read, Scope::User])?;
     let params = PageParams::parse(&pairs, &["type"]).map_err(ApiError::invalid)?;
-    let page = state.store.list_tokens(&auth.account, &path.customer_id, &params).await?;
+    let customer = reachable(&auth, &path.customer_id, READERS);
+    let page = own_or_forbidden(customer, state.store.list_tokens(&auth.account, customer, &params).await)?;
     let next = page.items.last().filter(|_| page.has_more).map(|t| ("starting_after", t.token_id.clone()));
     Ok((page_headers(uri.path(), &pairs, next, page.total), Json(page.items)).into_response())
 }
@@ -56,7 +57,7 @@ pub async fn list_tokens(
         ("delete_token_events" = Option<bool>, Query, description = "also clear the token's events")),
     request_body = TokenInput,
     responses((status = 201, body = Token), (status = 404, body = ErrorBody)),
-    security(("bearer" = ["admin:customers", "write:customers"])))]
+    security(("bearer" = ["admin:customers", "write:customers", "user:customers"])))]
 pub async fn add_token(
     State(state): State<AppState>,
     Auth(auth): Auth,
@@ -64,10 +65,12 @@ pub async fn add_token(
     query: QueryPairs,
     ApiJson(input): ApiJson<TokenInput>,
 ) -> ApiResult<(StatusCode, Json<Token>)> {
-    require(&auth, WRITERS)?;
+    require(&auth, &[Scope::Admin, Scope::Write, Scope::User])?;
     let delete_events = query.flags(&["delete_token_events"])?[0];
     input.validate().map_err(ApiError::invalid)?;
-    let token = state.store.add_token(&auth.account, &path.customer_id, input, delete_events, &auth.subject).await?;
+    let customer = reachable(&auth, &path.customer_id, WRITERS);
+    let added = state.store.add_token(&auth.account, customer, input, delete_events, &auth.subject).await;
+    let token = own_or_forbidden(customer, added)?;
     Ok((StatusCode::CREATED, Json(token)))
 }
 
@@ -83,18 +86,20 @@ pub struct TokenPath {
 #[utoipa::path(delete, path = "/v1/accounts/{aid}/customers/users/{customer_id}/tokens/{token_id}", tag = "tokens",
     params(("aid" = String, Path), ("customer_id" = String, Path), ("token_id" = String, Path)),
     responses((status = 200, body = Token), (status = 404, body = ErrorBody)),
-    security(("bearer" = ["admin:customers", "write:customers"])))]
+    security(("bearer" = ["admin:customers", "write:customers", "user:customers"])))]
 pub async fn delete_token(
     State(state): State<AppState>,
     Auth(auth): Auth,
     Path(path): Path<TokenPath>,
     query: QueryPairs,
 ) -> ApiResult<Json<Token>> {
-    require(&auth, WRITERS)?;
+    require(&auth, &[Scope::Admin, Scope::Write, Scope::User])?;
     query.flags(&[])?;
     // The customer and the token are looked up in the delete's transaction:
     // a missing customer is NotFound (customer_not_found), a missing token None.
-    let deleted = state.store.delete_token(&auth.account, &path.customer_id, &path.token_id, &auth.subject).await?;
+    let customer = reachable(&auth, &path.customer_id, WRITERS);
+    let deleted = state.store.delete_token(&auth.account, customer, &path.token_id, &auth.subject).await;
+    let deleted = own_or_forbidden(customer, deleted)?;
     deleted.map(Json).ok_or_else(|| ApiError::not_found("token_not_found", "no such token"))
 }
 

@@ -19,8 +19,8 @@ use super::ops::Conn;
 use super::query::{self, opt_text, text, Dialect, Param, SqlBuilder, Strategy, CUSTOMER_COLUMNS};
 use super::rows::{IdempotencyRow, SettingsRow};
 use super::{
-    attribute_rows, change_customer_id_key, micros_to_time, new_id, now_micros, Created, CustomerPage, IdempotencyKey,
-    IndexedColumns, NewCustomer, PatchError, Patcher, SecretHashes, StoreError, IDEMPOTENCY_KEY_TTL,
+    attribute_rows, change_customer_id_key, micros_to_time, new_id, now_micros, Created, CustomerPage, CustomerRef,
+    IdempotencyKey, IndexedColumns, NewCustomer, PatchError, Patcher, SecretHashes, StoreError, IDEMPOTENCY_KEY_TTL,
 };
 use crate::domain::patch::Patch;
 
@@ -458,10 +458,10 @@ pub(super) fn by_customer_ids(dialect: Dialect, account: &AccountId, customer_id
 pub(super) async fn live_for_update(
     conn: &mut impl Conn,
     account: &AccountId,
-    customer_id: &str,
+    customer: CustomerRef<'_>,
 ) -> Result<Customer, StoreError> {
-    match select_by_customer_id(conn, account, customer_id, true).await? {
-        Some(c) if !c.is_deleted() => Ok(c),
+    match select_by_customer_id(conn, account, customer.customer_id, true).await? {
+        Some(c) if !c.is_deleted() && customer.admits(&c) => Ok(c),
         _ => Err(StoreError::NotFound),
     }
 }
@@ -508,7 +508,7 @@ pub(super) async fn update_customer(
     secrets: SecretHashes,
     actor: &str,
 ) -> Result<Customer, StoreError> {
-    let current = live_for_update(conn, account, customer_id).await?;
+    let current = live_for_update(conn, account, CustomerRef::any(customer_id)).await?;
     let settings = load_settings(conn, account).await?;
     let data = patch(&current, &settings).map_err(StoreError::Rejected)?;
     check_rules(conn, account, &data, &settings).await?;
@@ -522,7 +522,7 @@ pub(super) async fn change_customer_id(
     given: Option<&str>,
     actor: &str,
 ) -> Result<Customer, StoreError> {
-    let current = live_for_update(conn, account, customer_id).await?;
+    let current = live_for_update(conn, account, CustomerRef::any(customer_id)).await?;
     let settings = load_settings(conn, account).await?;
     let new_customer_id = match given {
         Some(id) => id.to_owned(),
@@ -558,12 +558,12 @@ pub(super) async fn change_customer_id(
 pub(super) async fn delete_customer(
     conn: &mut impl Conn,
     account: &AccountId,
-    customer_id: &str,
+    customer: CustomerRef<'_>,
     actor: &str,
     delete_tokens: bool,
     if_match: Option<&str>,
 ) -> Result<Customer, StoreError> {
-    let current = live_for_update(conn, account, customer_id).await?;
+    let current = live_for_update(conn, account, customer).await?;
     if if_match.is_some_and(|tag| !current.matches(tag)) {
         return Err(StoreError::Rejected(PatchError::VersionMismatch));
     }

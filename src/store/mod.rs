@@ -178,6 +178,29 @@ pub struct SecretHashes {
     pub pin: Patch<String>,
 }
 
+/// The customer a request names by `customer_id`; for a caller limited to
+/// its own record (`user:customers`), also the `id` that record must have,
+/// checked on the row the request reads or locks (not before), so a
+/// concurrent change of customer ids cannot hand it another's record.
+/// A mismatch is [`StoreError::NotFound`].
+#[derive(Debug, Clone, Copy)]
+pub struct CustomerRef<'a> {
+    pub customer_id: &'a str,
+    pub owner: Option<Uuid>,
+}
+
+impl<'a> CustomerRef<'a> {
+    /// Any customer of the account with this `customer_id`.
+    pub fn any(customer_id: &'a str) -> Self {
+        Self { customer_id, owner: None }
+    }
+
+    /// Whether `customer` is the one this names.
+    pub fn admits(&self, customer: &Customer) -> bool {
+        customer.customer_id == self.customer_id && self.owner.is_none_or(|owner| owner == customer.id)
+    }
+}
+
 /// An `Idempotency-Key` and the digest of the request body it came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {
@@ -266,7 +289,7 @@ pub trait Store: Send + Sync {
     async fn delete_customer(
         &self,
         account: &AccountId,
-        customer_id: &str,
+        customer: CustomerRef<'_>,
         actor: &str,
         delete_tokens: bool,
         if_match: Option<&str>,
@@ -324,18 +347,18 @@ pub trait Store: Send + Sync {
     async fn list_tags(&self, account: &AccountId) -> Result<Vec<Tag>, StoreError>;
     /// Deletes a tag and takes it off every customer.
     async fn delete_tag(&self, account: &AccountId, id: Uuid) -> Result<Tag, StoreError>;
-    async fn customer_tags(&self, account: &AccountId, customer_id: &str) -> Result<Vec<Tag>, StoreError>;
+    async fn customer_tags(&self, account: &AccountId, customer: CustomerRef<'_>) -> Result<Vec<Tag>, StoreError>;
     async fn set_customer_tags(
         &self,
         account: &AccountId,
-        customer_id: &str,
+        customer: CustomerRef<'_>,
         tags: &[Uuid],
     ) -> Result<Vec<Tag>, StoreError>;
 
     async fn add_token(
         &self,
         account: &AccountId,
-        customer_id: &str,
+        customer: CustomerRef<'_>,
         token: TokenInput,
         delete_events: bool,
         actor: &str,
@@ -344,13 +367,13 @@ pub trait Store: Send + Sync {
     async fn list_tokens(
         &self,
         account: &AccountId,
-        customer_id: &str,
+        customer: CustomerRef<'_>,
         params: &PageParams,
     ) -> Result<Page<Token>, StoreError>;
     async fn delete_token(
         &self,
         account: &AccountId,
-        customer_id: &str,
+        customer: CustomerRef<'_>,
         token_id: &str,
         actor: &str,
     ) -> Result<Option<Token>, StoreError>;

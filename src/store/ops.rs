@@ -21,8 +21,8 @@ use super::query::{self, text, Dialect, Param, SqlBuilder};
 use super::records;
 use super::rows::{ClientRow, CustomerRow, DbRow, KeyRow};
 use super::{
-    ClientRecord, Created, CustomerPage, EventListParams, IdempotencyKey, ImportSession, NewCustomer, OnRejected, Page,
-    Patcher, SecretHashes, SigningKeyRecord, Store, StoreError,
+    ClientRecord, Created, CustomerPage, CustomerRef, EventListParams, IdempotencyKey, ImportSession, NewCustomer,
+    OnRejected, Page, Patcher, SecretHashes, SigningKeyRecord, Store, StoreError,
 };
 use crate::domain::listing::PageParams;
 use crate::domain::records::{
@@ -352,13 +352,13 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn delete_customer(
         &self,
         account: &AccountId,
-        customer_id: &str,
+        customer: CustomerRef<'_>,
         actor: &str,
         delete_tokens: bool,
         if_match: Option<&str>,
     ) -> Result<Customer, StoreError> {
         in_write_tx!(self.0, |conn| {
-            delete_customer(&mut conn, account, customer_id, actor, delete_tokens, if_match).await
+            delete_customer(&mut conn, account, customer, actor, delete_tokens, if_match).await
         })
     }
 
@@ -443,9 +443,9 @@ impl<B: Backend> Store for SqlStore<B> {
         in_write_tx!(self.0, |conn| records::delete_tag(&mut conn, account, id).await)
     }
 
-    async fn customer_tags(&self, account: &AccountId, customer_id: &str) -> Result<Vec<Tag>, StoreError> {
+    async fn customer_tags(&self, account: &AccountId, customer: CustomerRef<'_>) -> Result<Vec<Tag>, StoreError> {
         on_read!(self.0, |conn| {
-            match records::live_customer(&mut conn, account, customer_id).await {
+            match records::live_customer(&mut conn, account, customer).await {
                 Ok(customer) => records::customer_tags(&mut conn, account, customer.id).await,
                 Err(error) => Err(error),
             }
@@ -455,42 +455,42 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn set_customer_tags(
         &self,
         account: &AccountId,
-        customer_id: &str,
+        customer: CustomerRef<'_>,
         tags: &[Uuid],
     ) -> Result<Vec<Tag>, StoreError> {
-        in_write_tx!(self.0, |conn| records::set_customer_tags(&mut conn, account, customer_id, tags).await)
+        in_write_tx!(self.0, |conn| records::set_customer_tags(&mut conn, account, customer, tags).await)
     }
 
     async fn add_token(
         &self,
         account: &AccountId,
-        customer_id: &str,
+        customer: CustomerRef<'_>,
         token: TokenInput,
         delete_events: bool,
         actor: &str,
     ) -> Result<Token, StoreError> {
         in_write_tx!(self.0, |conn| {
-            records::add_token(&mut conn, account, customer_id, token, delete_events, actor).await
+            records::add_token(&mut conn, account, customer, token, delete_events, actor).await
         })
     }
 
     async fn list_tokens(
         &self,
         account: &AccountId,
-        customer_id: &str,
+        customer: CustomerRef<'_>,
         params: &PageParams,
     ) -> Result<Page<Token>, StoreError> {
-        on_read!(self.0, |conn| records::list_tokens(&mut conn, account, customer_id, params).await)
+        on_read!(self.0, |conn| records::list_tokens(&mut conn, account, customer, params).await)
     }
 
     async fn delete_token(
         &self,
         account: &AccountId,
-        customer_id: &str,
+        customer: CustomerRef<'_>,
         token_id: &str,
         actor: &str,
     ) -> Result<Option<Token>, StoreError> {
-        in_write_tx!(self.0, |conn| records::delete_token(&mut conn, account, customer_id, token_id, actor).await)
+        in_write_tx!(self.0, |conn| records::delete_token(&mut conn, account, customer, token_id, actor).await)
     }
 
     async fn record_token_event(

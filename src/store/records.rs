@@ -19,7 +19,7 @@ use super::customers::{live_for_update, load_settings, select_by_customer_id};
 use super::ops::Conn;
 use super::query::{self, opt_text, text, Param, SqlBuilder, CUSTOMER_COLUMNS};
 use super::rows::{db_row, Ts};
-use super::{new_id, now_micros, EventListParams, Page, StoreError};
+use super::{new_id, now_micros, CustomerRef, EventListParams, Page, StoreError};
 
 fn json_param(value: &Option<JsonObject>) -> Result<Param, StoreError> {
     Ok(value.as_ref().map(Param::json).transpose()?.unwrap_or(Param::NullJson))
@@ -345,10 +345,10 @@ pub(super) async fn customer_tags(
 pub(super) async fn live_customer(
     conn: &mut impl Conn,
     account: &AccountId,
-    customer_id: &str,
+    customer: CustomerRef<'_>,
 ) -> Result<Customer, StoreError> {
-    match select_by_customer_id(conn, account, customer_id, false).await? {
-        Some(c) if !c.is_deleted() => Ok(c),
+    match select_by_customer_id(conn, account, customer.customer_id, false).await? {
+        Some(c) if !c.is_deleted() && customer.admits(&c) => Ok(c),
         _ => Err(StoreError::NotFound),
     }
 }
@@ -356,10 +356,10 @@ pub(super) async fn live_customer(
 pub(super) async fn set_customer_tags(
     conn: &mut impl Conn,
     account: &AccountId,
-    customer_id: &str,
+    customer: CustomerRef<'_>,
     tags: &[Uuid],
 ) -> Result<Vec<Tag>, StoreError> {
-    let customer = live_for_update(conn, account, customer_id).await?;
+    let customer = live_for_update(conn, account, customer).await?;
     let mut wanted: Vec<Uuid> = Vec::new();
     for id in tags {
         if !wanted.contains(id) {
@@ -432,12 +432,12 @@ async fn select_tokens(conn: &mut impl Conn, q: SqlBuilder) -> Result<Vec<TokenR
 pub(super) async fn add_token(
     conn: &mut impl Conn,
     account: &AccountId,
-    customer_id: &str,
+    customer: CustomerRef<'_>,
     input: TokenInput,
     delete_events: bool,
     actor: &str,
 ) -> Result<Token, StoreError> {
-    let customer = live_for_update(conn, account, customer_id).await?;
+    let customer = live_for_update(conn, account, customer).await?;
     let token = Token {
         id: new_id(),
         token_id: input.token_id.unwrap_or_else(|| Uuid::new_v4().to_string()),
@@ -481,10 +481,10 @@ pub(super) async fn add_token(
 pub(super) async fn list_tokens(
     conn: &mut impl Conn,
     account: &AccountId,
-    customer_id: &str,
+    customer: CustomerRef<'_>,
     params: &PageParams,
 ) -> Result<Page<Token>, StoreError> {
-    let customer = live_customer(conn, account, customer_id).await?;
+    let customer = live_customer(conn, account, customer).await?;
     let cursor = match &params.starting_after {
         None => None,
         Some(token_id) => {
@@ -530,11 +530,11 @@ pub(super) async fn list_tokens(
 pub(super) async fn delete_token(
     conn: &mut impl Conn,
     account: &AccountId,
-    customer_id: &str,
+    customer: CustomerRef<'_>,
     token_id: &str,
     actor: &str,
 ) -> Result<Option<Token>, StoreError> {
-    let customer = live_for_update(conn, account, customer_id).await?;
+    let customer = live_for_update(conn, account, customer).await?;
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customer_tokens SET ");
     query::push_assignments(&mut q, [("deleted_at", Param::Time(now_micros())), ("deleted_by", text(actor))]);
     q.push(" WHERE customer_pk = ")

@@ -401,3 +401,71 @@ both_backends! {
         assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{}", wrong.body);
     }
 }
+
+both_backends! {
+    async fn user_customers_acts_on_its_own_record_as_upstream_allows(app: &TestApp) {
+        let me = app.create(json!({"customer_id": "me"})).await;
+        app.create(json!({"customer_id": "other"})).await;
+        let tag = app.post(&app.url(&format!("/v1/accounts/{ACCOUNT}/customers/tags")), &json!({"tag": "VIP"})).await;
+        app.post(&tokens_url(app, "other"), &json!({"token_id": "theirs", "type": "card", "value": "2"})).await;
+        let user = app.token_for(ACCOUNT, me["id"].as_str().unwrap(), &[customers::domain::ids::Scope::User]);
+        let send = |method: Method, url: String, body: Option<Value>| {
+            let user = user.clone();
+            async move { app.send(method, &url, Some(&user), body.as_ref()).await }
+        };
+        let tags = |id: &str| format!("{}/tags", app.user_url(id));
+
+        // Another customer's record: refused, and nothing changes.
+        for (method, url, body) in [
+            (Method::GET, tags("other"), None),
+            (Method::PUT, tags("other"), Some(json!([tag.body["id"]]))),
+            (Method::GET, tokens_url(app, "other"), None),
+            (Method::POST, tokens_url(app, "other"), Some(json!({"type": "card", "value": "3"}))),
+            (Method::DELETE, format!("{}/theirs", tokens_url(app, "other")), None),
+            (Method::DELETE, app.user_url("other"), None),
+            (Method::GET, tags("nobody"), None),
+        ] {
+            let reply = send(method.clone(), url.clone(), body).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{method} {url}: {}", reply.body);
+        }
+        assert_eq!(app.get(&tokens_url(app, "other")).await.body.as_array().unwrap().len(), 1);
+        assert_eq!(app.get(&tags("other")).await.body, json!([]));
+        assert_eq!(app.get(&app.user_url("other")).await.status, StatusCode::OK);
+
+        // Its own record: tags, tokens, then the record itself.
+        let set = send(Method::PUT, tags("me"), Some(json!([tag.body["id"]]))).await;
+        assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+        assert_eq!(send(Method::GET, tags("me"), None).await.body[0]["tag"], "VIP");
+        let added = send(Method::POST, tokens_url(app, "me"), Some(json!({"token_id": "mine", "type": "card", "value": "1"}))).await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+        assert_eq!(send(Method::GET, tokens_url(app, "me"), None).await.body[0]["token_id"], "mine");
+        assert_eq!(send(Method::DELETE, format!("{}/mine", tokens_url(app, "me")), None).await.status, StatusCode::OK);
+        let deleted = send(Method::DELETE, app.user_url("me"), None).await;
+        assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+        assert!(deleted.body["deleted_at"].is_string());
+    }
+
+    async fn details_and_admin_accounts_scopes_are_known(app: &TestApp) {
+        use customers::domain::ids::Scope;
+        let me = app.create(json!({"customer_id": "me", "first_name": "Ann"})).await;
+        app.create(json!({"customer_id": "other"})).await;
+        let details = app.token_for(ACCOUNT, me["id"].as_str().unwrap(), &[Scope::UserDetails]);
+        let own = app.send(Method::GET, &app.user_url("me"), Some(&details), None).await;
+        assert_eq!((own.status, own.body["first_name"].as_str()), (StatusCode::OK, Some("Ann")), "{}", own.body);
+        assert_eq!(app.send(Method::GET, &app.user_url("other"), Some(&details), None).await.status, StatusCode::FORBIDDEN);
+        let put = app.send(Method::PUT, &app.user_url("me"), Some(&details), Some(&json!({"first_name": "X"}))).await;
+        assert_eq!(put.status, StatusCode::FORBIDDEN, "details is read-only");
+
+        let accounts = app.token(&[Scope::AdminAccounts]);
+        let change = |token: String| async move {
+            app.send(Method::POST, &format!("{}/change_customer_id", app.user_url("other")), Some(&token),
+                Some(&json!({"customer_id": "renamed"}))).await
+        };
+        assert_eq!(change(app.token(&[Scope::Read, Scope::Write])).await.status, StatusCode::FORBIDDEN);
+        let changed = change(accounts).await;
+        assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+        assert_eq!(changed.body["customer_id"], "renamed");
+        assert_eq!(app.send(Method::GET, &app.users_url(), Some(&app.token(&[Scope::AdminAccounts])), None).await.status,
+            StatusCode::FORBIDDEN, "admin:accounts reads nothing else");
+    }
+}
