@@ -176,7 +176,9 @@ pub struct ContactRef {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct CustomerData {
+    /// Every customer answer has it, erased customers' too.
     #[serde(rename = "type")]
+    #[schema(required = true)]
     pub customer_type: CustomerType,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_name: Option<String>,
@@ -214,15 +216,14 @@ pub struct CustomerData {
     pub contact_for: Option<Vec<ContactRef>>,
 }
 
-/// A stored customer as the API returns it. A deleted customer's `data` is
-/// [`CustomerData::erased`]: only its type is left beside the ids and server
-/// timestamps (§4.2).
+/// A stored customer as the API returns it. Of a deleted customer only the
+/// type is left beside the ids and server timestamps (§4.2).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Customer {
     pub id: Uuid,
     pub customer_id: String,
     #[serde(flatten)]
-    pub data: Option<CustomerData>,
+    pub data: CustomerData,
     #[serde(serialize_with = "crate::domain::time::micros")]
     pub created_at: DateTime<Utc>,
     pub created_by: String,
@@ -331,20 +332,25 @@ pub struct CustomerInput {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Uuid)]
     pub id: Option<Uuid>,
+    /// Server-set: ignored in requests.
     #[serde(default)]
-    #[schema(ignore)]
+    #[schema(value_type = Option<String>, format = DateTime, read_only)]
     pub created_at: Option<IgnoredAny>,
+    /// Server-set: ignored in requests.
     #[serde(default)]
-    #[schema(ignore)]
+    #[schema(value_type = Option<String>, read_only)]
     pub created_by: Option<IgnoredAny>,
+    /// Server-set: ignored in requests.
     #[serde(default)]
-    #[schema(ignore)]
+    #[schema(value_type = Option<String>, format = DateTime, read_only)]
     pub updated_at: Option<IgnoredAny>,
+    /// Server-set: ignored in requests.
     #[serde(default)]
-    #[schema(ignore)]
+    #[schema(value_type = Option<String>, format = DateTime, read_only)]
     pub deleted_at: Option<IgnoredAny>,
+    /// Server-set: ignored in requests.
     #[serde(default)]
-    #[schema(ignore)]
+    #[schema(value_type = Option<String>, read_only)]
     pub deleted_by: Option<IgnoredAny>,
 }
 
@@ -708,6 +714,15 @@ mod tests {
     }
 
     #[test]
+    fn a_blank_business_name_is_refused() {
+        for blank in ["", "   "] {
+            let errors =
+                input(json!({"type": "company", "company": {"bussiness_name": blank}})).into_new(now()).unwrap_err();
+            assert_eq!(codes(&errors), vec![("company.bussiness_name", "required")], "{blank:?}");
+        }
+    }
+
+    #[test]
     fn contact_for_only_on_contacts() {
         let errors = input(json!({"contact_for": [{"customer_id": "a"}]})).into_new(now()).unwrap_err();
         assert_eq!(codes(&errors), vec![("contact_for", "not_allowed")]);
@@ -746,7 +761,7 @@ mod tests {
         let customer = Customer {
             id: Uuid::nil(),
             customer_id: "c".into(),
-            data: None,
+            data: CustomerData::default(),
             created_at: now(),
             created_by: "x".into(),
             updated_at: now(),

@@ -27,23 +27,29 @@ macro_rules! entity_input {
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $($(#[$field_meta])* pub $field: $ty,)*
+            /// Server-set: ignored in requests.
             #[serde(default)]
-            #[schema(ignore)]
+            #[schema(value_type = Option<String>, read_only)]
             pub id: Option<IgnoredAny>,
+            /// Server-set: ignored in requests.
             #[serde(default)]
-            #[schema(ignore)]
+            #[schema(value_type = Option<String>, format = DateTime, read_only)]
             pub created_at: Option<IgnoredAny>,
+            /// Server-set: ignored in requests.
             #[serde(default)]
-            #[schema(ignore)]
+            #[schema(value_type = Option<String>, read_only)]
             pub created_by: Option<IgnoredAny>,
+            /// Server-set: ignored in requests.
             #[serde(default)]
-            #[schema(ignore)]
+            #[schema(value_type = Option<String>, format = DateTime, read_only)]
             pub updated_at: Option<IgnoredAny>,
+            /// Server-set: ignored in requests.
             #[serde(default)]
-            #[schema(ignore)]
+            #[schema(value_type = Option<String>, format = DateTime, read_only)]
             pub deleted_at: Option<IgnoredAny>,
+            /// Server-set: ignored in requests.
             #[serde(default)]
-            #[schema(ignore)]
+            #[schema(value_type = Option<String>, read_only)]
             pub deleted_by: Option<IgnoredAny>,
         }
     };
@@ -345,7 +351,7 @@ pub fn token_key(owned: Option<&Token>, token: &TokenRef) -> String {
 /// status is a note: it never resets a recorded status such as `OPT_OUT`.
 pub fn token_status(owner: Option<&Customer>, events: &[TokenEvent], now: DateTime<Utc>) -> String {
     if let Some(owner) = owner {
-        if let Some(status) = owner.data.as_ref().and_then(|d| d.status.clone()) {
+        if let Some(status) = owner.data.status.clone() {
             return status;
         }
     }

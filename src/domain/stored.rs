@@ -77,7 +77,7 @@ impl StoredCustomer {
         Ok(Customer {
             id: self.id,
             customer_id: self.customer_id,
-            data: Some(data),
+            data,
             created_at: self.created_at,
             created_by: self.created_by,
             updated_at: self.updated_at,
@@ -206,7 +206,7 @@ mod tests {
         let customer = Customer {
             id: Uuid::now_v7(),
             customer_id: customer_id.unwrap_or_else(|| "generated".to_owned()),
-            data: Some(data),
+            data,
             created_at: time(1_700_000_000_000_001),
             created_by: "client:\"quoted\"\\".to_owned(),
             updated_at: time(1_700_000_001_234_567),
@@ -272,10 +272,7 @@ mod tests {
         assert_eq!(written["type"], "contact");
         assert!(written.get("first_name").is_none(), "{written}");
         erased.doc = StoredDocument::from_object_text("{}".to_owned()).unwrap();
-        assert_eq!(
-            erased.into_customer().unwrap().data.unwrap().customer_type,
-            crate::domain::customer::CustomerType::Customer
-        );
+        assert_eq!(erased.into_customer().unwrap().data.customer_type, crate::domain::customer::CustomerType::Customer);
     }
 
     #[test]

@@ -138,6 +138,67 @@ mod tests {
     }
 
     #[test]
+    fn email_domains_take_hyphens_inside_labels_only() {
+        assert!(is_valid_email("ann@my-shop.no"));
+        assert!(is_valid_email("ann@a-b-c.my-shop.no"));
+        for bad in ["a@x_y.io", "a@-x.io", "a@x-.io", "a@x.-io", "a@x.io-"] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn email_local_parts_have_no_stray_dots() {
+        for bad in ["a.@x.io", ".a@x.io", "a..b@x.io"] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+        assert!(is_valid_email("a.b@x.io"));
+    }
+
+    #[test]
+    fn emails_are_at_most_254_bytes_with_a_local_part_of_at_most_64() {
+        let address = |local: usize, total: usize| {
+            let domain_len = total - local - 1;
+            // Labels of at most 63 bytes: "x…x.x…x.io".
+            let mut domain = String::new();
+            while domain.len() + 3 < domain_len {
+                let room = domain_len - 3 - domain.len();
+                let label = room.clamp(1, 63);
+                domain.push_str(&"d".repeat(label));
+                domain.push('.');
+            }
+            domain.push_str(&"i".repeat(domain_len - domain.len()));
+            format!("{}@{domain}", "l".repeat(local))
+        };
+        let longest = address(64, 254);
+        assert_eq!(longest.len(), 254);
+        assert!(is_valid_email(&longest), "{longest}");
+        assert!(!is_valid_email(&address(64, 255)));
+        assert!(is_valid_email(&address(64, 100)));
+        assert!(!is_valid_email(&address(65, 100)));
+        assert!(!is_valid_email(&address(65, 254)));
+    }
+
+    #[test]
+    fn a_nul_anywhere_in_caller_json_is_refused() {
+        let check = |value: serde_json::Value| {
+            let mut errors = Errors::default();
+            check_json(&mut errors, "metadata", value.as_object().unwrap());
+            errors.is_empty()
+        };
+        assert!(check(serde_json::json!({"a": {"b": ["c", {"d": "e"}]}})));
+        for bad in [
+            serde_json::json!({"a\u{0}": 1}),
+            serde_json::json!({"a": "b\u{0}"}),
+            serde_json::json!({"a": {"b\u{0}": 1}}),
+            serde_json::json!({"a": {"b": "c\u{0}"}}),
+            serde_json::json!({"a": [{"b": ["\u{0}"]}]}),
+            serde_json::json!({"a": [{"b\u{0}": true}]}),
+        ] {
+            assert!(!check(bad.clone()), "{bad}");
+        }
+    }
+
+    #[test]
     fn phones_follow_e164() {
         for good in ["+4799999999", "4799999999", "+12", "+123456789012345"] {
             assert!(is_valid_phone(good), "{good}");

@@ -35,6 +35,19 @@ pub fn router() -> Router<AppState> {
         .route("/v1/accounts/{aid}/customers/users/{customer_id}/change_customer_id", post(change_customer_id))
 }
 
+/// The values of the list's `type` parameter, for the OpenAPI document.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum TypeParameter {
+    Customer,
+    Company,
+    Contact,
+    Employee,
+    Other,
+    Any,
+}
+
 /// `/v1/accounts/{aid}/customers/users/{customer_id}`; `aid` is checked by `Auth`.
 #[derive(Deserialize)]
 pub struct CustomerPath {
@@ -113,9 +126,7 @@ pub async fn get_customer(
 /// attributes the account's settings mark private.
 async fn hide_private(state: &AppState, account: &AccountId, mut customer: Customer) -> ApiResult<Customer> {
     let settings = state.store.get_settings(account).await?;
-    if let Some(data) = customer.data.as_mut() {
-        settings.hide_private(data);
-    }
+    settings.hide_private(&mut customer.data);
     Ok(customer)
 }
 
@@ -160,9 +171,11 @@ pub fn own_or_forbidden<T>(customer: CustomerRef<'_>, result: Result<T, StoreErr
 
 /// Update a customer: absent fields stay, `null` clears, `metadata` merges.
 #[utoipa::path(put, path = "/v1/accounts/{aid}/customers/users/{customer_id}", tag = "customers",
-    params(("aid" = String, Path), ("customer_id" = String, Path)),
+    params(("aid" = String, Path), ("customer_id" = String, Path),
+        ("If-Match" = Option<String>, Header, description = "update only this version (an ETag of the customer, or *)")),
     request_body = CustomerInput,
-    responses((status = 200, body = Customer), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = Customer), (status = 404, body = ErrorBody),
+        (status = 412, description = "If-Match names another version", body = ErrorBody)),
     security(("bearer" = ["admin:customers", "write:customers", "user:customers"])))]
 pub async fn update_customer(
     State(state): State<AppState>,
@@ -187,7 +200,7 @@ pub async fn update_customer(
         if expected.as_deref().is_some_and(|tag| !current.matches(tag)) {
             return Err(PatchError::VersionMismatch);
         }
-        let data = current.data.clone().unwrap_or_default();
+        let data = current.data.clone();
         let was_privileged = data.customer_type.is_privileged();
         let private: Vec<String> = settings.private_attributes().map(str::to_owned).collect();
         if own_only.is_some() {
@@ -258,7 +271,8 @@ fn reject_private_attributes(input: &CustomerInput, private: &[String]) -> Resul
 /// Delete a customer: its personal data is erased in the same transaction.
 #[utoipa::path(delete, path = "/v1/accounts/{aid}/customers/users/{customer_id}", tag = "customers",
     params(("aid" = String, Path), ("customer_id" = String, Path),
-        ("delete_tokens" = Option<bool>, Query, description = "also delete the customer's tokens")),
+        ("delete_tokens" = Option<bool>, Query, description = "also delete the customer's tokens"),
+        ("If-Match" = Option<String>, Header, description = "delete only this version (an ETag of the customer, or *)")),
     responses((status = 200, description = "the erased record", body = Customer), (status = 404, body = ErrorBody),
         (status = 412, description = "If-Match names another version", body = ErrorBody)),
     security(("bearer" = ["admin:customers", "write:customers", "user:customers"])))]
@@ -318,7 +332,7 @@ pub async fn change_customer_id(
     params(("aid" = String, Path),
         ("email" = Option<String>, Query, description = "case-insensitive prefix"),
         ("phone_number" = Option<String>, Query, description = "prefix"),
-        ("type" = Option<String>, Query, description = "customer, company, contact, employee, other or any"),
+        ("type" = Option<TypeParameter>, Query, description = "one type, or any; without it, contacts are left out"),
         ("search" = Option<String>, Query, description = "case-insensitive prefix of names, phone, customer_id, email"),
         ("tag_id" = Option<String>, Query, description = "customers carrying this tag"),
         ("token_type" = Option<String>, Query), ("token_value" = Option<String>, Query),
@@ -326,7 +340,7 @@ pub async fn change_customer_id(
         ("attributes_values" = Option<Vec<String>>, Query),
         ("include_deleted" = Option<bool>, Query),
         ("since_datetime" = Option<String>, Query, description = "RFC 3339; changes at or after, oldest first"),
-        ("limit" = Option<u32>, Query, description = "1..100, default 10"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "default 10"),
         ("starting_after" = Option<String>, Query, description = "id of the last customer of the previous page"),
         ("total" = Option<bool>, Query, description = "send a total-count header")),
     responses((status = 200, body = Vec<Customer>)),

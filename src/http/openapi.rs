@@ -39,7 +39,7 @@ use super::{auth, customers, health, settings, tags, tokens};
     components(schemas(
         Customer, CustomerData, CustomerInput, CustomerType, Address, AddressType, Company, Consent,
         ContactRef, EnrolledBy, MarketingConsent, Term, FieldError, ErrorBody, ErrorDetail,
-        customers::ChangeCustomerId, auth::TokenRequest, auth::TokenResponse,
+        customers::ChangeCustomerId, customers::TypeParameter, auth::TokenRequest, auth::TokenResponse,
         Settings, UserSettings, HeadSettings, PhoneNumberValidation, CustomerIdFormat, AutoTokens, AutoToken,
         AutoTokenType, TokenSettings, EventExpiry, AttributeDefinition, AttributeType, MfaSettings, MfaChallenge,
         ChallengeType, OobChannel, VerificationSettings, PhoneVerification,
@@ -165,6 +165,7 @@ mod tests {
             ("Company", "department", "company.department"),
             ("Company", "industry", "company.industry"),
             ("Company", "website", "company.website"),
+            ("Company", "number_of_employees", "company.number_of_employees"),
         ];
         assert!(accepted(body_with("first_name", json!("Ada"))), "the base body must pass");
         for (schema, property, path) in fields {

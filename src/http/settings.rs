@@ -81,7 +81,8 @@ pub async fn create_terms(
 
 /// Terms, newest first, paged like customers.
 #[utoipa::path(get, path = "/v1/accounts/{aid}/customers/terms", tag = "terms",
-    params(("aid" = String, Path), ("limit" = Option<u32>, Query), ("starting_after" = Option<String>, Query),
+    params(("aid" = String, Path), ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "default 10"),
+        ("starting_after" = Option<String>, Query),
         ("include_deleted" = Option<bool>, Query), ("total" = Option<bool>, Query)),
     responses((status = 200, body = Vec<Terms>)),
     security(("bearer" = ["admin:customers", "read:customers", "public:customers"])))]

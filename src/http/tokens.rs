@@ -32,7 +32,8 @@ const WRITERS: &[Scope] = &[Scope::Admin, Scope::Write];
 /// A customer's tokens, newest first.
 #[utoipa::path(get, path = "/v1/accounts/{aid}/customers/users/{customer_id}/tokens", tag = "tokens",
     params(("aid" = String, Path), ("customer_id" = String, Path), ("type" = Option<String>, Query),
-        ("limit" = Option<u32>, Query), ("starting_after" = Option<String>, Query),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "default 10"),
+        ("starting_after" = Option<String>, Query),
         ("total" = Option<bool>, Query), ("include_deleted" = Option<bool>, Query)),
     responses((status = 200, body = Vec<Token>), (status = 404, body = ErrorBody)),
     security(("bearer" = ["admin:customers", "read:customers", "user:customers"])))]

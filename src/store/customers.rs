@@ -341,7 +341,7 @@ async fn insert_customer(
     Ok(Customer {
         id,
         customer_id,
-        data: Some(new.data),
+        data: new.data,
         created_at: at,
         created_by: actor.to_owned(),
         updated_at: at,
@@ -497,7 +497,7 @@ async fn write_data(
     q.push(" WHERE id = ").bind(Param::Id(current.id));
     conn.execute(q).await?;
     sync_auto_tokens(conn, account, current.id, &settings.auto_tokens_for(&data), at, actor).await?;
-    Ok(Customer { customer_id, data: Some(data), updated_at: at, ..current })
+    Ok(Customer { customer_id, data, updated_at: at, ..current })
 }
 
 pub(super) async fn update_customer(
@@ -531,7 +531,7 @@ pub(super) async fn change_customer_id(
     if new_customer_id == current.customer_id {
         return Err(StoreError::invalid("customer_id", "unchanged", "must differ from the current customer_id"));
     }
-    let mut data = current.data.clone().unwrap_or_default();
+    let mut data = current.data.clone();
     let at = now_micros();
     let record = json!({
         "created_at": at,
@@ -569,7 +569,7 @@ pub(super) async fn delete_customer(
     }
     replace_attributes(conn, account, current.id, &[]).await?;
     let at = tick(conn, account).await?;
-    let erased = current.data.as_ref().map(CustomerData::erased).unwrap_or_default();
+    let erased = current.data.erased();
     let mut q = SqlBuilder::new(
         conn.dialect(),
         "UPDATE customers SET email = NULL, email_lower = NULL, phone_number = NULL, phone_unique = NULL, \
@@ -595,13 +595,8 @@ pub(super) async fn delete_customer(
         // Auto tokens derive from the erased email and phone number.
         sync_auto_tokens(conn, account, current.id, &[], at, actor).await?;
     }
-    let deleted = Customer {
-        data: Some(erased),
-        updated_at: at,
-        deleted_at: Some(at),
-        deleted_by: Some(actor.to_owned()),
-        ..current
-    };
+    let deleted =
+        Customer { data: erased, updated_at: at, deleted_at: Some(at), deleted_by: Some(actor.to_owned()), ..current };
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE idempotency_keys SET etag = ");
     q.bind(Param::Text(deleted.etag()))
         .push(", response = ")

@@ -11,6 +11,7 @@ mod faults;
 mod isolation;
 mod limits;
 mod listing;
+mod openapi;
 mod operations;
 mod processes;
 mod settings;
