@@ -2,7 +2,7 @@
 //! validation and the create/update merge rules of §4.2.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::{de::IgnoredAny, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -260,98 +260,79 @@ pub fn etag(updated_at: &DateTime<Utc>) -> String {
     format!("\"{}\"", updated_at.timestamp_micros())
 }
 
-/// The body of `POST` and `PUT /customers/users…`. Every field is a
-/// [`Patch`] so one type serves both: a create is a patch applied to an
-/// empty customer. Server-set fields are accepted and ignored so that a
-/// client can send back what it read.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CustomerInput {
-    #[serde(default)]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 255)]
-    pub customer_id: Patch<String>,
-    #[serde(rename = "type", default)]
-    #[schema(value_type = Option<CustomerType>)]
-    pub customer_type: Patch<CustomerType>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 1000)]
-    pub first_name: Patch<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 1000)]
-    pub last_name: Patch<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>, format = Email, max_length = 254)]
-    pub email: Patch<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = r"^\+?[1-9][0-9]{1,14}$")]
-    pub phone_number: Patch<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub attributes: Patch<JsonObject>,
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Patch<JsonObject>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 1000)]
-    pub status: Patch<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 1000)]
-    pub favorite_store: Patch<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 1000)]
-    pub gender: Patch<String>,
-    #[serde(default, deserialize_with = "patch_full_date")]
-    #[schema(value_type = Option<String>, format = Date)]
-    pub date_of_birth: Patch<NaiveDate>,
-    #[serde(default)]
-    #[schema(value_type = Option<EnrolledBy>)]
-    pub enrolled_by: Patch<EnrolledBy>,
-    #[serde(default)]
-    #[schema(value_type = Option<MarketingConsent>)]
-    pub marketing_consent: Patch<MarketingConsent>,
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<Address>>)]
-    pub addresses: Patch<Vec<Address>>,
-    #[serde(default)]
-    #[schema(value_type = Option<Term>)]
-    pub term: Patch<Term>,
-    #[serde(default)]
-    #[schema(value_type = Option<Company>)]
-    pub company: Patch<Company>,
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<ContactRef>>)]
-    pub contact_for: Patch<Vec<ContactRef>>,
-    /// Kept only as an Argon2 hash, never returned (login is out of scope).
-    #[serde(default)]
-    #[schema(value_type = Option<String>, write_only, min_length = 1, max_length = 1000)]
-    pub password: Patch<String>,
-    /// Six digits; kept only as an Argon2 hash, never returned.
-    #[serde(default)]
-    #[schema(value_type = Option<String>, write_only, pattern = "^[0-9]{6}$")]
-    pub pin: Patch<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>, format = Uuid)]
-    pub id: Option<Uuid>,
-    /// Server-set: ignored in requests.
-    #[serde(default)]
-    #[schema(value_type = Option<String>, format = DateTime, read_only)]
-    pub created_at: Option<IgnoredAny>,
-    /// Server-set: ignored in requests.
-    #[serde(default)]
-    #[schema(value_type = Option<String>, read_only)]
-    pub created_by: Option<IgnoredAny>,
-    /// Server-set: ignored in requests.
-    #[serde(default)]
-    #[schema(value_type = Option<String>, format = DateTime, read_only)]
-    pub updated_at: Option<IgnoredAny>,
-    /// Server-set: ignored in requests.
-    #[serde(default)]
-    #[schema(value_type = Option<String>, format = DateTime, read_only)]
-    pub deleted_at: Option<IgnoredAny>,
-    /// Server-set: ignored in requests.
-    #[serde(default)]
-    #[schema(value_type = Option<String>, read_only)]
-    pub deleted_by: Option<IgnoredAny>,
+entity_input! {
+    own_id
+    /// The body of `POST` and `PUT /customers/users…`. Every field is a
+    /// [`Patch`] so one type serves both: a create is a patch applied to an
+    /// empty customer. Server-set fields are accepted and ignored so that a
+    /// client can send back what it read (`id` must be the customer's own).
+    pub struct CustomerInput {
+        #[serde(default)]
+        #[schema(value_type = Option<String>, min_length = 1, max_length = 255)]
+        pub customer_id: Patch<String>,
+        #[serde(rename = "type", default)]
+        #[schema(value_type = Option<CustomerType>)]
+        pub customer_type: Patch<CustomerType>,
+        #[serde(default)]
+        #[schema(value_type = Option<String>, max_length = 1000)]
+        pub first_name: Patch<String>,
+        #[serde(default)]
+        #[schema(value_type = Option<String>, max_length = 1000)]
+        pub last_name: Patch<String>,
+        #[serde(default)]
+        #[schema(value_type = Option<String>, format = Email, max_length = 254)]
+        pub email: Patch<String>,
+        #[serde(default)]
+        #[schema(value_type = Option<String>, pattern = r"^\+?[1-9][0-9]{1,14}$")]
+        pub phone_number: Patch<String>,
+        #[serde(default)]
+        #[schema(value_type = Option<Object>)]
+        pub attributes: Patch<JsonObject>,
+        #[serde(default)]
+        #[schema(value_type = Option<Object>)]
+        pub metadata: Patch<JsonObject>,
+        #[serde(default)]
+        #[schema(value_type = Option<String>, max_length = 1000)]
+        pub status: Patch<String>,
+        #[serde(default)]
+        #[schema(value_type = Option<String>, max_length = 1000)]
+        pub favorite_store: Patch<String>,
+        #[serde(default)]
+        #[schema(value_type = Option<String>, max_length = 1000)]
+        pub gender: Patch<String>,
+        #[serde(default, deserialize_with = "patch_full_date")]
+        #[schema(value_type = Option<String>, format = Date)]
+        pub date_of_birth: Patch<NaiveDate>,
+        #[serde(default)]
+        #[schema(value_type = Option<EnrolledBy>)]
+        pub enrolled_by: Patch<EnrolledBy>,
+        #[serde(default)]
+        #[schema(value_type = Option<MarketingConsent>)]
+        pub marketing_consent: Patch<MarketingConsent>,
+        #[serde(default)]
+        #[schema(value_type = Option<Vec<Address>>)]
+        pub addresses: Patch<Vec<Address>>,
+        #[serde(default)]
+        #[schema(value_type = Option<Term>)]
+        pub term: Patch<Term>,
+        #[serde(default)]
+        #[schema(value_type = Option<Company>)]
+        pub company: Patch<Company>,
+        #[serde(default)]
+        #[schema(value_type = Option<Vec<ContactRef>>)]
+        pub contact_for: Patch<Vec<ContactRef>>,
+        /// Kept only as an Argon2 hash, never returned (login is out of scope).
+        #[serde(default)]
+        #[schema(value_type = Option<String>, write_only, min_length = 1, max_length = 1000)]
+        pub password: Patch<String>,
+        /// Six digits; kept only as an Argon2 hash, never returned.
+        #[serde(default)]
+        #[schema(value_type = Option<String>, write_only, pattern = "^[0-9]{6}$")]
+        pub pin: Patch<String>,
+        #[serde(default)]
+        #[schema(value_type = Option<String>, format = Uuid)]
+        pub id: Option<Uuid>,
+    }
 }
 
 /// `date_of_birth` as a [`Patch`], read as a strict RFC 3339 full-date.

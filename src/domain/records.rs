@@ -2,7 +2,6 @@
 //! (§6) and token events (§7) — their shapes and input validation.
 
 use chrono::{DateTime, Utc};
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -12,48 +11,6 @@ use super::validate::{self, Errors, FieldError, MAX_TEXT};
 
 /// Longest terms text we store (a full terms document fits).
 pub const MAX_TERMS: usize = 200_000;
-
-/// Declares a request body that also takes the server-set entity fields
-/// (`id`, `created_at`, `created_by`, `updated_at`, `deleted_at`,
-/// `deleted_by`) and ignores them (§4.1), so a client can post back a
-/// resource it read. Every other unknown field is still refused.
-macro_rules! entity_input {
-    (
-        $(#[$meta:meta])*
-        pub struct $name:ident { $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)* }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-        #[serde(deny_unknown_fields)]
-        pub struct $name {
-            $($(#[$field_meta])* pub $field: $ty,)*
-            /// Server-set: ignored in requests.
-            #[serde(default)]
-            #[schema(value_type = Option<String>, read_only)]
-            pub id: Option<IgnoredAny>,
-            /// Server-set: ignored in requests.
-            #[serde(default)]
-            #[schema(value_type = Option<String>, format = DateTime, read_only)]
-            pub created_at: Option<IgnoredAny>,
-            /// Server-set: ignored in requests.
-            #[serde(default)]
-            #[schema(value_type = Option<String>, read_only)]
-            pub created_by: Option<IgnoredAny>,
-            /// Server-set: ignored in requests.
-            #[serde(default)]
-            #[schema(value_type = Option<String>, format = DateTime, read_only)]
-            pub updated_at: Option<IgnoredAny>,
-            /// Server-set: ignored in requests.
-            #[serde(default)]
-            #[schema(value_type = Option<String>, format = DateTime, read_only)]
-            pub deleted_at: Option<IgnoredAny>,
-            /// Server-set: ignored in requests.
-            #[serde(default)]
-            #[schema(value_type = Option<String>, read_only)]
-            pub deleted_by: Option<IgnoredAny>,
-        }
-    };
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Terms {
