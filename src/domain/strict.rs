@@ -231,9 +231,14 @@ mod tests {
 
     #[test]
     fn a_struct_is_taken_only_from_an_object_at_any_depth() {
-        for bad in [r#"[{"a": 1}]"#, r#"{"inner": []}"#, r#"{"inner": [1]}"#, r#"{"inner": null, "list": [[]]}"#] {
+        for (bad, expected) in [
+            (r#"[{"a": 1}]"#, "Outer"),
+            (r#"{"inner": []}"#, "Inner"),
+            (r#"{"inner": [1]}"#, "Inner"),
+            (r#"{"inner": null, "list": [[]]}"#, "Inner"),
+        ] {
             let error = strict(bad).unwrap_err().to_string();
-            assert!(error.contains("invalid type: sequence"), "{bad}: {error}");
+            assert!(error.contains(&format!("invalid type: sequence, expected struct {expected}")), "{bad}: {error}");
         }
     }
 
