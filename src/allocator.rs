@@ -13,7 +13,12 @@
 //! 19 MiB that Argon2 hashes in (the bootstrap client's secret at a first
 //! start, then token requests) stayed resident in an idle server, 32 MiB
 //! instead of 12. glibc maps blocks this large on their own and unmaps them
-//! when freed.
+//! when freed, but only once its mmap threshold is pinned: by default glibc
+//! raises the threshold to the size of each mapped block freed, so from the
+//! second Argon2 computation on, 19 MiB blocks came from its heaps and
+//! stayed there (a burst of token requests left 7.9 GB resident). The first
+//! large allocation pins the threshold at `LARGE`, which turns that dynamic
+//! adjustment off.
 //!
 //! SQLite's own allocations (the page cache, bound parameters, statement
 //! journals) go to mimalloc too, through `sqlite3_config`: an import's
@@ -33,6 +38,19 @@ fn is_large(size: usize) -> bool {
     size >= LARGE
 }
 
+/// Pins glibc's mmap threshold (once; later calls are an atomic load).
+fn pin_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static PINNED: std::sync::Once = std::sync::Once::new();
+        // SAFETY: mallopt only sets a malloc parameter; it does not allocate
+        // through this allocator, so calling it from `alloc` cannot recurse.
+        PINNED.call_once(|| unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE as libc::c_int);
+        });
+    }
+}
+
 // SAFETY: every block is freed (or resized) by the allocator that made it:
 // the choice depends only on the size, and `dealloc` and `realloc` receive
 // the layout the block was allocated with (GlobalAlloc's contract). A resize
@@ -40,6 +58,7 @@ fn is_large(size: usize) -> bool {
 unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if is_large(layout.size()) {
+            pin_mmap_threshold();
             System.alloc(layout)
         } else {
             MiMalloc.alloc(layout)
@@ -48,6 +67,7 @@ unsafe impl GlobalAlloc for Allocator {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if is_large(layout.size()) {
+            pin_mmap_threshold();
             System.alloc_zeroed(layout)
         } else {
             MiMalloc.alloc_zeroed(layout)
@@ -65,7 +85,10 @@ unsafe impl GlobalAlloc for Allocator {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         match (is_large(layout.size()), is_large(new_size)) {
             (false, false) => MiMalloc.realloc(ptr, layout, new_size),
-            (true, true) => System.realloc(ptr, layout, new_size),
+            (true, true) => {
+                pin_mmap_threshold();
+                System.realloc(ptr, layout, new_size)
+            }
             _ => {
                 let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
                 let new_ptr = self.alloc(new_layout);

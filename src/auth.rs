@@ -215,6 +215,54 @@ pub fn hash_secret(secret: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("hashing secret: {e}"))
 }
 
+/// Bounds how many Argon2 computations run at once. Each holds 19 MiB for
+/// tens of milliseconds of one core, so more at once than there are cores
+/// only adds memory and latency: a flood of token requests with a new client
+/// id each took an unbounded server to 21 GB. A caller waits at most
+/// `max_wait` for a slot, then is told to come back ([`Busy`]).
+pub struct HashingSlots {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    max_wait: Duration,
+}
+
+/// No Argon2 slot became free in time.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Busy;
+
+impl HashingSlots {
+    pub fn new(slots: usize, max_wait: Duration) -> Self {
+        Self { permits: std::sync::Arc::new(tokio::sync::Semaphore::new(slots.max(1))), max_wait }
+    }
+
+    /// One slot per core, two seconds' wait.
+    pub fn per_core() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(2, usize::from), Duration::from_secs(2))
+    }
+
+    /// Runs `work` on the blocking pool once a slot is free. The slot is
+    /// held by the work itself, so a caller that gives up (a timed-out
+    /// request) does not free it before the computation ends.
+    pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
+        let permit = tokio::time::timeout(self.max_wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| Busy)?
+            .map_err(|_| Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let result = work();
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|_| Busy)
+    }
+}
+
+/// A well-formed Argon2 hash that no secret is known to match, checked when
+/// a client id is unknown so that the answer costs the same work (and the
+/// same memory, once) as for a known one.
+pub const UNKNOWN_CLIENT_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$dW5rbm93bi1jbGllbnQ$2Zb8aIq1RMrw9CbQzCqNfPKrL1gRSmu7Ra9BRFVg4yg";
+
 /// Constant-time check of a secret against its stored Argon2 hash.
 pub fn verify_secret(secret: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
@@ -380,6 +428,38 @@ mod tests {
         assert_eq!(keys.verify("not-a-jwt", &account("T00000002")).unwrap_err(), TokenError::OtherAccount);
         plant(now - 60);
         assert_eq!(keys.verify("not-a-jwt", &a).unwrap_err(), TokenError::Invalid, "an expired entry is not");
+    }
+
+    #[test]
+    fn the_unknown_client_hash_has_the_parameters_of_real_ones() {
+        let real = hash_secret("s3cret").unwrap();
+        let params = |hash: &str| PasswordHash::new(hash).unwrap().params.to_string();
+        assert_eq!(params(UNKNOWN_CLIENT_HASH), params(&real), "the same cost either way");
+        assert!(!verify_secret("", UNKNOWN_CLIENT_HASH));
+    }
+
+    #[tokio::test]
+    async fn hashing_slots_bound_concurrent_work_and_time_out_waiters() {
+        let slots = std::sync::Arc::new(HashingSlots::new(1, Duration::from_millis(50)));
+        let (started, release) = (std::sync::mpsc::channel::<()>(), std::sync::mpsc::channel::<()>());
+        let (started_tx, release_rx) = (started.0, release.1);
+        let holder = {
+            let slots = slots.clone();
+            tokio::spawn(async move {
+                slots
+                    .run(move || {
+                        started_tx.send(()).unwrap();
+                        release_rx.recv().unwrap();
+                        1
+                    })
+                    .await
+            })
+        };
+        tokio::task::spawn_blocking(move || started.1.recv().unwrap()).await.unwrap();
+        assert_eq!(slots.run(|| 2).await, Err(Busy), "the only slot is taken");
+        release.0.send(()).unwrap();
+        assert_eq!(holder.await.unwrap(), Ok(1));
+        assert_eq!(slots.run(|| 3).await, Ok(3), "the slot is free again");
     }
 
     #[test]

@@ -29,6 +29,11 @@ pub struct DatabaseArgs {
     /// when PostgreSQL runs on a machine with more cores.
     #[arg(long, env = "CUSTOMERS_DB_LONG_READS", value_parser = clap::value_parser!(u32).range(1..))]
     pub db_long_reads: Option<u32>,
+    /// Seconds one database statement may run before the database stops it
+    /// (a request has stopped waiting for it by then); 0: no limit. Bulk
+    /// imports have none.
+    #[arg(long, env = "CUSTOMERS_DB_STATEMENT_TIMEOUT", default_value_t = 30)]
+    pub db_statement_timeout: u64,
 }
 
 impl DatabaseArgs {
@@ -39,6 +44,7 @@ impl DatabaseArgs {
             bulk: false,
             idle_timeout: Duration::from_secs(self.db_idle_timeout),
             long_reads: self.db_long_reads.unwrap_or_else(crate::store::default_long_reads),
+            statement_timeout: (self.db_statement_timeout > 0).then(|| Duration::from_secs(self.db_statement_timeout)),
         }
     }
 
@@ -50,7 +56,7 @@ impl DatabaseArgs {
     /// connections, as PostgreSQL imports write two batches at once.
     pub fn bulk_pool(&self) -> PoolOptions {
         let pool = self.pool();
-        PoolOptions { bulk: true, max_connections: pool.max_connections.max(2), ..pool }
+        PoolOptions { bulk: true, max_connections: pool.max_connections.max(2), statement_timeout: None, ..pool }
     }
 
     /// Opens the store for one bulk writer.
@@ -72,6 +78,7 @@ impl fmt::Debug for DatabaseArgs {
             .field("db_acquire_timeout", &self.db_acquire_timeout)
             .field("db_idle_timeout", &self.db_idle_timeout)
             .field("db_long_reads", &self.db_long_reads)
+            .field("db_statement_timeout", &self.db_statement_timeout)
             .finish()
     }
 }

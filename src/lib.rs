@@ -2,7 +2,7 @@
 //! `app` builds the HTTP application; `serve` runs it until shutdown. Both
 //! are used by the binary and by the integration tests.
 // Unsafe code is refused everywhere but in the allocator (`GlobalAlloc` is
-// an unsafe trait).
+// an unsafe trait) and `sys` (the open-file limit, through libc).
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]
@@ -14,6 +14,8 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod store;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod telemetry;
 
 #[global_allocator]

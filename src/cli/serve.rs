@@ -28,8 +28,9 @@ pub struct Opts {
     /// Do not apply migrations on start (run `customers migrate` instead).
     #[arg(long, env = "CUSTOMERS_NO_MIGRATE")]
     pub no_migrate: bool,
-    /// Lifetime of issued access tokens, in seconds.
-    #[arg(long, env = "CUSTOMERS_TOKEN_TTL", default_value_t = 3600)]
+    /// Lifetime of issued access tokens, in seconds (1 to 31,536,000).
+    #[arg(long, env = "CUSTOMERS_TOKEN_TTL", default_value_t = 3600,
+        value_parser = clap::value_parser!(u64).range(super::TOKEN_TTL_RANGE))]
     pub token_ttl: u64,
     /// Seconds a request may take before it is answered 503.
     #[arg(long, env = "CUSTOMERS_REQUEST_TIMEOUT", default_value_t = 30)]
@@ -38,6 +39,25 @@ pub struct Opts {
     /// are disconnected).
     #[arg(long, env = "CUSTOMERS_HEADER_READ_TIMEOUT", default_value_t = 10)]
     pub header_read_timeout: u64,
+    /// Seconds a new connection may stay silent before its first byte.
+    #[arg(long, env = "CUSTOMERS_FIRST_BYTE_TIMEOUT", default_value_t = 10)]
+    pub first_byte_timeout: u64,
+    /// Seconds a connection may stay open with no request in flight
+    /// (HTTP/1 keep-alive and HTTP/2 alike).
+    #[arg(long, env = "CUSTOMERS_IDLE_TIMEOUT", default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// Open connections at most; at the cap the longest idle one is closed
+    /// to make room. 0: three quarters of the open-file limit (which
+    /// `serve` raises to its hard limit).
+    #[arg(long, env = "CUSTOMERS_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// Token requests per second each address may sustain (each checks a
+    /// secret with Argon2, whatever client id it names).
+    #[arg(long, env = "CUSTOMERS_TOKEN_RATE_LIMIT", default_value_t = 5)]
+    pub token_rate_limit: u32,
+    /// Token requests an address may send at once above its rate.
+    #[arg(long, env = "CUSTOMERS_TOKEN_RATE_LIMIT_BURST", default_value_t = 20)]
+    pub token_rate_limit_burst: u32,
     /// Requests per second each client (each address, for calls without
     /// credentials) may sustain; 0 turns rate limiting off.
     #[arg(long, env = "CUSTOMERS_RATE_LIMIT", default_value_t = 1000)]
@@ -71,12 +91,22 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(opts.request_timeout),
         body_limit: opts.body_limit,
         header_read_timeout: Duration::from_secs(opts.header_read_timeout),
+        first_byte_timeout: Duration::from_secs(opts.first_byte_timeout),
+        idle_timeout: Duration::from_secs(opts.idle_timeout.max(1)),
+        max_connections: match opts.max_connections {
+            0 => crate::sys::connection_cap(crate::sys::raise_open_files_limit()),
+            cap => cap,
+        },
+        token_rate_limit: RateLimit {
+            per_second: opts.token_rate_limit.max(1),
+            burst: opts.token_rate_limit_burst.max(opts.token_rate_limit).max(1),
+        },
         rate_limit: (opts.rate_limit > 0)
             .then(|| RateLimit { per_second: opts.rate_limit, burst: opts.rate_limit_burst.max(opts.rate_limit) }),
     };
     let state = AppState::new(store.clone(), Arc::new(keys), &limits);
     crate::http::spawn_metrics_upkeep(state.metrics.clone());
-    tracing::info!(%address, backend = store.backend(), ready_in_ms = started.elapsed().as_millis() as u64, "listening");
+    tracing::info!(%address, backend = store.backend(), max_connections = limits.max_connections, ready_in_ms = started.elapsed().as_millis() as u64, "listening");
     crate::serve(listener, crate::app(state, &limits), &limits, shutdown_signal()).await?;
     store.close().await;
     tracing::info!("stopped");

@@ -28,10 +28,10 @@ pub struct IssueOpts {
     #[arg(long, value_parser = super::parse_scopes)]
     pub scopes: super::ScopeList,
     /// The token's `sub`: a client id, or a customer's `id` for user:customers.
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse_subject)]
     pub subject: String,
-    /// Lifetime in seconds.
-    #[arg(long, default_value_t = 3600)]
+    /// Lifetime in seconds (1 to 31,536,000: a year).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(super::TOKEN_TTL_RANGE))]
     pub ttl: u64,
 }
 

@@ -273,9 +273,11 @@ entity_input! {
         #[serde(rename = "type", default)]
         #[schema(value_type = Option<CustomerType>)]
         pub customer_type: Patch<CustomerType>,
+        /// At most 1,000 characters and 1,000 bytes (UTF-8), lower-cased too.
         #[serde(default)]
         #[schema(value_type = Option<String>, max_length = 1000)]
         pub first_name: Patch<String>,
+        /// At most 1,000 characters and 1,000 bytes (UTF-8), lower-cased too.
         #[serde(default)]
         #[schema(value_type = Option<String>, max_length = 1000)]
         pub last_name: Patch<String>,
@@ -285,6 +287,8 @@ entity_input! {
         #[serde(default)]
         #[schema(value_type = Option<String>, pattern = r"^\+?[1-9][0-9]{1,14}$")]
         pub phone_number: Patch<String>,
+        /// Searchable attributes: at most 1,000 values (each list member
+        /// counts), keys and values of at most 1,000 bytes (UTF-8).
         #[serde(default)]
         #[schema(value_type = Option<Object>)]
         pub attributes: Patch<JsonObject>,
@@ -526,6 +530,14 @@ impl CustomerData {
             if let Some(v) = value {
                 errors.text(field, v, MAX_TEXT);
             }
+        }
+        for (field, name) in [("first_name", &self.first_name), ("last_name", &self.last_name)] {
+            if let Some(name) = name {
+                errors.indexed(field, name);
+            }
+        }
+        if let Some(attributes) = &self.attributes {
+            validate::check_attribute_entries(errors, attributes);
         }
         if let Some(email) = &self.email {
             if !validate::is_valid_email(email) {

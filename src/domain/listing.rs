@@ -11,6 +11,10 @@ use super::validate::{Errors, FieldError};
 
 pub const DEFAULT_LIMIT: u32 = 10;
 pub const MAX_LIMIT: u32 = 100;
+/// Values of `attributes_keys` (and of `attributes_values`) at most: each
+/// key is a join the database plans, and planning time grows much faster
+/// than the count (100 keys kept a PostgreSQL backend busy past 30 s).
+pub const MAX_ATTRIBUTE_FILTERS: usize = 10;
 
 /// Which customer types a list returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +189,11 @@ impl ListParams {
                 "each value needs an attributes_keys entry at the same position",
             );
         }
+        for (name, count) in [("attributes_keys", keys.len()), ("attributes_values", values.len())] {
+            if count > MAX_ATTRIBUTE_FILTERS {
+                errors.add(name, "too_many_values", format!("at most {MAX_ATTRIBUTE_FILTERS} values"));
+            }
+        }
         if keys.iter().any(|k| k.is_empty()) {
             errors.add("attributes_keys", "invalid_value", "must not be empty");
         }
@@ -303,6 +312,23 @@ mod tests {
         assert_eq!(separated.filter.attributes.len(), 2);
         assert_eq!(parse("attributes_keys=a,b,c&attributes_values=1").unwrap().filter.attributes.len(), 3);
         assert_eq!(error_fields("attributes_keys=a,"), vec!["attributes_keys"]);
+    }
+
+    #[test]
+    fn attribute_filters_are_capped() {
+        let keys = |n: usize| (0..n).map(|i| format!("k{i}")).collect::<Vec<_>>().join(",");
+        assert_eq!(
+            parse(&format!("attributes_keys={}", keys(MAX_ATTRIBUTE_FILTERS))).unwrap().filter.attributes.len(),
+            10
+        );
+        assert_eq!(
+            error_fields(&format!("attributes_keys={}", keys(MAX_ATTRIBUTE_FILTERS + 1))),
+            vec!["attributes_keys"]
+        );
+        let repeated = (0..=MAX_ATTRIBUTE_FILTERS).map(|i| format!("attributes_keys=k{i}")).collect::<Vec<_>>();
+        assert_eq!(error_fields(&repeated.join("&")), vec!["attributes_keys"], "repeated keys count alike");
+        let values = format!("attributes_keys={}&attributes_values={}", keys(10), keys(11));
+        assert_eq!(error_fields(&values), vec!["attributes_values", "attributes_values"], "unpaired and too many");
     }
 
     #[test]

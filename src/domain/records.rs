@@ -110,9 +110,11 @@ entity_input! {
         #[serde(default)]
         #[schema(min_length = 1, max_length = 255)]
         pub token_id: Option<String>,
+        /// At most 1,000 characters and 1,000 bytes (UTF-8).
         #[serde(rename = "type")]
         #[schema(min_length = 1, max_length = 1000)]
         pub kind: String,
+        /// At most 1,000 characters and 1,000 bytes (UTF-8).
         #[schema(min_length = 1, max_length = 1000)]
         pub value: String,
         #[serde(default)]
@@ -151,6 +153,7 @@ fn check_token_ref(errors: &mut Errors, prefix: &str, kind: &str, value: &str) {
             errors.add(&field, "required", "must not be empty");
         }
         errors.text(&field, v, MAX_TEXT);
+        errors.indexed(&field, v);
     }
 }
 

@@ -40,6 +40,15 @@ impl Errors {
         }
     }
 
+    /// Checks a value an index holds: at most [`MAX_INDEXED_BYTES`] bytes
+    /// as given and lower-cased (the form search indexes; lower-casing can
+    /// grow a text by half).
+    pub fn indexed(&mut self, field: &str, value: &str) {
+        if value.len() > MAX_INDEXED_BYTES || value.to_lowercase().len() > MAX_INDEXED_BYTES {
+            self.add(field, "too_long", format!("must be at most {MAX_INDEXED_BYTES} bytes (UTF-8)"));
+        }
+    }
+
     /// Checks a free-text field: bounded length, no control characters.
     pub fn text(&mut self, field: &str, value: &str, max_chars: usize) {
         let chars = value.chars().count();
@@ -70,6 +79,69 @@ pub fn check_json(errors: &mut Errors, field: &str, object: &serde_json::Map<Str
 
 /// Longest free-text value we accept in any customer string field.
 pub const MAX_TEXT: usize = 1000;
+
+/// Bytes at most of each value an index holds: names, token types and
+/// values, attribute keys and values. PostgreSQL refuses an index entry over
+/// 2,704 bytes (a name of 700 four-byte characters answered 500); two such
+/// values and the account id stay well under it. A limit in bytes, checked
+/// here, refuses the same input on both backends.
+pub const MAX_INDEXED_BYTES: usize = 1000;
+
+/// Attribute values indexed per customer at most (each list member is
+/// one): the rows are written by one statement, and 16,384 of them passed
+/// PostgreSQL's limit of bound parameters (8,192 SQLite's).
+pub const MAX_ATTRIBUTE_ENTRIES: usize = 1000;
+
+/// The `(key, value as text)` entries the attribute index holds for
+/// `attributes`: one per scalar value or list member; `None` marks a key
+/// whose value is no scalar or list of scalars (it still "has the key").
+pub fn attribute_entries(attributes: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, Option<String>)> {
+    use serde_json::Value;
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+        _ => None,
+    };
+    let mut entries = Vec::new();
+    for (key, value) in attributes {
+        let values: Vec<String> = match value {
+            Value::Array(items) => items.iter().filter_map(scalar).collect(),
+            other => scalar(other).into_iter().collect(),
+        };
+        if values.is_empty() {
+            entries.push((key.clone(), None));
+        }
+        entries.extend(values.into_iter().map(|v| (key.clone(), Some(v))));
+    }
+    entries
+}
+
+/// Checks what the attribute index would hold: bounded keys and values,
+/// and a bounded number of entries.
+pub fn check_attribute_entries(errors: &mut Errors, attributes: &serde_json::Map<String, serde_json::Value>) {
+    let entries = attribute_entries(attributes);
+    if entries.len() > MAX_ATTRIBUTE_ENTRIES {
+        errors.add(
+            "attributes",
+            "too_many_values",
+            format!("at most {MAX_ATTRIBUTE_ENTRIES} values, counting each list member"),
+        );
+    }
+    let mut flagged = std::collections::BTreeSet::new();
+    for (key, value) in &entries {
+        for text in std::iter::once(key.as_str()).chain(value.as_deref()) {
+            if (text.len() > MAX_INDEXED_BYTES || text.to_lowercase().len() > MAX_INDEXED_BYTES)
+                && flagged.insert(key.clone())
+            {
+                errors.add(
+                    format!("attributes.{key}"),
+                    "too_long",
+                    format!("keys and values must be at most {MAX_INDEXED_BYTES} bytes (UTF-8)"),
+                );
+            }
+        }
+    }
+}
 
 /// A pragmatic address check: one `@`, a non-empty local part of at most 64
 /// bytes, a dotted domain of letters, digits and hyphens, no whitespace.

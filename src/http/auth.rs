@@ -1,20 +1,20 @@
 //! `POST /v1/accounts/{aid}/auth/token` (client credentials, §2) and the
 //! public key set at `/.well-known/jwks.json`.
 
-use std::sync::OnceLock;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{hash_secret, random_token, verify_secret};
+use crate::auth::{verify_secret, Busy, UNKNOWN_CLIENT_HASH};
 use crate::domain::ids::Scope;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
@@ -44,33 +44,45 @@ pub struct TokenResponse {
     params(("aid" = String, Path)),
     request_body(content = TokenRequest, content_type = "application/json"),
     responses((status = 200, body = TokenResponse),
-        (status = 429, description = "too many requests, or too many failed attempts for this client id", body = ErrorBody)),
+        (status = 401, description = "invalid client credentials", body = ErrorBody),
+        (status = 429, description = "too many token requests from this address, or too many failed attempts for this client id from it", body = ErrorBody),
+        (status = 503, description = "every secret-checking slot is busy; retry after the Retry-After seconds", body = ErrorBody)),
     security(("basic" = [])))]
 pub async fn issue_token(
     State(state): State<AppState>,
     Account(account): Account,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<TokenResponse>> {
-    let (client_id, secret) = basic_credentials(&headers).ok_or_else(ApiError::unauthorized)?;
+    let (client_id, secret) = basic_credentials(&headers).ok_or_else(invalid_credentials)?;
     let request = parse_token_request(&headers, &body)?;
     let throttle = &state.throttle;
+    // Per address first: a caller who changes the client id on every try
+    // must not get a fresh budget (or a fresh Argon2 computation) each time.
+    let address = peer.map_or_else(|| "unknown".to_owned(), |Extension(ConnectInfo(peer))| peer.ip().to_string());
+    throttle.token_requests.check(&address, Instant::now()).map_err(ApiError::rate_limited)?;
     throttle.request(|| format!("login:{client_id}")).map_err(ApiError::rate_limited)?;
-    throttle.logins.check(&client_id, Instant::now()).map_err(ApiError::rate_limited)?;
+    // Failures lock out the client id from this address only: anyone who
+    // knows a client id (readers see it as `created_by`) could otherwise
+    // lock its owner out.
+    let attempt = format!("{client_id} {address}");
+    throttle.logins.check(&attempt, Instant::now()).map_err(ApiError::rate_limited)?;
 
     let client = state.store.find_client(&client_id).await?;
-    // Hash against a dummy when the client is unknown, so the answer takes
-    // as long either way and does not tell which part was wrong.
-    let hash = client.as_ref().map_or_else(|| dummy_hash().to_owned(), |c| c.secret_hash.clone());
-    let secret_ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash)).await.unwrap_or(false);
+    // Check against a hash of the same cost when the client is unknown, so
+    // the answer takes as long either way and does not tell which part was
+    // wrong.
+    let hash = client.as_ref().map_or_else(|| UNKNOWN_CLIENT_HASH.to_owned(), |c| c.secret_hash.clone());
+    let secret_ok = state.hashing.run(move || verify_secret(&secret, &hash)).await.map_err(busy)?;
     let client = match client {
         Some(c) if secret_ok && c.account_id == account.as_str() => c,
         _ => {
-            throttle.logins.failed(&client_id, Instant::now());
-            return Err(ApiError::unauthorized());
+            throttle.logins.failed(&attempt, Instant::now());
+            return Err(invalid_credentials());
         }
     };
-    throttle.logins.succeeded(&client_id);
+    throttle.logins.succeeded(&attempt);
 
     if request.grant_type.as_deref() != Some("client_credentials") {
         return Err(ApiError::bad_request("unsupported_grant_type", "grant_type must be client_credentials"));
@@ -117,9 +129,24 @@ fn parse_token_request(headers: &HeaderMap, body: &[u8]) -> ApiResult<TokenReque
     }
 }
 
-fn dummy_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| hash_secret(&random_token(16)).unwrap_or_default())
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "invalid client credentials: send the client id and secret as HTTP Basic",
+    )
+}
+
+/// Every Argon2 slot stayed taken: come back in a second.
+pub fn busy(_: Busy) -> ApiError {
+    ApiError {
+        retry_after: Some(std::time::Duration::from_secs(1)),
+        ..ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "service_busy",
+            "too many secrets are being checked at once; try again",
+        )
+    }
 }
 
 /// The public keys that verify this deployment's tokens.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::auth::{HashingSlots, Principal};
 use crate::domain::customer::{Customer, CustomerInput, Identity, Secrets};
 use crate::domain::ids::{AccountId, Scope};
 use crate::domain::listing::ListParams;
@@ -78,13 +78,14 @@ pub async fn create_customer(
 ) -> ApiResult<Response> {
     require(&auth, &[Scope::Admin, Scope::Write, Scope::CreateUsers])?;
     query.flags(&[])?;
+    reject_links_to_others(&auth, &input)?;
     let secrets = input.take_secrets();
     let (customer_id, data) = input.into_new(now_micros()).map_err(ApiError::invalid)?;
     secrets.validate().map_err(ApiError::invalid)?;
     if data.customer_type.is_privileged() && !auth.has_any(WRITERS) {
         return Err(ApiError::forbidden("customers of type employee or other need admin or write scope"));
     }
-    let new = NewCustomer { customer_id, data, secrets: hash_secrets(secrets).await? };
+    let new = NewCustomer { customer_id, data, secrets: hash_secrets(&state.hashing, secrets).await? };
     match state.store.create_customer(&auth.account, new, &auth.subject, idempotency.as_ref()).await? {
         Created::New(customer) => Ok(with_etag(*customer)),
         Created::Replayed { etag, body } => Ok((
@@ -143,8 +144,11 @@ fn json_response(etag: String, body: Vec<u8>) -> Response {
 
 const JSON: &str = "application/json";
 
+/// The `If-Match` list: several header lines count as one comma-separated
+/// list (RFC 9110 §5.3).
 fn if_match(headers: &HeaderMap) -> Option<String> {
-    headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    let lines: Vec<&str> = headers.get_all(header::IF_MATCH).iter().filter_map(|v| v.to_str().ok()).collect();
+    (!lines.is_empty()).then(|| lines.join(","))
 }
 
 fn not_own_record() -> ApiError {
@@ -188,9 +192,10 @@ pub async fn update_customer(
     require(&auth, &[Scope::Admin, Scope::Write, Scope::User])?;
     let expected = if_match(&headers);
     query.flags(&[])?;
+    reject_links_to_others(&auth, &input)?;
     let secrets = input.take_secrets();
     secrets.validate().map_err(ApiError::invalid)?;
-    let secrets = hash_secrets(secrets).await?;
+    let secrets = hash_secrets(&state.hashing, secrets).await?;
     let privileged = auth.has_any(WRITERS);
     let own_only = (!privileged).then(|| auth.subject.clone());
     let patch = Box::new(move |current: &Customer, settings: &Settings| {
@@ -232,7 +237,7 @@ pub async fn update_customer(
 
 /// Hashes a request's `password` and `pin` with Argon2, off the runtime's
 /// worker threads (a hash takes tens of milliseconds).
-async fn hash_secrets(secrets: Secrets) -> ApiResult<SecretHashes> {
+async fn hash_secrets(hashing: &HashingSlots, secrets: Secrets) -> ApiResult<SecretHashes> {
     if secrets.is_absent() {
         return Ok(SecretHashes::default());
     }
@@ -243,12 +248,27 @@ async fn hash_secrets(secrets: Secrets) -> ApiResult<SecretHashes> {
             Patch::Absent => Patch::Absent,
         })
     };
-    let hashed =
-        tokio::task::spawn_blocking(move || Ok::<_, anyhow::Error>((hash(secrets.password)?, hash(secrets.pin)?)))
-            .await
-            .map_err(|_| ApiError::internal())?
-            .map_err(|_| ApiError::internal())?;
+    let hashed = hashing
+        .run(move || Ok::<_, anyhow::Error>((hash(secrets.password)?, hash(secrets.pin)?)))
+        .await
+        .map_err(super::auth::busy)?
+        .map_err(|_| ApiError::internal())?;
     Ok(SecretHashes { password: hashed.0, pin: hashed.1 })
+}
+
+/// Self-service callers (`user:customers`, `create:customers:/users`) may
+/// not set `contact_for`: it names other customers, and whether the names
+/// exist would tell such a caller about records it may not see. Refused
+/// before anything is looked up, so the answer is the same either way.
+fn reject_links_to_others(auth: &Principal, input: &CustomerInput) -> ApiResult<()> {
+    if auth.has_any(WRITERS) || input.contact_for.is_absent() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(vec![FieldError::new(
+        "contact_for",
+        "not_allowed",
+        "needs admin or write scope: it names other customers",
+    )]))
 }
 
 /// A `user:customers` caller may not set attributes it cannot see.
@@ -336,14 +356,18 @@ pub async fn change_customer_id(
         ("search" = Option<String>, Query, description = "case-insensitive prefix of names, phone, customer_id, email"),
         ("tag_id" = Option<String>, Query, description = "customers carrying this tag"),
         ("token_type" = Option<String>, Query), ("token_value" = Option<String>, Query),
-        ("attributes_keys" = Option<Vec<String>>, Query),
-        ("attributes_values" = Option<Vec<String>>, Query),
+        ("attributes_keys" = Option<Vec<String>>, Query,
+            description = "customers having these attribute keys; repeated or comma-separated, at most 10"),
+        ("attributes_values" = Option<Vec<String>>, Query,
+            description = "the values of the keys at the same positions; repeated or comma-separated, at most 10"),
         ("include_deleted" = Option<bool>, Query),
         ("since_datetime" = Option<String>, Query, description = "RFC 3339; changes at or after, oldest first"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "default 10"),
         ("starting_after" = Option<String>, Query, description = "id of the last customer of the previous page"),
         ("total" = Option<bool>, Query, description = "send a total-count header")),
-    responses((status = 200, body = Vec<Customer>)),
+    responses((status = 200, body = Vec<Customer>),
+        (status = 400, description = "an invalid parameter, or more than 10 attribute filters", body = ErrorBody),
+        (status = 503, description = "the query ran past the database's time limit (query_timeout)", body = ErrorBody)),
     security(("bearer" = ["admin:customers", "read:customers"])))]
 pub async fn list_customers(
     State(state): State<AppState>,

@@ -154,6 +154,11 @@ impl From<StoreError> for ApiError {
                     )
                 }
             }
+            StoreError::TimedOut => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "query_timeout",
+                "the query ran past the database's time limit; narrow it or try again later",
+            ),
             StoreError::Other(detail) => {
                 tracing::error!(%detail, "database error");
                 Self::internal()

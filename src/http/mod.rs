@@ -21,7 +21,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::auth::Keys;
+use crate::auth::{HashingSlots, Keys};
 use crate::store::Store;
 
 pub mod auth;
@@ -46,11 +46,19 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     pub metrics: PrometheusHandle,
     pub throttle: Arc<Throttle>,
+    /// Argon2 (token requests, customer passwords and pins) runs in these.
+    pub hashing: Arc<HashingSlots>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, keys: Arc<Keys>, limits: &HttpLimits) -> Self {
-        Self { store, keys, metrics: metrics_handle(), throttle: Arc::new(Throttle::new(limits.rate_limit)) }
+        Self {
+            store,
+            keys,
+            metrics: metrics_handle(),
+            throttle: Arc::new(Throttle::new(limits.rate_limit, limits.token_rate_limit)),
+            hashing: Arc::new(HashingSlots::per_core()),
+        }
     }
 }
 
@@ -60,8 +68,16 @@ pub struct HttpLimits {
     pub body_limit: usize,
     /// How long a client may take to send a request's headers.
     pub header_read_timeout: Duration,
+    /// How long a new connection may stay silent before its first byte.
+    pub first_byte_timeout: Duration,
+    /// How long a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Open connections at most; at the cap the longest idle one is closed.
+    pub max_connections: usize,
     /// Requests per client (per address when anonymous); `None`: unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// Token requests per peer address (each costs an Argon2 computation).
+    pub token_rate_limit: RateLimit,
 }
 
 impl Default for HttpLimits {
@@ -70,7 +86,11 @@ impl Default for HttpLimits {
             request_timeout: Duration::from_secs(30),
             body_limit: 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
             rate_limit: None,
+            token_rate_limit: RateLimit { per_second: 5, burst: 20 },
         }
     }
 }

@@ -27,18 +27,21 @@ pub fn router() -> Router<AppState> {
 
 const READERS: &[Scope] = &[Scope::Admin, Scope::Read, Scope::Public];
 const WRITERS: &[Scope] = &[Scope::Admin, Scope::Write];
+const SETTINGS_READERS: &[Scope] = &[Scope::Admin, Scope::Read, Scope::Public, Scope::Write];
 
 /// The account's settings. HMAC secrets are shown only to admin and write.
 #[utoipa::path(get, path = "/v1/accounts/{aid}/customers/settings", tag = "settings",
     params(("aid" = String, Path)),
     responses((status = 200, body = Settings)),
-    security(("bearer" = ["admin:customers", "read:customers", "public:customers"])))]
+    security(("bearer" = ["admin:customers", "read:customers", "public:customers", "write:customers"])))]
 pub async fn get_settings(
     State(state): State<AppState>,
     Auth(auth): Auth,
     query: QueryPairs,
 ) -> ApiResult<Json<Settings>> {
-    require(&auth, READERS)?;
+    // Writers too: they replace the settings whole, so they read them whole
+    // (HMAC secrets included, which readers do not see).
+    require(&auth, SETTINGS_READERS)?;
     query.flags(&[])?;
     let settings = state.store.get_settings(&auth.account).await?;
     Ok(Json(if auth.has_any(WRITERS) { settings } else { settings.without_secrets() }))

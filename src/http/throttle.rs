@@ -57,7 +57,8 @@ impl RateLimiter {
     }
 }
 
-/// Failed secret checks per client id. After `FREE_FAILURES` in a row, each
+/// Failed secret checks per key (a client id and the address it is tried
+/// from). After `FREE_FAILURES` in a row, each
 /// further failure locks the client id out for twice as long as the last
 /// (1 s, 2 s, 4 s … at most `MAX_LOCKOUT`); a success clears the record.
 #[derive(Default)]
@@ -105,12 +106,19 @@ impl LoginGuard {
 /// The limits of one process.
 pub struct Throttle {
     pub requests: Option<RateLimiter>,
+    /// Token requests per peer address, whatever client id they name.
+    pub token_requests: RateLimiter,
+    /// Failed secrets per (client id, address).
     pub logins: LoginGuard,
 }
 
 impl Throttle {
-    pub fn new(rate_limit: Option<RateLimit>) -> Self {
-        Self { requests: rate_limit.map(RateLimiter::new), logins: LoginGuard::default() }
+    pub fn new(rate_limit: Option<RateLimit>, token_rate_limit: RateLimit) -> Self {
+        Self {
+            requests: rate_limit.map(RateLimiter::new),
+            token_requests: RateLimiter::new(token_rate_limit),
+            logins: LoginGuard::default(),
+        }
     }
 
     /// Counts a request of the caller `key` names against the rate limit,

@@ -57,6 +57,10 @@ pub enum StoreError {
     IdempotencyKeyReused,
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database stopped a statement at its time limit (see
+    /// [`PoolOptions::statement_timeout`]); running it again would not help.
+    #[error("a statement ran past its time limit")]
+    TimedOut,
     #[error("database error: {0}")]
     Other(String),
 }
@@ -448,6 +452,11 @@ pub struct PoolOptions {
     /// Reads that may take long (searches, counts) running at once; the
     /// rest wait for a slot (see `admission`).
     pub long_reads: u32,
+    /// How long one statement may run before the database stops it
+    /// (PostgreSQL's `statement_timeout`; for SQLite's reads, an interrupt),
+    /// so that the database stops working on a request once the service
+    /// stops waiting for it. `None`: no limit (a bulk import's statements).
+    pub statement_timeout: Option<std::time::Duration>,
 }
 
 /// One long read per core of this machine: the database's cores when it
@@ -469,6 +478,7 @@ impl Default for PoolOptions {
             bulk: false,
             idle_timeout: std::time::Duration::from_secs(600),
             long_reads: default_long_reads(),
+            statement_timeout: Some(std::time::Duration::from_secs(30)),
         }
     }
 }
@@ -511,24 +521,7 @@ impl IndexedColumns {
 }
 
 pub(super) fn attribute_rows(data: &CustomerData) -> Vec<(String, Option<String>)> {
-    use serde_json::Value;
-    let scalar = |v: &Value| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
-        _ => None,
-    };
-    let mut rows = Vec::new();
-    for (key, value) in data.attributes.iter().flatten() {
-        let values: Vec<String> = match value {
-            Value::Array(items) => items.iter().filter_map(scalar).collect(),
-            other => scalar(other).into_iter().collect(),
-        };
-        if values.is_empty() {
-            rows.push((key.clone(), None));
-        }
-        rows.extend(values.into_iter().map(|v| (key.clone(), Some(v))));
-    }
-    rows
+    data.attributes.as_ref().map(crate::domain::validate::attribute_entries).unwrap_or_default()
 }
 
 /// Maps a unique-index name (as named in both migration sets) to the static

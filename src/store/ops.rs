@@ -11,6 +11,7 @@ use crate::domain::ids::AccountId;
 use crate::domain::listing::ListParams;
 use crate::domain::stored::StoredCustomer;
 
+use super::admission::LongReadSlot;
 use super::cursors::CursorTimes;
 use super::customers::{
     by_customer_id, change_customer_id, create_customer, delete_customer, list_customers, load_settings,
@@ -29,7 +30,6 @@ use crate::domain::records::{
     ClearTokenEvents, Tag, TagInput, Terms, Token, TokenDetail, TokenEventRequest, TokenEvents, TokenInput,
 };
 use crate::domain::settings::Settings;
-use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 /// What a flow needs from a backend connection (plain or in a transaction).
@@ -80,7 +80,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn session(&self) -> Result<Self::Conn, StoreError>;
     /// A slot for a read that may take long (see `admission`), waited for
     /// before its connection is taken. `None`: no slot needed.
-    async fn long_read_slot(&self) -> Result<Option<OwnedSemaphorePermit>, StoreError> {
+    async fn long_read_slot(&self, _account: &AccountId) -> Result<Option<LongReadSlot>, StoreError> {
         Ok(None)
     }
     /// The batcher for point reads, where the backend has one (see
@@ -375,7 +375,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError> {
-        let slot = if params.may_take_long() { self.0.long_read_slot().await? } else { None };
+        let slot = if params.may_take_long() { self.0.long_read_slot(account).await? } else { None };
         if slot.is_some() && self.0.reads_block_thread() {
             let mut conn = self.0.read().await?;
             let (account, params, cursors) = (account.clone(), params.clone(), self.1.clone());
@@ -584,18 +584,24 @@ macro_rules! impl_conn {
 pub(crate) use impl_conn;
 
 /// Applies the embedded migrations that have not run yet and names them.
+/// `around`: statements run on the migrating connection before and after.
 pub async fn run_migrations<DB>(
     migrator: &sqlx::migrate::Migrator,
     pool: &super::pool::Pool<DB>,
     translate: fn(sqlx::Error) -> StoreError,
+    around: Option<(&'static str, &'static str)>,
 ) -> Result<Vec<String>, StoreError>
 where
     DB: sqlx::Database,
     DB::Connection: sqlx::migrate::Migrate + super::pool::Session,
 {
+    use super::pool::Session;
     use sqlx::migrate::Migrate;
     let mut lease = pool.lease().await.map_err(translate)?;
     let conn = lease.start();
+    if let Some((before, _)) = around {
+        conn.execute_raw(before).await.map_err(translate)?;
+    }
     conn.ensure_migrations_table().await.map_err(|e| StoreError::Other(e.to_string()))?;
     let applied: Vec<i64> = conn
         .list_applied_migrations()
@@ -604,7 +610,10 @@ where
         .into_iter()
         .map(|m| m.version)
         .collect();
-    migrator.run_direct(conn).await.map_err(|e| StoreError::Other(e.to_string()))?;
+    migrator.run_direct(&mut *conn).await.map_err(|e| StoreError::Other(e.to_string()))?;
+    if let Some((_, after)) = around {
+        conn.execute_raw(after).await.map_err(translate)?;
+    }
     lease.settle(&Ok(()));
     Ok(migrator
         .iter()

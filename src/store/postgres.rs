@@ -9,7 +9,9 @@ use sqlx::{Arguments, Postgres};
 
 use std::sync::Arc;
 
-use super::admission::LongReads;
+use crate::domain::ids::AccountId;
+
+use super::admission::{LongReadSlot, LongReads};
 use super::copy::CopyRows;
 use super::customers::by_customer_ids;
 use super::ops::{impl_conn, read_again_if_lost, run_migrations, Backend, Conn, Handle, SqlStore};
@@ -30,7 +32,18 @@ pub struct PostgresBackend {
 
 impl PostgresStore {
     pub async fn connect(url: &str, options: &PoolOptions) -> anyhow::Result<Self> {
-        let connect: PgConnectOptions = url.parse()?;
+        let mut connect: PgConnectOptions = url.parse()?;
+        if let Some(limit) = options.statement_timeout {
+            // A session default: each statement of a request is stopped by
+            // the server itself once the request has given up on it.
+            // And a backend whose client went away (a request dropped
+            // mid-statement closes its connection) stops within a second
+            // rather than at the end of its statement (PostgreSQL 14+).
+            connect = connect.options([
+                ("statement_timeout", format!("{}ms", limit.as_millis())),
+                ("client_connection_check_interval", "1000".to_owned()),
+            ]);
+        }
         let pool = Pool::connect(connect, options).await?;
         let long_reads = LongReads::new(options.long_reads, options.acquire_timeout);
         let batches = super::cores();
@@ -87,8 +100,8 @@ impl Backend for PostgresBackend {
         Some(&self.point_reads)
     }
 
-    async fn long_read_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, StoreError> {
-        self.long_reads.slot().await.map(Some)
+    async fn long_read_slot(&self, account: &AccountId) -> Result<Option<LongReadSlot>, StoreError> {
+        self.long_reads.slot(account.as_str()).await.map(Some)
     }
 
     async fn write(&self) -> Result<Self::Conn, StoreError> {
@@ -100,7 +113,10 @@ impl Backend for PostgresBackend {
     }
 
     async fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        run_migrations(&MIGRATOR, &self.pool, translate).await
+        // Building an index on a large table may take longer than any
+        // request's statement: no limit while migrating.
+        run_migrations(&MIGRATOR, &self.pool, translate, Some(("SET statement_timeout = 0", "RESET statement_timeout")))
+            .await
     }
 
     async fn close(&self) {
@@ -158,6 +174,8 @@ fn translate(error: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
             StoreError::invalid("request", "invalid_value", "the request holds a value that cannot be stored")
         }
+        // 57014: stopped by `statement_timeout` (or a cancel request).
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => StoreError::TimedOut,
         // A lost connection (class 08, 57P), or class 53 (insufficient
         // resources).
         sqlx::Error::Database(db) if connection_lost(&error) || db.code().is_some_and(|c| c.starts_with("53")) => {

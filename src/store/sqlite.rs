@@ -9,6 +9,9 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Arguments, Sqlite};
 
+use crate::domain::ids::AccountId;
+
+use super::admission::LongReadSlot;
 use super::ops::{impl_conn, run_migrations, Backend, Conn, Handle, SqlStore};
 use super::pool::Pool;
 use super::query::{Dialect, Param, SqlBuilder};
@@ -73,6 +76,7 @@ impl SqliteStore {
                     max_connections: options.max_connections,
                     acquire_timeout: options.acquire_timeout,
                     long_reads: options.long_reads,
+                    statement_timeout: options.statement_timeout,
                 },
             )?)
         };
@@ -106,9 +110,9 @@ impl Backend for SqliteBackend {
         self.pool.lease().await.map_err(translate)
     }
 
-    async fn long_read_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, StoreError> {
+    async fn long_read_slot(&self, account: &AccountId) -> Result<Option<LongReadSlot>, StoreError> {
         match &self.reader {
-            Some(reader) => reader.long_read_slot().await.map(Some),
+            Some(reader) => reader.long_read_slot(account.as_str()).await.map(Some),
             None => Ok(None),
         }
     }
@@ -122,7 +126,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        run_migrations(&MIGRATOR, &self.pool, translate).await
+        run_migrations(&MIGRATOR, &self.pool, translate, None).await
     }
 
     async fn close(&self) {

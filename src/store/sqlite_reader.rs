@@ -32,7 +32,7 @@ use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{OpenFlags, ToSql};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::admission::{acquire, LongReads};
+use super::admission::{acquire, LongReadSlot, LongReads};
 use super::ops::Conn;
 use super::query::{Dialect, Param, SqlBuilder};
 use super::rows::{self, DbRow};
@@ -41,6 +41,10 @@ use super::StoreError;
 /// Prepared statements kept per connection: the list filters combine into
 /// a few dozen distinct queries.
 const STATEMENT_CACHE: usize = 128;
+
+/// Virtual-machine steps between two checks of a statement's deadline
+/// (about a tenth of a millisecond of work).
+const PROGRESS_STEPS: std::os::raw::c_int = 10_000;
 
 #[derive(Clone)]
 pub struct Reader(Arc<Shared>);
@@ -56,6 +60,7 @@ struct Shared {
     /// only share the cores, each on its own thread with its own page cache.
     long_reads: LongReads,
     acquire_timeout: Duration,
+    statement_timeout: Option<Duration>,
 }
 
 /// How the reader's connections are set up.
@@ -65,6 +70,8 @@ pub struct ReaderOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     pub long_reads: u32,
+    /// A statement running longer is interrupted (see `PoolOptions`).
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Reader {
@@ -79,6 +86,7 @@ impl Reader {
             permits: Arc::new(Semaphore::new(options.max_connections.max(1) as usize)),
             long_reads: LongReads::new(options.long_reads, options.acquire_timeout),
             acquire_timeout: options.acquire_timeout,
+            statement_timeout: options.statement_timeout,
         };
         let first = shared.connect()?;
         shared.put_back(first);
@@ -87,8 +95,8 @@ impl Reader {
 
     /// A slot for a read that may take long (see `Shared::long_reads`);
     /// waits at most the acquire timeout.
-    pub async fn long_read_slot(&self) -> Result<OwnedSemaphorePermit, StoreError> {
-        self.0.long_reads.slot().await
+    pub async fn long_read_slot(&self, account: &str) -> Result<LongReadSlot, StoreError> {
+        self.0.long_reads.slot(account).await
     }
 
     /// A connection: an idle one, or a new one while fewer than
@@ -152,6 +160,12 @@ impl ReadConn {
         q: &SqlBuilder,
         mut each: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<()>,
     ) -> Result<(), StoreError> {
+        if let Some(limit) = self.reader.statement_timeout {
+            // SQLite calls this every few thousand steps of its virtual
+            // machine; `true` interrupts the statement.
+            let deadline = std::time::Instant::now() + limit;
+            self.conn().progress_handler(PROGRESS_STEPS, Some(move || std::time::Instant::now() >= deadline));
+        }
         let mut statement = self.conn().prepare_cached(q.sql()).map_err(translate)?;
         let mut rows = statement.query(rusqlite::params_from_iter(q.params())).map_err(translate)?;
         while let Some(row) = rows.next().map_err(translate)? {
@@ -243,6 +257,9 @@ impl ToSql for Param {
 
 fn translate(error: rusqlite::Error) -> StoreError {
     match &error {
+        rusqlite::Error::SqliteFailure(failure, _) if failure.code == rusqlite::ErrorCode::OperationInterrupted => {
+            StoreError::TimedOut
+        }
         rusqlite::Error::SqliteFailure(failure, _) if super::sqlite::cannot_serve(failure.extended_code & 0xff) => {
             StoreError::Unavailable(error.to_string())
         }
@@ -291,6 +308,7 @@ mod tests {
                 max_connections,
                 acquire_timeout: Duration::from_millis(200),
                 long_reads: LONG_READS,
+                statement_timeout: Some(Duration::from_secs(5)),
             };
             Reader::open(&self.path(), options).unwrap()
         }
@@ -429,7 +447,7 @@ mod tests {
         let third = reader.read().await.expect("one came back");
         reader.close();
         assert!(matches!(reader.read().await, Err(StoreError::Unavailable(_))));
-        assert!(matches!(reader.long_read_slot().await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(reader.long_read_slot("T00000001").await, Err(StoreError::Unavailable(_))));
         drop(third);
         assert!(reader.0.idle.lock().unwrap().is_empty(), "connections are not kept after close");
     }
@@ -439,16 +457,16 @@ mod tests {
         let (db, _sqlx_conn) = database().await;
         let reader = db.reader(8);
         let mut slots = Vec::new();
-        for _ in 0..LONG_READS {
-            slots.push(reader.long_read_slot().await.unwrap());
+        for account in 0..LONG_READS {
+            slots.push(reader.long_read_slot(&format!("T{account:08}")).await.unwrap());
         }
         assert!(
-            matches!(reader.long_read_slot().await, Err(StoreError::Unavailable(_))),
+            matches!(reader.long_read_slot("T99999999").await, Err(StoreError::Unavailable(_))),
             "one more waits, then times out"
         );
         let _point_read = reader.read().await.expect("point reads need no slot");
         slots.pop();
-        let _slot = reader.long_read_slot().await.expect("a slot came back");
+        let _slot = reader.long_read_slot("T99999999").await.expect("a slot came back");
     }
 
     /// SQLite built with STAT4 compiles a statement again on the first step

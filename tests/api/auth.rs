@@ -178,6 +178,30 @@ both_backends! {
         assert_eq!(list.status, StatusCode::FORBIDDEN);
     }
 
+    async fn self_service_callers_cannot_probe_other_customers_through_contact_for(app: &TestApp) {
+        let me = app.create(json!({"customer_id": "me", "type": "contact"})).await;
+        app.create(json!({"customer_id": "you"})).await;
+        let user = app.token_for(ACCOUNT, me["id"].as_str().unwrap(), &[Scope::User]);
+        let signup = app.token(&[Scope::CreateUsers]);
+        let mut answers = Vec::new();
+        for named in ["you", "nobody"] {
+            let link = json!({"type": "contact", "contact_for": [{"customer_id": named}]});
+            let put = app.send(Method::PUT, &app.user_url("me"), Some(&user), Some(&link)).await;
+            let post = app.send(Method::POST, &app.users_url(), Some(&signup), Some(&link)).await;
+            for reply in [put, post] {
+                assert_eq!(reply.status, StatusCode::BAD_REQUEST, "naming {named}: {}", reply.body);
+                answers.push(reply.body.clone());
+            }
+        }
+        assert_eq!(answers[0..2], answers[2..4], "the same answers whether the named customer exists or not");
+        assert_eq!(answers[0]["error"]["errors"][0]["field"], "contact_for");
+        assert_eq!(app.row_count().await, 2, "nothing was written");
+        let writer = app.token(&[Scope::Write]);
+        let link = json!({"type": "contact", "contact_for": [{"customer_id": "you"}]});
+        let reply = app.send(Method::PUT, &app.user_url("me"), Some(&writer), Some(&link)).await;
+        assert_eq!(reply.status, StatusCode::OK, "a writer may link: {}", reply.body);
+    }
+
     async fn jwks_publishes_the_key_that_signs_tokens(app: &TestApp) {
         let reply = app.send(Method::GET, &app.url("/.well-known/jwks.json"), None, None).await;
         assert_eq!(reply.status, StatusCode::OK);

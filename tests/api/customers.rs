@@ -341,6 +341,23 @@ both_backends! {
         let body: serde_json::Value = stale.json().await.unwrap();
         assert_eq!(body["error"]["code"], "precondition_failed");
         assert_eq!(app.get(&app.user_url("v")).await.body["first_name"], "Two", "a refused update changes nothing");
+        let stale_list = put(format!("\"1\", {etag}"), "Lost again").await;
+        assert_eq!(stale_list.status(), StatusCode::PRECONDITION_FAILED, "no tag of the list matches");
+
+        // Any tag of a list may match (RFC 9110 §13.1.1), in one header
+        // line or several; `*` matches any current version.
+        let listed = put(format!("{etag}, {new_etag}"), "Three").await;
+        assert_eq!(listed.status(), StatusCode::OK, "a list holding the current tag matches");
+        let new_etag = listed.headers()["etag"].to_str().unwrap().to_owned();
+        let two_lines = app.client.put(app.user_url("v")).bearer_auth(app.admin())
+            .header("if-match", etag.clone()).header("if-match", new_etag.clone())
+            .json(&json!({"first_name": "Four"})).send().await.unwrap();
+        assert_eq!(two_lines.status(), StatusCode::OK, "several If-Match lines form one list");
+        let new_etag = two_lines.headers()["etag"].to_str().unwrap().to_owned();
+        let any = put("*".to_owned(), "Five").await;
+        assert_eq!(any.status(), StatusCode::OK, "* matches the current version");
+        let new_etag = any.headers().get("etag").map_or(new_etag, |v| v.to_str().unwrap().to_owned());
+        assert_eq!(app.get(&app.user_url("v")).await.body["first_name"], "Five");
 
         let stale_delete = app.client.delete(app.user_url("v")).bearer_auth(app.admin()).header("if-match", etag).send().await.unwrap();
         assert_eq!(stale_delete.status(), StatusCode::PRECONDITION_FAILED);

@@ -1,7 +1,8 @@
-//! Issue 5 §8 and §10: the limits that protect the service from slow,
-//! greedy and guessing clients — header read timeout, request timeout, rate
-//! limits with `Retry-After`, and the lock-out of repeated failed token
-//! requests. Each test runs on both backends.
+//! The limits that protect the service from slow, silent, greedy and
+//! guessing clients: first-byte, header read and idle timeouts, the
+//! connection cap, the request timeout, rate limits with `Retry-After`, the
+//! per-address limit on token requests and the lock-out of repeated failed
+//! ones. Each test runs on both backends.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{Backend, TestApp, ACCOUNT};
+use customers::store::{ImportRow, OnRejected, PoolOptions};
+
+use crate::helpers::{Backend, TestApp, TestDatabase, ACCOUNT};
 
 const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 
@@ -113,8 +116,200 @@ async fn repeated_failed_token_requests_lock_the_client_id_out() {
         let (status, retry_after) = attempt(secret.clone()).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{backend:?}: locked out, even with the right secret");
         assert_eq!(retry_after.unwrap(), "1");
+        // The lock-out is of this client id from this address: its owner,
+        // calling from elsewhere, still gets a token.
+        let elsewhere = from_address("127.0.0.2");
+        let response = elsewhere.post(&token_url).basic_auth(&client.client_id, Some(&secret)).json(&body).send();
+        assert_eq!(response.await.unwrap().status(), StatusCode::OK, "{backend:?}: another address is not locked out");
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let (status, _) = attempt(secret).await;
         assert_eq!(status, StatusCode::OK, "{backend:?}: the lock-out ends");
+    }
+}
+
+/// A client whose connections come from `ip` (another loopback address).
+fn from_address(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder().local_address(ip.parse::<std::net::IpAddr>().unwrap()).build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_requests_are_limited_per_address_whatever_client_id_they_name() {
+    let limits = HttpLimits { token_rate_limit: RateLimit { per_second: 1, burst: 3 }, ..HttpLimits::default() };
+    for backend in BACKENDS {
+        let app = TestApp::spawn_with(backend, limits.clone()).await;
+        let token_url = app.url(&format!("/v1/accounts/{ACCOUNT}/auth/token"));
+        let body = json!({"grant_type": "client_credentials", "audience": format!("https://x/v1/accounts/{ACCOUNT}")});
+        let attempt = |client: &reqwest::Client, i: usize| {
+            let request = client.post(&token_url).basic_auth(format!("client_{i}"), Some("x")).json(&body);
+            async move {
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                let retry_after = response.headers().get("retry-after").cloned();
+                let body: serde_json::Value = response.json().await.unwrap();
+                (status, retry_after, body)
+            }
+        };
+        for i in 0..3 {
+            let (status, _, body) = attempt(&app.client, i).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{backend:?}: try {i}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.starts_with("invalid client credentials"), "{backend:?}: {message}");
+        }
+        for i in 3..5 {
+            let (status, retry_after, body) = attempt(&app.client, i).await;
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{backend:?}: a new client id is no new budget");
+            assert_eq!(body["error"]["code"], "rate_limited");
+            assert!(retry_after.is_some(), "{backend:?}: Retry-After");
+        }
+        let (status, _, _) = attempt(&from_address("127.0.0.2"), 5).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{backend:?}: another address has its own budget");
+    }
+}
+
+/// Reads until the server closes the connection (or `within` passes):
+/// whether it closed, and what it sent.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, within: Duration) -> (bool, Vec<u8>) {
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(within, stream.read_to_end(&mut received)).await.is_ok();
+    (closed, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_idle_connections_are_closed() {
+    let limits = HttpLimits {
+        first_byte_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(800),
+        ..HttpLimits::default()
+    };
+    for backend in BACKENDS {
+        let app = TestApp::spawn_with(backend, limits.clone()).await;
+        let started = Instant::now();
+        let mut silent = tokio::net::TcpStream::connect(app.address).await.unwrap();
+        let (closed, _) = read_until_closed(&mut silent, Duration::from_secs(5)).await;
+        assert!(closed, "{backend:?}: a connection that never sent a byte is still open after 5 s");
+        assert!(started.elapsed() >= Duration::from_millis(250), "{backend:?}: closed before the timeout");
+
+        // HTTP/1.1 keep-alive: answered, then closed once idle.
+        let mut keep_alive = tokio::net::TcpStream::connect(app.address).await.unwrap();
+        keep_alive.write_all(b"GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let (closed, received) = read_until_closed(&mut keep_alive, Duration::from_secs(5)).await;
+        assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"), "{backend:?}: answered first");
+        assert!(closed, "{backend:?}: an idle keep-alive connection is still open after 5 s");
+
+        // HTTP/2 (prior knowledge): the preface and settings, then nothing.
+        let mut http2 = tokio::net::TcpStream::connect(app.address).await.unwrap();
+        http2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+        let (closed, received) = read_until_closed(&mut http2, Duration::from_secs(5)).await;
+        assert!(!received.is_empty(), "{backend:?}: the server spoke HTTP/2 first");
+        assert!(closed, "{backend:?}: an idle HTTP/2 connection is still open after 5 s");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_cap_the_longest_idle_are_shed_and_health_still_answers() {
+    let limits = HttpLimits { max_connections: 16, ..HttpLimits::default() };
+    for backend in BACKENDS {
+        let app = TestApp::spawn_with(backend, limits.clone()).await;
+        let mut silent = Vec::new();
+        for _ in 0..40 {
+            silent.push(tokio::net::TcpStream::connect(app.address).await.unwrap());
+            // One at a time, so that "the longest idle" is well defined.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let fresh = reqwest::Client::new();
+        let live = tokio::time::timeout(Duration::from_secs(5), fresh.get(app.url("/health/live")).send()).await;
+        assert_eq!(live.expect("answered within 5 s").unwrap().status(), StatusCode::OK, "{backend:?}");
+        let (oldest, newest) = silent.split_at_mut(10);
+        for stream in oldest {
+            let (closed, _) = read_until_closed(stream, Duration::from_secs(2)).await;
+            assert!(closed, "{backend:?}: the oldest silent connections make room");
+        }
+        let (closed, _) = read_until_closed(newest.last_mut().unwrap(), Duration::from_millis(200)).await;
+        assert!(!closed, "{backend:?}: the newest connection is kept");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_filters_above_their_cap_are_refused_before_the_database_sees_them() {
+    for backend in BACKENDS {
+        let app = TestApp::spawn(backend).await;
+        let keys = |n: usize| (0..n).map(|i| format!("attributes_keys=k{i}")).collect::<Vec<_>>().join("&");
+        let ten = app.get(&format!("{}?{}", app.users_url(), keys(10))).await;
+        assert_eq!(ten.status, StatusCode::OK, "{backend:?}: ten keys are within the cap");
+        for n in [11, 100, 999] {
+            let reply = app.get(&format!("{}?{}", app.users_url(), keys(n))).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{backend:?}: {n} keys");
+            assert_eq!(reply.body["error"]["errors"][0]["field"], "attributes_keys", "{backend:?}");
+            assert_eq!(reply.body["error"]["errors"][0]["code"], "too_many_values", "{backend:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_past_the_statement_time_limit_is_stopped_by_the_database_and_answers_503() {
+    let account = AccountId::parse(ACCOUNT).unwrap();
+    for backend in BACKENDS {
+        let db = TestDatabase::create(backend).await;
+        let seeding = db.open().await;
+        let rows = (0..20_000u64)
+            .map(|i| {
+                let data =
+                    serde_json::from_value(json!({"first_name": format!("Anna{i}"), "email": format!("a{i}@x.io")}));
+                ImportRow::new(i + 1, format!("c{i}"), data.unwrap())
+            })
+            .collect();
+        let mut import = seeding.import_session(&account, "test", OnRejected::KeepTheRest);
+        import.write(vec![rows]).await.unwrap();
+        import.commit().await.unwrap();
+        drop(import);
+        seeding.close().await;
+        let pool = PoolOptions { statement_timeout: Some(Duration::from_millis(1)), ..PoolOptions::default() };
+        let app = TestApp::spawn_on(db, HttpLimits::default(), &pool).await;
+        let reply = app.get(&format!("{}?search=ann&total=true", app.users_url())).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{backend:?}: {}", reply.body);
+        assert_eq!(reply.code(), "query_timeout", "{backend:?}");
+    }
+}
+
+/// Values an index holds are bounded in bytes, so PostgreSQL never sees an
+/// index entry over its 2,704-byte limit (these answered 500 there), and
+/// both backends refuse the same input with a 400 naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_an_index_holds_are_bounded_in_bytes_on_both_backends() {
+    let astral = |n: usize| "𝔄".repeat(n);
+    for backend in BACKENDS {
+        let app = TestApp::spawn(backend).await;
+        let refused = [
+            (json!({"first_name": astral(700)}), "first_name"),
+            (json!({"last_name": "字".repeat(880)}), "last_name"),
+            (json!({"attributes": {"note": "x".repeat(2_800)}}), "attributes.note"),
+            (json!({"attributes": {"many": (0..16_384).collect::<Vec<_>>()}}), "attributes"),
+        ];
+        for (body, field) in refused {
+            let reply = app.post(&app.users_url(), &body).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{backend:?} {field}: {}", reply.body);
+            assert_eq!(reply.body["error"]["errors"][0]["field"], field, "{backend:?}");
+            let message = reply.body["error"]["errors"][0]["message"].as_str().unwrap();
+            assert!(message.contains("1000"), "{backend:?} {field}: the limit is named: {message}");
+        }
+        assert_eq!(app.row_count().await, 0, "{backend:?}: nothing was written");
+        // At the limits, both backends store them.
+        let at_limit = json!({"customer_id": "big", "first_name": astral(250), "last_name": "x".repeat(1000),
+            "attributes": {"note": "y".repeat(1000), "many": (0..999).collect::<Vec<_>>()}});
+        let created = app.post(&app.users_url(), &at_limit).await;
+        assert_eq!(created.status, StatusCode::OK, "{backend:?}: {}", created.body);
+
+        let tokens_url = format!("{}/tokens", app.user_url("big"));
+        let token = app.post(&tokens_url, &json!({"type": "card", "value": astral(1000)})).await;
+        assert_eq!(token.status, StatusCode::BAD_REQUEST, "{backend:?}: {}", token.body);
+        assert_eq!(token.body["error"]["errors"][0]["field"], "value");
+        let events_url = app.url(&format!("/v1/accounts/{ACCOUNT}/customers/tokens/events"));
+        let event = app
+            .post(&events_url, &json!({"token": {"type": astral(500), "value": "v"}, "event": {"event": "e"}}))
+            .await;
+        assert_eq!(event.status, StatusCode::BAD_REQUEST, "{backend:?}: {}", event.body);
+        assert_eq!(event.body["error"]["errors"][0]["field"], "token.type");
+        let fits = app.post(&tokens_url, &json!({"type": astral(250), "value": astral(250)})).await;
+        assert_eq!(fits.status, StatusCode::CREATED, "{backend:?}: {}", fits.body);
     }
 }

@@ -589,3 +589,33 @@ async fn default_logs_hold_no_personal_data() {
         assert!(!logged.contains(secret), "{secret} appears in the logs:\n{logged}");
     }
 }
+
+/// `tokens issue` refuses lifetimes outside one second to a year and
+/// subjects that are empty, multi-line or longer than 255 bytes, before
+/// it opens the database.
+#[test]
+fn tokens_issue_validates_ttl_and_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let issue = |extra: &[&str]| {
+        let mut args = vec!["tokens", "issue", "--database", &url, "--account", ACCOUNT, "--scopes", "read:customers"];
+        args.extend_from_slice(extra);
+        binary().args(&args).output().expect("run customers")
+    };
+    let long_subject = "x".repeat(100_000);
+    for bad in [
+        vec!["--subject", "c", "--ttl", "18446744073709551615"],
+        vec!["--subject", "c", "--ttl", "0"],
+        vec!["--subject", "c", "--ttl", "31536001"],
+        vec!["--subject", ""],
+        vec!["--subject", "line\nbreak"],
+        vec!["--subject", &long_subject],
+    ] {
+        let output = issue(&bad);
+        assert_eq!(output.status.code(), Some(2), "{:?}", &bad[..2]);
+        assert!(!String::from_utf8_lossy(&output.stderr).is_empty());
+    }
+    assert!(!dir.path().join("c.db").exists(), "nothing was opened");
+    let output = issue(&["--subject", "c", "--ttl", "31536000"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}

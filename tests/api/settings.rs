@@ -44,8 +44,15 @@ both_backends! {
         assert_eq!(public_view.status, StatusCode::OK);
         assert!(public_view.body["auto_tokens"]["email"][0].get("secret").is_none(), "{}", public_view.body);
         let reader = app.token(&[Scope::Read]);
+        let reader_view = app.send(Method::GET, &settings_url(app), Some(&reader), None).await;
+        assert!(reader_view.body["auto_tokens"]["email"][0].get("secret").is_none(), "{}", reader_view.body);
         let denied = app.send(Method::PUT, &settings_url(app), Some(&reader), Some(&json!({}))).await;
         assert_eq!(denied.status, StatusCode::FORBIDDEN);
+        // A writer replaces the settings whole, so it reads them whole.
+        let writer = app.token(&[Scope::Write]);
+        let writer_view = app.send(Method::GET, &settings_url(app), Some(&writer), None).await;
+        assert_eq!(writer_view.status, StatusCode::OK, "{}", writer_view.body);
+        assert_eq!(writer_view.body["auto_tokens"]["email"][0]["secret"], "0123456789abcdef");
     }
 
     async fn head_answers_by_settings_and_matches(app: &TestApp) {
