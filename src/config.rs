@@ -8,11 +8,53 @@ use clap::Args;
 
 use crate::store::PoolOptions;
 
+/// Where the data lives: every subcommand takes it.
 #[derive(Args, Clone)]
 pub struct DatabaseArgs {
     /// Database URL: sqlite://PATH, sqlite:///absolute/path or postgres://user@host:port/db
     #[arg(long = "database", env = "CUSTOMERS_DATABASE_URL", default_value = "sqlite://customers.db")]
     pub url: String,
+}
+
+impl DatabaseArgs {
+    /// The pool a one-off command needs: the defaults for this backend.
+    pub fn default_pool(&self) -> PoolOptions {
+        PoolOptions { max_connections: crate::store::default_max_connections(&self.url), ..PoolOptions::default() }
+    }
+
+    /// Opens the store with the default pool (commands other than `serve`).
+    pub async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+        self.open_with(self.default_pool()).await
+    }
+
+    /// The pool of a bulk writer (see [`PoolOptions::bulk`]): at least two
+    /// connections, as PostgreSQL imports write two batches at once, and no
+    /// statement time limit.
+    pub fn bulk_pool(&self) -> PoolOptions {
+        let pool = self.default_pool();
+        PoolOptions { bulk: true, max_connections: pool.max_connections.max(2), statement_timeout: None, ..pool }
+    }
+
+    /// Opens the store for one bulk writer.
+    pub async fn open_bulk(&self) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+        self.open_with(self.bulk_pool()).await
+    }
+
+    pub async fn open_with(&self, pool: PoolOptions) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+        use anyhow::Context;
+        crate::store::open(&self.url, &pool).await.with_context(|| format!("opening database {}", redact(&self.url)))
+    }
+}
+
+impl fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseArgs").field("url", &redact(&self.url)).finish()
+    }
+}
+
+/// How a serving process uses its database: `serve` only.
+#[derive(Args, Clone, Debug)]
+pub struct PoolArgs {
     /// Most database connections this process opens [default: 8 for SQLite,
     /// whose connections each keep a page cache and serialise writes anyway;
     /// 16 for PostgreSQL].
@@ -30,56 +72,21 @@ pub struct DatabaseArgs {
     #[arg(long, env = "CUSTOMERS_DB_LONG_READS", value_parser = clap::value_parser!(u32).range(1..))]
     pub db_long_reads: Option<u32>,
     /// Seconds one database statement may run before the database stops it
-    /// (a request has stopped waiting for it by then); 0: no limit. Bulk
-    /// imports have none.
+    /// (a request has stopped waiting for it by then); 0: no limit.
     #[arg(long, env = "CUSTOMERS_DB_STATEMENT_TIMEOUT", default_value_t = 30)]
     pub db_statement_timeout: u64,
 }
 
-impl DatabaseArgs {
-    pub fn pool(&self) -> PoolOptions {
+impl PoolArgs {
+    pub fn pool(&self, url: &str) -> PoolOptions {
         PoolOptions {
-            max_connections: self.db_max_connections.unwrap_or(crate::store::default_max_connections(&self.url)).max(1),
+            max_connections: self.db_max_connections.unwrap_or(crate::store::default_max_connections(url)).max(1),
             acquire_timeout: Duration::from_secs(self.db_acquire_timeout),
             bulk: false,
             idle_timeout: Duration::from_secs(self.db_idle_timeout),
             long_reads: self.db_long_reads.unwrap_or_else(crate::store::default_long_reads),
             statement_timeout: (self.db_statement_timeout > 0).then(|| Duration::from_secs(self.db_statement_timeout)),
         }
-    }
-
-    pub async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
-        self.open_with(self.pool()).await
-    }
-
-    /// The pool of a bulk writer (see [`PoolOptions::bulk`]): at least two
-    /// connections, as PostgreSQL imports write two batches at once.
-    pub fn bulk_pool(&self) -> PoolOptions {
-        let pool = self.pool();
-        PoolOptions { bulk: true, max_connections: pool.max_connections.max(2), statement_timeout: None, ..pool }
-    }
-
-    /// Opens the store for one bulk writer.
-    pub async fn open_bulk(&self) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
-        self.open_with(self.bulk_pool()).await
-    }
-
-    async fn open_with(&self, pool: PoolOptions) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
-        use anyhow::Context;
-        crate::store::open(&self.url, &pool).await.with_context(|| format!("opening database {}", redact(&self.url)))
-    }
-}
-
-impl fmt::Debug for DatabaseArgs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DatabaseArgs")
-            .field("url", &redact(&self.url))
-            .field("db_max_connections", &self.db_max_connections)
-            .field("db_acquire_timeout", &self.db_acquire_timeout)
-            .field("db_idle_timeout", &self.db_idle_timeout)
-            .field("db_long_reads", &self.db_long_reads)
-            .field("db_statement_timeout", &self.db_statement_timeout)
-            .finish()
     }
 }
 
@@ -107,16 +114,22 @@ mod tests {
 
     use clap::Parser;
 
-    use super::DatabaseArgs;
+    use super::{DatabaseArgs, PoolArgs};
 
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
         db: DatabaseArgs,
+        #[command(flatten)]
+        pool: PoolArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("customers").chain(args.iter().copied()))
     }
 
     fn pool(args: &[&str]) -> Result<crate::store::PoolOptions, clap::Error> {
-        Cli::try_parse_from(std::iter::once("customers").chain(args.iter().copied())).map(|cli| cli.db.pool())
+        parse(args).map(|cli| cli.pool.pool(&cli.db.url))
     }
 
     #[test]
@@ -132,32 +145,36 @@ mod tests {
             "42",
             "--db-long-reads",
             "5",
+            "--db-statement-timeout",
+            "0",
         ])
         .unwrap();
         assert_eq!(given.max_connections, 3);
         assert_eq!(given.acquire_timeout, Duration::from_secs(7));
         assert_eq!(given.idle_timeout, Duration::from_secs(42));
         assert_eq!(given.long_reads, 5);
+        assert_eq!(given.statement_timeout, None);
         assert!(!given.bulk);
         // A zero idle timeout would close every connection at once: refused.
         assert!(pool(&["--db-idle-timeout", "0"]).is_err());
         assert!(pool(&["--db-max-connections", "0"]).unwrap().max_connections >= 1);
+        let defaults = pool(&["--database", "sqlite://x.db"]).unwrap();
+        assert_eq!((defaults.max_connections, defaults.statement_timeout), (8, Some(Duration::from_secs(30))));
     }
 
     #[test]
-    fn a_bulk_pool_has_room_for_two_writers() {
-        let parse = |args: &[&str]| {
-            Cli::try_parse_from(std::iter::once("customers").chain(args.iter().copied())).unwrap().db.bulk_pool()
-        };
-        let bulk = parse(&["--database", "postgres://u@h/db", "--db-max-connections", "1"]);
+    fn a_bulk_pool_has_room_for_two_writers_and_no_statement_limit() {
+        let bulk = parse(&["--database", "postgres://u@h/db"]).unwrap().db.bulk_pool();
         assert!(bulk.bulk);
-        assert_eq!(bulk.max_connections, 2);
-        assert_eq!(parse(&["--database", "postgres://u@h/db", "--db-max-connections", "5"]).max_connections, 5);
+        assert!(bulk.max_connections >= 2);
+        assert_eq!(bulk.statement_timeout, None);
     }
 
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(super::redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(super::redact("sqlite://customers.db"), "sqlite://customers.db");
+        let debug = format!("{:?}", parse(&["--database", "postgres://u:secret@h/db"]).unwrap().db);
+        assert!(!debug.contains("secret"), "{debug}");
     }
 }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::auth::Keys;
-use crate::config::{DatabaseArgs, TokenArgs};
+use crate::config::{DatabaseArgs, PoolArgs, TokenArgs};
 use crate::domain::ids::{AccountId, Scope};
 use crate::http::throttle::RateLimit;
 use crate::http::{AppState, HttpLimits};
@@ -20,6 +20,8 @@ use crate::store::Store;
 pub struct Opts {
     #[command(flatten)]
     pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub pool: PoolArgs,
     #[command(flatten)]
     pub token: TokenArgs,
     /// Address to listen on.
@@ -75,7 +77,7 @@ pub struct Opts {
 
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let store = opts.db.open().await?;
+    let store = opts.db.open_with(opts.pool.pool(&opts.db.url)).await?;
     if !opts.no_migrate {
         for name in store.migrate().await.context("applying migrations")? {
             tracing::info!(migration = %name, "applied migration");
@@ -127,10 +129,12 @@ async fn bootstrap_first_client(store: &dyn Store, account: &AccountId, address:
     let base = format!("http://{address}");
     println!(
         "\nNo API client existed, so an admin client was created for account {account}.\n\
-         Its secret is shown only this once:\n\n  \
+         Its secret is shown only this once (lost it? `customers clients create` makes another):\n\n  \
          client_id:     {id}\n  client_secret: {secret}\n\n\
+         For the README's walkthrough, in another shell:\n\n  \
+         export CLIENT_ID={id} CLIENT_SECRET={secret} BASE={base} ACCOUNT={account}\n\n\
          Get an access token:\n\n  \
-         curl -s -u '{id}:{secret}' -H 'content-type: application/json' \\\n    \
+         curl -s -u \"$CLIENT_ID:$CLIENT_SECRET\" -H 'content-type: application/json' \\\n    \
          -d '{{\"grant_type\":\"client_credentials\",\"audience\":\"{base}/v1/accounts/{account}\"}}' \\\n    \
          {base}/v1/accounts/{account}/auth/token\n",
         id = client.client_id,

@@ -22,6 +22,7 @@ pub struct IssueOpts {
     pub db: DatabaseArgs,
     #[command(flatten)]
     pub token: TokenArgs,
+    /// The account the token is for, e.g. T00000001.
     #[arg(long, value_parser = super::parse_account)]
     pub account: AccountId,
     /// Space-separated scopes.

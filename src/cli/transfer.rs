@@ -24,6 +24,7 @@ use crate::store::{now_micros, ImportOutcome, ImportRow, ImportSession, OnReject
 pub struct ImportOpts {
     #[command(flatten)]
     pub db: DatabaseArgs,
+    /// The account the customers go into, e.g. T00000001.
     #[arg(long, value_parser = super::parse_account)]
     pub account: AccountId,
     /// NDJSON file, or `-` for standard input.
@@ -47,6 +48,7 @@ pub struct ImportOpts {
 pub struct ExportOpts {
     #[command(flatten)]
     pub db: DatabaseArgs,
+    /// The account whose customers are written, e.g. T00000001.
     #[arg(long, value_parser = super::parse_account)]
     pub account: AccountId,
     /// Also export deleted customers (in their erased form).

@@ -125,7 +125,11 @@ fn parse_token_request(headers: &HeaderMap, body: &[u8]) -> ApiResult<TokenReque
     } else if is_json(headers) {
         parse_json(body)
     } else {
-        Err(ApiError::from_status(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE))
+        Err(ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the token request as application/json or application/x-www-form-urlencoded",
+        ))
     }
 }
 

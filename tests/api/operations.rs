@@ -287,11 +287,7 @@ both_backends! {
         let file = dir.path().join("in.ndjson");
         write_ndjson(&file, &lines);
         let import = || {
-            import_two_lines_a_batch(app, &file)
-                // A pair takes two connections: the import's pool has them.
-                .args(["--db-max-connections", "1"])
-                .output()
-                .unwrap()
+            import_two_lines_a_batch(app, &file).output().unwrap()
         };
 
         let out = import();
