@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::validate::FieldError;
-use crate::store::{PatchError, StoreError};
+use crate::store::{Constraint, PatchError, StoreError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -168,16 +168,17 @@ impl From<StoreError> for ApiError {
 }
 
 /// One table from unique index to API error (§4.2: a code naming the field).
-fn duplicate(constraint: &str) -> ApiError {
+fn duplicate(constraint: Constraint) -> ApiError {
     let (code, field) = match constraint {
-        "customers_customer_id_key" => ("duplicate_customer_id", "customer_id"),
-        "customers_email_key" => ("duplicate_email", "email"),
-        "customers_phone_number_key" => ("duplicate_phone_number", "phone_number"),
-        "tags_tag_key" => ("duplicate_tag", "tag"),
-        "customer_tokens_value_key" => ("duplicate_token", "value"),
-        "customer_tokens_token_id_key" => ("duplicate_token_id", "token_id"),
-        _ => {
-            tracing::error!(constraint, "unexpected unique violation");
+        Constraint::CustomerId => ("duplicate_customer_id", "customer_id"),
+        Constraint::Email => ("duplicate_email", "email"),
+        Constraint::PhoneNumber => ("duplicate_phone_number", "phone_number"),
+        Constraint::Tag => ("duplicate_tag", "tag"),
+        Constraint::TokenValue => ("duplicate_token", "value"),
+        Constraint::TokenId => ("duplicate_token_id", "token_id"),
+        // Clients are made by the CLI, never through the API.
+        Constraint::ApiClient | Constraint::Unknown => {
+            tracing::error!(?constraint, "unexpected unique violation");
             return ApiError::internal();
         }
     };

@@ -570,20 +570,14 @@ pub(super) async fn delete_customer(
     replace_attributes(conn, account, current.id, &[]).await?;
     let at = tick(conn, account).await?;
     let erased = current.data.erased();
-    let mut q = SqlBuilder::new(
-        conn.dialect(),
-        "UPDATE customers SET email = NULL, email_lower = NULL, phone_number = NULL, phone_unique = NULL, \
-         last_name_lower = NULL, full_name_lower = NULL, password_hash = NULL, pin_hash = NULL, ",
-    );
-    query::push_assignments(
-        &mut q,
-        [
-            ("doc", document(&erased)?),
-            ("updated_at", Param::Time(at)),
-            ("deleted_at", Param::Time(at)),
-            ("deleted_by", text(actor)),
-        ],
-    );
+    // The columns every write sets, derived from the erased data, so a
+    // column added to them is erased too; the secrets removed.
+    let cols = IndexedColumns::of(&current.customer_id, &erased);
+    let mut assignments = customer_columns(&cols, document(&erased)?, &erased, &Settings::default(), at);
+    assignments.extend(secret_columns(SecretHashes { password: Patch::Null, pin: Patch::Null }));
+    assignments.extend([("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
+    let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customers SET ");
+    query::push_assignments(&mut q, assignments);
     q.push(" WHERE id = ").bind(Param::Id(current.id));
     conn.execute(q).await?;
     if delete_tokens {

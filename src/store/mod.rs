@@ -41,10 +41,9 @@ pub use pool::CHECK_IDLE_AFTER;
 pub enum StoreError {
     #[error("not found")]
     NotFound,
-    /// A unique constraint refused the write; `constraint` is the index name
-    /// shared by both migration sets (e.g. `customers_email_key`).
-    #[error("conflict on {constraint}")]
-    Conflict { constraint: &'static str },
+    /// A unique constraint refused the write.
+    #[error("conflict on {constraint:?}")]
+    Conflict { constraint: Constraint },
     /// The write would break a rule that only the database can check
     /// (a referenced record is missing, a cursor names no customer, …).
     #[error("invalid input")]
@@ -524,19 +523,70 @@ pub(super) fn attribute_rows(data: &CustomerData) -> Vec<(String, Option<String>
     data.attributes.as_ref().map(crate::domain::validate::attribute_entries).unwrap_or_default()
 }
 
-/// Maps a unique-index name (as named in both migration sets) to the static
-/// name the HTTP layer matches on.
-pub fn known_constraint(name: &str) -> &'static str {
-    const KNOWN: [&str; 7] = [
-        "customers_customer_id_key",
-        "customers_email_key",
-        "customers_phone_number_key",
-        "api_clients_pkey",
-        "tags_tag_key",
-        "customer_tokens_token_id_key",
-        "customer_tokens_value_key",
+/// The unique constraints a write can run into, named as both migration
+/// sets name their indexes. One list: each backend recognises them here,
+/// and the HTTP layer maps each to its answer with an exhaustive `match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Constraint {
+    CustomerId,
+    Email,
+    PhoneNumber,
+    ApiClient,
+    Tag,
+    TokenId,
+    TokenValue,
+    /// An index this list does not know (a bug: every unique index is here).
+    Unknown,
+}
+
+impl Constraint {
+    pub const ALL: [Constraint; 7] = [
+        Constraint::CustomerId,
+        Constraint::Email,
+        Constraint::PhoneNumber,
+        Constraint::ApiClient,
+        Constraint::Tag,
+        Constraint::TokenId,
+        Constraint::TokenValue,
     ];
-    KNOWN.into_iter().find(|k| *k == name).unwrap_or("unknown")
+
+    /// The index's name in both migration sets.
+    pub fn index_name(self) -> &'static str {
+        match self {
+            Constraint::CustomerId => "customers_customer_id_key",
+            Constraint::Email => "customers_email_key",
+            Constraint::PhoneNumber => "customers_phone_number_key",
+            Constraint::ApiClient => "api_clients_pkey",
+            Constraint::Tag => "tags_tag_key",
+            Constraint::TokenId => "customer_tokens_token_id_key",
+            Constraint::TokenValue => "customer_tokens_value_key",
+            Constraint::Unknown => "unknown",
+        }
+    }
+
+    /// The `table.column` SQLite's unique-violation message names.
+    pub fn sqlite_column(self) -> &'static str {
+        match self {
+            Constraint::CustomerId => "customers.customer_id",
+            Constraint::Email => "customers.email_lower",
+            Constraint::PhoneNumber => "customers.phone_unique",
+            Constraint::ApiClient => "api_clients.client_id",
+            Constraint::Tag => " tags.tag",
+            Constraint::TokenId => "customer_tokens.token_id",
+            Constraint::TokenValue => "customer_tokens.value",
+            Constraint::Unknown => "",
+        }
+    }
+
+    /// The constraint PostgreSQL names by its index.
+    pub fn from_index_name(name: &str) -> Self {
+        Self::ALL.into_iter().find(|c| c.index_name() == name).unwrap_or(Constraint::Unknown)
+    }
+
+    /// The constraint a SQLite unique-violation message names by column.
+    pub fn from_sqlite_message(message: &str) -> Self {
+        Self::ALL.into_iter().find(|c| message.contains(c.sqlite_column())).unwrap_or(Constraint::Unknown)
+    }
 }
 
 /// The server's timestamps have microsecond precision in both stores.
@@ -565,6 +615,21 @@ pub fn change_customer_id_key(at: DateTime<Utc>, old: &str, new: &str) -> String
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn constraints_are_recognised_by_index_name_and_by_sqlite_column() {
+        for constraint in Constraint::ALL {
+            assert_eq!(Constraint::from_index_name(constraint.index_name()), constraint);
+            let message = format!("UNIQUE constraint failed: {}", constraint.sqlite_column().trim());
+            assert_eq!(Constraint::from_sqlite_message(&message), constraint, "{message}");
+        }
+        // `customer_tags.tag_id` is no tag name.
+        assert_eq!(
+            Constraint::from_sqlite_message("UNIQUE constraint failed: customer_tags.tag_id"),
+            Constraint::Unknown
+        );
+        assert_eq!(Constraint::from_index_name("other_key"), Constraint::Unknown);
+    }
 
     #[test]
     fn indexed_columns_lower_case_and_join_names() {

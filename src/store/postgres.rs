@@ -18,7 +18,7 @@ use super::ops::{impl_conn, read_again_if_lost, run_migrations, Backend, Conn, H
 use super::point_reads::{Fetch, PointReads};
 use super::pool::{connection_lost, Pool};
 use super::query::{Dialect, Param};
-use super::{known_constraint, PoolOptions, StoreError};
+use super::{Constraint, PoolOptions, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -166,7 +166,7 @@ fn arguments(params: Vec<Param>) -> Result<PgArguments, StoreError> {
 fn translate(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict { constraint: known_constraint(db.constraint().unwrap_or_default()) }
+            StoreError::Conflict { constraint: Constraint::from_index_name(db.constraint().unwrap_or_default()) }
         }
         // Class 22 (data exception): a value the database cannot take, such
         // as a NUL character. Validation should catch these first; this is

@@ -511,13 +511,30 @@ fn push_scoped_ranges(
 /// and nothing beyond the plain scope: no change time, attributes, tag or
 /// token conditions.
 fn is_other_filter_free(filter: &CustomerFilter) -> bool {
-    let prefixes = [&filter.search, &filter.email, &filter.phone_number].iter().filter(|p| p.is_some()).count();
+    // Every field named, none skipped with `..`: a filter added later must
+    // be placed here on one side or the other, or this stops compiling
+    // (left out, a prefix search would ignore it and `total-count` be wrong).
+    let CustomerFilter {
+        email,
+        phone_number,
+        search,
+        // The scope every strategy applies itself (`push_scope`).
+        types: _,
+        include_deleted: _,
+        // Filters the prefix strategies cannot apply.
+        since,
+        attributes,
+        tag_id,
+        token_type,
+        token_value,
+    } = filter;
+    let prefixes = [search, email, phone_number].iter().filter(|p| p.is_some()).count();
     prefixes <= 1
-        && filter.since.is_none()
-        && filter.attributes.is_empty()
-        && filter.tag_id.is_none()
-        && filter.token_type.is_none()
-        && filter.token_value.is_none()
+        && since.is_none()
+        && attributes.is_empty()
+        && tag_id.is_none()
+        && token_type.is_none()
+        && token_value.is_none()
 }
 
 /// The account and the cheap row conditions: deletion, type, change time.
@@ -546,15 +563,30 @@ fn push_scope(q: &mut SqlBuilder, account: &AccountId, filter: &CustomerFilter) 
 fn push_matches(q: &mut SqlBuilder, filter: &CustomerFilter, candidates_joined: bool, alias: &str) {
     let driving = if candidates_joined { prefix_filter(filter).map(|(p, _)| p as *const Prefix) } else { None };
     let applies = |p: &Prefix| driving != Some(p as *const Prefix);
-    if let Some(prefix) = filter.email.as_ref().filter(|p| applies(p)) {
+    // Every field named (no `..`): a new filter must be applied here or in
+    // `push_scope`, or this stops compiling.
+    let CustomerFilter {
+        email,
+        phone_number,
+        search,
+        attributes,
+        tag_id,
+        token_type,
+        token_value,
+        // Applied by `push_scope`.
+        types: _,
+        include_deleted: _,
+        since: _,
+    } = filter;
+    if let Some(prefix) = email.as_ref().filter(|p| applies(p)) {
         q.push(" AND ");
         push_range(q, &format!("{alias}.email_lower"), prefix);
     }
-    if let Some(prefix) = filter.phone_number.as_ref().filter(|p| applies(p)) {
+    if let Some(prefix) = phone_number.as_ref().filter(|p| applies(p)) {
         q.push(" AND ");
         push_range(q, &format!("{alias}.phone_number"), prefix);
     }
-    if let Some(prefix) = filter.search.as_ref().filter(|p| applies(p)) {
+    if let Some(prefix) = search.as_ref().filter(|p| applies(p)) {
         q.push(" AND (");
         for (i, column) in SEARCH_COLUMNS.iter().enumerate() {
             if i > 0 {
@@ -564,7 +596,7 @@ fn push_matches(q: &mut SqlBuilder, filter: &CustomerFilter, candidates_joined: 
         }
         q.push(")");
     }
-    for attribute in &filter.attributes {
+    for attribute in attributes {
         q.push(" AND EXISTS (SELECT 1 FROM customer_attributes a WHERE a.customer_pk = c.id AND a.key = ")
             .bind(Param::Text(attribute.key.clone()));
         if let Some(value) = &attribute.value {
@@ -572,17 +604,17 @@ fn push_matches(q: &mut SqlBuilder, filter: &CustomerFilter, candidates_joined: 
         }
         q.push(")");
     }
-    if let Some(tag) = filter.tag_id {
+    if let Some(tag) = *tag_id {
         q.push(" AND EXISTS (SELECT 1 FROM customer_tags ct WHERE ct.customer_pk = c.id AND ct.tag_id = ")
             .bind(Param::Id(tag))
             .push(")");
     }
-    if filter.token_type.is_some() || filter.token_value.is_some() {
+    if token_type.is_some() || token_value.is_some() {
         q.push(" AND EXISTS (SELECT 1 FROM customer_tokens t WHERE t.customer_pk = c.id AND t.deleted_at IS NULL");
-        if let Some(kind) = &filter.token_type {
+        if let Some(kind) = token_type {
             q.push(" AND t.type = ").bind(Param::Text(kind.clone()));
         }
-        if let Some(value) = &filter.token_value {
+        if let Some(value) = token_value {
             q.push(" AND t.value = ").bind(Param::Text(value.clone()));
         }
         q.push(")");

@@ -17,7 +17,7 @@ use super::pool::Pool;
 use super::query::{Dialect, Param, SqlBuilder};
 use super::rows::DbRow;
 use super::sqlite_reader::{ReadConn, Reader, ReaderOptions};
-use super::{PoolOptions, StoreError};
+use super::{Constraint, PoolOptions, StoreError};
 
 /// The bulk writer's page cache, 256 MiB: the indexes of a million
 /// customers stay in memory while an import inserts into all of them.
@@ -215,20 +215,7 @@ pub(super) fn arguments(params: Vec<Param>) -> Result<SqliteArguments<'static>, 
 fn translate(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            let message = db.message();
-            let constraint = [
-                ("customers.email_lower", "customers_email_key"),
-                ("customers.phone_unique", "customers_phone_number_key"),
-                ("customers.customer_id", "customers_customer_id_key"),
-                ("api_clients.client_id", "api_clients_pkey"),
-                (" tags.tag", "tags_tag_key"),
-                ("customer_tokens.token_id", "customer_tokens_token_id_key"),
-                ("customer_tokens.value", "customer_tokens_value_key"),
-            ]
-            .into_iter()
-            .find(|(column, _)| message.contains(column))
-            .map_or("unknown", |(_, name)| name);
-            StoreError::Conflict { constraint }
+            StoreError::Conflict { constraint: Constraint::from_sqlite_message(db.message()) }
         }
         // sqlx reports the extended result code; its low byte is the primary.
         sqlx::Error::Database(db)

@@ -14,6 +14,7 @@ mod listing;
 mod openapi;
 mod operations;
 mod processes;
+mod schema;
 mod settings;
 mod tags;
 mod tokens;
