@@ -1,5 +1,5 @@
-//! Operations endpoints (§9): liveness, readiness (checks the database),
-//! Prometheus metrics and the OpenAPI document.
+//! Operations endpoints (§9): liveness, readiness (checks the database) and
+//! Prometheus metrics. (The OpenAPI document is served by `openapi`.)
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -7,17 +7,12 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use utoipa::OpenApi;
 
 use super::error::ApiError;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(openapi))
+    Router::new().route("/health/live", get(live)).route("/health/ready", get(ready)).route("/metrics", get(metrics))
 }
 
 /// The process is up.
@@ -40,10 +35,4 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Val
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
-}
-
-/// This document.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", responses((status = 200)))]
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(super::openapi::ApiDoc::openapi())
 }

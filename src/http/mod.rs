@@ -142,6 +142,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         .merge(tokens::router())
         .merge(auth::router())
         .merge(health::router())
+        .merge(openapi::router())
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED) })
         .layer(middleware::from_fn_with_state(state.clone(), limit_anonymous_callers))

@@ -1,5 +1,8 @@
-//! The OpenAPI 3 document, generated from the handlers' annotations.
+//! The OpenAPI 3 document, generated from the handlers' annotations, and
+//! the route that serves it.
 
+use axum::routing::get;
+use axum::{Json, Router};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -19,7 +22,17 @@ use crate::domain::settings::{
 use crate::domain::validate::FieldError;
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{auth, customers, health, settings, tags, tokens};
+use super::{auth, customers, health, settings, tags, tokens, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/openapi.json", get(openapi))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", responses((status = 200)))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,7 +47,7 @@ use super::{auth, customers, health, settings, tags, tokens};
         tags::list_tags, tags::create_tag, tags::delete_tag, tags::get_customer_tags, tags::set_customer_tags,
         tokens::list_tokens, tokens::add_token, tokens::delete_token,
         tokens::record_event, tokens::list_events, tokens::clear_events,
-        health::live, health::ready, health::metrics, health::openapi,
+        health::live, health::ready, health::metrics, openapi,
     ),
     components(schemas(
         Customer, CustomerData, CustomerInput, CustomerType, Address, AddressType, Company, Consent,

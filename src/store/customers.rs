@@ -1,6 +1,6 @@
 //! The customer flows (§4): create, update, delete with erasure, change of
 //! customer_id and listing — written once over [`Conn`], run by
-//! [`SqlStore`](super::ops::SqlStore) inside each backend's transactions.
+//! the SQL store inside each backend's transactions.
 
 use serde_json::json;
 use uuid::Uuid;
@@ -15,7 +15,7 @@ use crate::domain::stored::StoredCustomer;
 use crate::domain::validate::Errors;
 
 use super::cursors::CursorTimes;
-use super::ops::Conn;
+use super::engine::Conn;
 use super::query::{self, opt_text, text, Dialect, Param, SqlBuilder, Strategy, CUSTOMER_COLUMNS};
 use super::rows::{IdempotencyRow, SettingsRow};
 use super::{

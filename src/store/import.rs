@@ -16,7 +16,7 @@ use crate::domain::settings::{normalise_phone, AutoTokenValue, Settings};
 use super::customers::{
     check_rules, customer_columns, customer_number, document, load_settings, note_customer_number, tick_block,
 };
-use super::ops::{Backend, Conn};
+use super::engine::{Backend, Conn};
 use super::query::{self, opt_text, text, Dialect, Param, SqlBuilder};
 use super::rows::db_row;
 use super::{new_id, now_micros, ImportOutcome, ImportRow, ImportSession, OnRejected, StoreError};
@@ -645,7 +645,7 @@ mod tests {
             async move { store.get_customer(account, id).await.unwrap().is_some() }
         };
 
-        let mut session = Importer::new(&store.0, &account, "test", OnRejected::KeepTheRest);
+        let mut session = Importer::new(&store.backend, &account, "test", OnRejected::KeepTheRest);
         assert_eq!(session.spans, Some(SQLITE_TRANSACTION_LIMIT));
         session.spans = Some(TransactionLimit { rows: 4, time: Duration::from_secs(3600) });
         session.write(vec![batch(&["a", "b"])]).await.unwrap();
@@ -657,7 +657,7 @@ mod tests {
         assert!(!stored("e").await, "dropped, not committed");
 
         // A transaction open for its time is committed after the batch.
-        let mut timed = Importer::new(&store.0, &account, "test", OnRejected::KeepTheRest);
+        let mut timed = Importer::new(&store.backend, &account, "test", OnRejected::KeepTheRest);
         timed.spans = Some(TransactionLimit { rows: 100, time: Duration::from_millis(300) });
         timed.write(vec![batch(&["f"])]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -665,7 +665,7 @@ mod tests {
         assert!(stored("g").await, "committed after its time");
         drop(timed);
 
-        let mut again = Importer::new(&store.0, &account, "test", OnRejected::KeepTheRest);
+        let mut again = Importer::new(&store.backend, &account, "test", OnRejected::KeepTheRest);
         let outcomes = again.write(vec![batch(&["d", "e"])]).await.unwrap();
         again.commit().await.unwrap();
         assert_eq!((outcomes[0].inserted, outcomes[0].existing.len()), (1, 1));
@@ -673,7 +673,7 @@ mod tests {
 
         // Under `--strict` a refused batch is rolled back alone: one
         // transaction a batch.
-        let strict = Importer::new(&store.0, &account, "test", OnRejected::RollBack);
+        let strict = Importer::new(&store.backend, &account, "test", OnRejected::RollBack);
         assert_eq!(strict.spans, None);
         store.close().await;
     }

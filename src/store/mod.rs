@@ -23,18 +23,18 @@ mod admission;
 mod copy;
 mod cursors;
 mod customers;
+mod engine;
 mod import;
-mod ops;
 mod point_reads;
 mod pool;
 pub mod postgres;
 pub mod query;
 mod records;
 mod rows;
+mod sql_store;
 pub mod sqlite;
-mod sqlite_reader;
 
-pub use ops::parsed;
+pub use engine::parsed;
 pub use pool::CHECK_IDLE_AFTER;
 
 #[derive(Debug, thiserror::Error)]

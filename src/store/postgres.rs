@@ -14,10 +14,11 @@ use crate::domain::ids::AccountId;
 use super::admission::{LongReadSlot, LongReads};
 use super::copy::CopyRows;
 use super::customers::by_customer_ids;
-use super::ops::{impl_conn, read_again_if_lost, run_migrations, Backend, Conn, Handle, SqlStore};
+use super::engine::{impl_conn, read_again_if_lost, run_migrations, Backend, Conn, Handle};
 use super::point_reads::{Fetch, PointReads};
 use super::pool::{connection_lost, Pool};
 use super::query::{Dialect, Param};
+use super::sql_store::SqlStore;
 use super::{Constraint, PoolOptions, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -48,7 +49,7 @@ impl PostgresStore {
         let long_reads = LongReads::new(options.long_reads, options.acquire_timeout);
         let batches = super::cores();
         let point_reads = PointReads::new(batches, options.acquire_timeout, fetch_customers(pool.clone()));
-        Ok(SqlStore(PostgresBackend { pool, long_reads, point_reads }, Default::default()))
+        Ok(SqlStore::new(PostgresBackend { pool, long_reads, point_reads }))
     }
 }
 

@@ -16,7 +16,7 @@ use crate::domain::records::{
 use crate::domain::settings::Settings;
 
 use super::customers::{live_for_update, load_settings, select_by_customer_id};
-use super::ops::Conn;
+use super::engine::Conn;
 use super::query::{self, opt_text, text, Param, SqlBuilder, CUSTOMER_COLUMNS};
 use super::rows::{db_row, Ts};
 use super::{new_id, now_micros, CustomerRef, EventListParams, Page, StoreError};

@@ -1,5 +1,5 @@
 //! Row types, written once for both backends and both SQLite readers (sqlx,
-//! and the direct reader of `sqlite_reader`). Timestamps decode through
+//! and the direct reader of `sqlite::reader`). Timestamps decode through
 //! [`Ts`]: microseconds (`INTEGER`) in SQLite, `timestamptz` in PostgreSQL.
 
 use chrono::{DateTime, Utc};

@@ -9,7 +9,7 @@
 //! A read holds the async worker it runs on for the time of the query: tens
 //! of microseconds for a point read or a page. Reads that can take long (a
 //! search, a count over thousands of matches) leave the worker first for a
-//! blocking-pool thread (`ops::off_worker`), one per core at a time (8 at
+//! blocking-pool thread (`sql_store::off_worker`), one per core at a time (8 at
 //! once, each with its own page cache, took the process to 77 MiB). Run on
 //! the worker, 8 connections of counts held 8 connections of GETs to 34–54
 //! answers/s, p50 150–200 ms; moved off, the GETs ran at 16,900/s, p50
@@ -32,11 +32,11 @@ use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{OpenFlags, ToSql};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::admission::{acquire, LongReadSlot, LongReads};
-use super::ops::Conn;
-use super::query::{Dialect, Param, SqlBuilder};
-use super::rows::{self, DbRow};
-use super::StoreError;
+use crate::store::admission::{acquire, LongReadSlot, LongReads};
+use crate::store::engine::Conn;
+use crate::store::query::{Dialect, Param, SqlBuilder};
+use crate::store::rows::{self, DbRow};
+use crate::store::StoreError;
 
 /// Prepared statements kept per connection: the list filters combine into
 /// a few dozen distinct queries.
@@ -260,7 +260,7 @@ fn translate(error: rusqlite::Error) -> StoreError {
         rusqlite::Error::SqliteFailure(failure, _) if failure.code == rusqlite::ErrorCode::OperationInterrupted => {
             StoreError::TimedOut
         }
-        rusqlite::Error::SqliteFailure(failure, _) if super::sqlite::cannot_serve(failure.extended_code & 0xff) => {
+        rusqlite::Error::SqliteFailure(failure, _) if super::cannot_serve(failure.extended_code & 0xff) => {
             StoreError::Unavailable(error.to_string())
         }
         _ => StoreError::Other(error.to_string()),

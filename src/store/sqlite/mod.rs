@@ -11,13 +11,16 @@ use sqlx::{Arguments, Sqlite};
 
 use crate::domain::ids::AccountId;
 
+mod reader;
+
 use super::admission::LongReadSlot;
-use super::ops::{impl_conn, run_migrations, Backend, Conn, Handle, SqlStore};
+use super::engine::{impl_conn, run_migrations, Backend, Conn, Handle};
 use super::pool::Pool;
 use super::query::{Dialect, Param, SqlBuilder};
 use super::rows::DbRow;
-use super::sqlite_reader::{ReadConn, Reader, ReaderOptions};
+use super::sql_store::SqlStore;
 use super::{Constraint, PoolOptions, StoreError};
+use reader::{ReadConn, Reader, ReaderOptions};
 
 /// The bulk writer's page cache, 256 MiB: the indexes of a million
 /// customers stay in memory while an import inserts into all of them.
@@ -37,7 +40,7 @@ pub type SqliteStore = SqlStore<SqliteBackend>;
 
 pub struct SqliteBackend {
     pool: Pool<Sqlite>,
-    /// Reads on the calling thread (see `sqlite_reader`); `None` for an
+    /// Reads on the calling thread (see `reader`); `None` for an
     /// in-memory database, which only the pool's connections can see.
     reader: Option<Reader>,
 }
@@ -80,7 +83,7 @@ impl SqliteStore {
                 },
             )?)
         };
-        Ok(SqlStore(SqliteBackend { pool, reader }, Default::default()))
+        Ok(SqlStore::new(SqliteBackend { pool, reader }))
     }
 }
 
@@ -261,7 +264,7 @@ mod tests {
         let file = format!("sqlite://{}", dir.path().join("t.db").display());
         for (url, direct) in [(file.as_str(), true), ("sqlite::memory:", false)] {
             let store = SqliteStore::connect(url, &PoolOptions::default()).await.unwrap();
-            assert_eq!(store.0.reader.is_some(), direct, "{url}");
+            assert_eq!(store.backend.reader.is_some(), direct, "{url}");
             store.migrate().await.unwrap();
             store.insert_client(client()).await.unwrap();
             let found = store.find_client("c1").await.unwrap().expect("the client just written");
