@@ -14,10 +14,10 @@ use tokio::sync::mpsc::error::TryRecvError;
 use uuid::Uuid;
 
 use crate::config::DatabaseArgs;
+use crate::domain::body::{self, Shape};
 use crate::domain::customer::CustomerInput;
 use crate::domain::ids::AccountId;
 use crate::domain::listing::{CustomerFilter, ListParams, TypeFilter};
-use crate::http::extract::parse_json;
 use crate::store::{now_micros, ImportOutcome, ImportRow, ImportSession, OnRejected};
 
 #[derive(Args, Debug)]
@@ -67,14 +67,7 @@ pub fn parse_line(account: &AccountId, line_no: u64, line: &str) -> Result<Optio
     if trimmed.is_empty() {
         return Ok(None);
     }
-    let mut input: CustomerInput = parse_json(trimmed.as_bytes()).map_err(|e| {
-        let details: Vec<String> = e.errors.iter().map(|f| format!("{}: {}", f.field, f.message)).collect();
-        if details.is_empty() {
-            e.message
-        } else {
-            details.join("; ")
-        }
-    })?;
+    let mut input: CustomerInput = body::parse(trimmed.as_bytes(), Shape::Object).map_err(|error| error.describe())?;
     if input.deleted_at.is_some() {
         return Ok(None);
     }

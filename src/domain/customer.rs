@@ -624,6 +624,83 @@ impl CustomerData {
     }
 }
 
+/// Why an update was refused.
+#[derive(Debug)]
+pub enum PatchError {
+    Invalid(Vec<FieldError>),
+    Forbidden(&'static str),
+    /// The caller's `If-Match` names another version.
+    VersionMismatch,
+}
+
+/// The rules of an update beyond each field's own: which record a caller
+/// may change, its version, the types only writers may set, and the
+/// private attributes a self-service caller neither sees nor sets.
+pub struct UpdateRules {
+    /// For a `user:customers` caller: the `id` of the only record it may
+    /// change. `None`: a writer (admin or write scope).
+    pub own_record: Option<String>,
+    /// The `If-Match` list, when one was sent.
+    pub expected_version: Option<String>,
+}
+
+impl UpdateRules {
+    /// The customer's new data: `input` applied to `current`, or why not.
+    /// `private` names the account's private attributes.
+    pub fn apply(
+        &self,
+        input: CustomerInput,
+        current: &Customer,
+        private: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<CustomerData, PatchError> {
+        let self_service = self.own_record.is_some();
+        if self.own_record.as_ref().is_some_and(|own| *own != current.id.to_string()) {
+            return Err(PatchError::Forbidden("a user:customers token may only access its own customer"));
+        }
+        if self.expected_version.as_deref().is_some_and(|tag| !current.matches(tag)) {
+            return Err(PatchError::VersionMismatch);
+        }
+        let data = current.data.clone();
+        let was_privileged = data.customer_type.is_privileged();
+        if self_service {
+            reject_private_attributes(&input, private)?;
+        }
+        let kept: Vec<(String, Value)> = private
+            .iter()
+            .filter_map(|name| Some((name.clone(), data.attributes.as_ref()?.get(name)?.clone())))
+            .collect();
+        let identity = Identity { id: current.id, customer_id: &current.customer_id };
+        let mut updated = input.apply_to(data, identity, now).map_err(PatchError::Invalid)?;
+        if self_service && (was_privileged || updated.customer_type.is_privileged()) {
+            return Err(PatchError::Forbidden("customers of type employee or other need admin or write scope"));
+        }
+        if self_service && !kept.is_empty() {
+            // The caller cannot see private attributes, so replacing the
+            // attributes object must not drop them.
+            updated.attributes.get_or_insert_with(Default::default).extend(kept);
+        }
+        Ok(updated)
+    }
+}
+
+/// A self-service caller may not set attributes it cannot see.
+fn reject_private_attributes(input: &CustomerInput, private: &[String]) -> Result<(), PatchError> {
+    let Some(attributes) = input.attributes.as_value() else {
+        return Ok(());
+    };
+    let errors: Vec<FieldError> = private
+        .iter()
+        .filter(|name| attributes.contains_key(*name))
+        .map(|name| FieldError::new(format!("attributes.{name}"), "not_allowed", "is a private attribute"))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(PatchError::Invalid(errors))
+    }
+}
+
 fn validate_address(errors: &mut Errors, i: usize, address: &Address) {
     let field = |name: &str| format!("addresses[{i}].{name}");
     if address.address_line.trim().is_empty() {
@@ -670,6 +747,79 @@ mod tests {
 
     fn codes(errors: &[FieldError]) -> Vec<(&str, &str)> {
         errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect()
+    }
+
+    fn customer(id: Uuid, data: Value) -> Customer {
+        Customer {
+            id,
+            customer_id: "c-1".into(),
+            data: serde_json::from_value(data).unwrap(),
+            created_at: now(),
+            created_by: "t".into(),
+            updated_at: now(),
+            deleted_at: None,
+            deleted_by: None,
+        }
+    }
+
+    #[test]
+    fn update_rules_keep_self_service_callers_to_their_record_and_rights() {
+        let id = Uuid::from_u128(7);
+        let current =
+            customer(id, json!({"type": "customer", "first_name": "Ada", "attributes": {"score": 3, "tier": "a"}}));
+        let private = vec!["score".to_owned()];
+        let own = UpdateRules { own_record: Some(id.to_string()), expected_version: None };
+        let writer = UpdateRules { own_record: None, expected_version: None };
+
+        let other = UpdateRules { own_record: Some(Uuid::from_u128(8).to_string()), expected_version: None };
+        assert!(matches!(other.apply(input(json!({})), &current, &private, now()), Err(PatchError::Forbidden(_))));
+        let promoted = own.apply(input(json!({"type": "employee"})), &current, &private, now());
+        assert!(matches!(promoted, Err(PatchError::Forbidden(_))), "only writers set privileged types");
+        assert_eq!(
+            writer.apply(input(json!({"type": "employee"})), &current, &private, now()).unwrap().customer_type,
+            CustomerType::Employee
+        );
+
+        let Err(PatchError::Invalid(errors)) =
+            own.apply(input(json!({"attributes": {"score": 9}})), &current, &private, now())
+        else {
+            panic!("a private attribute set by a self-service caller")
+        };
+        assert_eq!(codes(&errors), vec![("attributes.score", "not_allowed")]);
+        let replaced = own.apply(input(json!({"attributes": {"tier": "b"}})), &current, &private, now()).unwrap();
+        assert_eq!(
+            replaced.attributes.unwrap(),
+            json!({"tier": "b", "score": 3}).as_object().unwrap().clone(),
+            "the private one is kept"
+        );
+        let by_writer = writer.apply(input(json!({"attributes": {"tier": "b"}})), &current, &private, now()).unwrap();
+        assert_eq!(
+            by_writer.attributes.unwrap(),
+            json!({"tier": "b"}).as_object().unwrap().clone(),
+            "a writer replaces all"
+        );
+    }
+
+    #[test]
+    fn update_rules_check_the_version() {
+        let current = customer(Uuid::from_u128(7), json!({"type": "customer"}));
+        let rules = |tag: &str| UpdateRules { own_record: None, expected_version: Some(tag.to_owned()) };
+        assert!(matches!(
+            rules("\"1\"").apply(input(json!({})), &current, &[], now()),
+            Err(PatchError::VersionMismatch)
+        ));
+        assert!(rules(&current.etag()).apply(input(json!({})), &current, &[], now()).is_ok());
+        assert!(rules("*").apply(input(json!({})), &current, &[], now()).is_ok());
+    }
+
+    #[test]
+    fn privileged_types_and_deletion_are_told() {
+        assert!(CustomerType::Employee.is_privileged() && CustomerType::Other.is_privileged());
+        assert!(!CustomerType::Customer.is_privileged() && !CustomerType::Contact.is_privileged());
+        let mut customer = customer(Uuid::from_u128(1), json!({"type": "customer"}));
+        assert!(!customer.is_deleted());
+        customer.deleted_at = Some(now());
+        assert!(customer.is_deleted());
     }
 
     #[test]

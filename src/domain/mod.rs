@@ -58,6 +58,7 @@ macro_rules! entity_input {
     };
 }
 
+pub mod body;
 pub mod customer;
 pub mod ids;
 pub mod listing;

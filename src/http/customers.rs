@@ -11,14 +11,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{HashingSlots, Principal};
-use crate::domain::customer::{Customer, CustomerInput, Identity, Secrets};
+use crate::domain::customer::{Customer, CustomerInput, Secrets, UpdateRules};
 use crate::domain::ids::{AccountId, Scope};
 use crate::domain::listing::ListParams;
 use crate::domain::patch::Patch;
 use crate::domain::settings::Settings;
 use crate::domain::stored;
 use crate::domain::validate::{self, Errors, FieldError};
-use crate::store::{self, now_micros, Created, CustomerRef, NewCustomer, PatchError, SecretHashes, StoreError};
+use crate::store::{self, now_micros, Created, CustomerRef, NewCustomer, SecretHashes, StoreError, Updated};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{require, ApiJson, Auth, IdempotentJson, QueryPairs};
@@ -196,42 +196,19 @@ pub async fn update_customer(
     let secrets = input.take_secrets();
     secrets.validate().map_err(ApiError::invalid)?;
     let secrets = hash_secrets(&state.hashing, secrets).await?;
-    let privileged = auth.has_any(WRITERS);
-    let own_only = (!privileged).then(|| auth.subject.clone());
+    let restricted = !auth.has_any(WRITERS);
+    let rules = UpdateRules { own_record: restricted.then(|| auth.subject.clone()), expected_version: expected };
     let patch = Box::new(move |current: &Customer, settings: &Settings| {
-        if own_only.as_ref().is_some_and(|subject| *subject != current.id.to_string()) {
-            return Err(PatchError::Forbidden("a user:customers token may only access its own customer"));
-        }
-        if expected.as_deref().is_some_and(|tag| !current.matches(tag)) {
-            return Err(PatchError::VersionMismatch);
-        }
-        let data = current.data.clone();
-        let was_privileged = data.customer_type.is_privileged();
         let private: Vec<String> = settings.private_attributes().map(str::to_owned).collect();
-        if own_only.is_some() {
-            reject_private_attributes(&input, &private)?;
-        }
-        let kept: Vec<(String, serde_json::Value)> = private
-            .iter()
-            .filter_map(|name| Some((name.clone(), data.attributes.as_ref()?.get(name)?.clone())))
-            .collect();
-        let identity = Identity { id: current.id, customer_id: &current.customer_id };
-        let mut updated = input.apply_to(data, identity, now_micros()).map_err(PatchError::Invalid)?;
-        if !privileged && (was_privileged || updated.customer_type.is_privileged()) {
-            return Err(PatchError::Forbidden("customers of type employee or other need admin or write scope"));
-        }
-        if own_only.is_some() && !kept.is_empty() {
-            // The caller cannot see private attributes, so replacing the
-            // attributes object must not drop them.
-            updated.attributes.get_or_insert_with(Default::default).extend(kept);
-        }
-        Ok(updated)
+        rules.apply(input, current, &private, now_micros())
     });
-    let restricted = !privileged;
     match state.store.update_customer(&auth.account, &customer_id, patch, secrets, &auth.subject).await {
         Err(StoreError::NotFound) if restricted => Err(not_own_record()),
-        Ok(customer) if restricted => Ok(with_etag(hide_private(&state, &auth.account, customer).await?)),
-        result => Ok(with_etag(result?)),
+        Ok(Updated { mut customer, settings }) if restricted => {
+            settings.hide_private(&mut customer.data);
+            Ok(with_etag(customer))
+        }
+        result => Ok(with_etag(result?.customer)),
     }
 }
 
@@ -269,23 +246,6 @@ fn reject_links_to_others(auth: &Principal, input: &CustomerInput) -> ApiResult<
         "not_allowed",
         "needs admin or write scope: it names other customers",
     )]))
-}
-
-/// A `user:customers` caller may not set attributes it cannot see.
-fn reject_private_attributes(input: &CustomerInput, private: &[String]) -> Result<(), PatchError> {
-    let Some(attributes) = input.attributes.as_value() else {
-        return Ok(());
-    };
-    let errors: Vec<FieldError> = private
-        .iter()
-        .filter(|name| attributes.contains_key(*name))
-        .map(|name| FieldError::new(format!("attributes.{name}"), "not_allowed", "is a private attribute"))
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(PatchError::Invalid(errors))
-    }
 }
 
 /// Delete a customer: its personal data is erased in the same transaction.

@@ -20,7 +20,8 @@ use super::query::{self, opt_text, text, Dialect, Param, SqlBuilder, Strategy, C
 use super::rows::{IdempotencyRow, SettingsRow};
 use super::{
     attribute_rows, change_customer_id_key, micros_to_time, new_id, now_micros, Created, CustomerPage, CustomerRef,
-    IdempotencyKey, IndexedColumns, NewCustomer, PatchError, Patcher, SecretHashes, StoreError, IDEMPOTENCY_KEY_TTL,
+    IdempotencyKey, IndexedColumns, NewCustomer, PatchError, Patcher, SecretHashes, StoreError, Updated,
+    IDEMPOTENCY_KEY_TTL,
 };
 use crate::domain::patch::Patch;
 
@@ -507,12 +508,14 @@ pub(super) async fn update_customer(
     patch: Patcher,
     secrets: SecretHashes,
     actor: &str,
-) -> Result<Customer, StoreError> {
+) -> Result<Updated, StoreError> {
     let current = live_for_update(conn, account, CustomerRef::any(customer_id)).await?;
     let settings = load_settings(conn, account).await?;
     let data = patch(&current, &settings).map_err(StoreError::Rejected)?;
     check_rules(conn, account, &data, &settings).await?;
-    write_data(conn, account, current, Written { customer_id: None, data, secrets }, &settings, actor).await
+    let written = Written { customer_id: None, data, secrets };
+    let customer = write_data(conn, account, current, written, &settings, actor).await?;
+    Ok(Updated { customer, settings })
 }
 
 pub(super) async fn change_customer_id(

@@ -78,12 +78,14 @@ impl StoreError {
     }
 }
 
+pub use crate::domain::customer::PatchError;
+
+/// An updated customer, with the settings the update was checked against
+/// (the caller needs them to answer: private attributes).
 #[derive(Debug)]
-pub enum PatchError {
-    Invalid(Vec<FieldError>),
-    Forbidden(&'static str),
-    /// The caller's `If-Match` names another version.
-    VersionMismatch,
+pub struct Updated {
+    pub customer: Customer,
+    pub settings: Settings,
 }
 
 /// Computes a customer's new data from its current state and the account's
@@ -286,7 +288,7 @@ pub trait Store: Send + Sync {
         patch: Patcher,
         secrets: SecretHashes,
         actor: &str,
-    ) -> Result<Customer, StoreError>;
+    ) -> Result<Updated, StoreError>;
     /// Soft delete with erasure; also deletes the customer's tokens when
     /// `delete_tokens` (its auto tokens always go: they derive from erased data).
     async fn delete_customer(

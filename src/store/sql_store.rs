@@ -28,7 +28,7 @@ use super::records;
 use super::rows::{ClientRow, KeyRow};
 use super::{
     ClientRecord, Created, CustomerPage, CustomerRef, EventListParams, IdempotencyKey, ImportSession, NewCustomer,
-    OnRejected, Page, Patcher, SecretHashes, SigningKeyRecord, Store, StoreError,
+    OnRejected, Page, Patcher, SecretHashes, SigningKeyRecord, Store, StoreError, Updated,
 };
 
 /// A backend, and the next-page cursors its list pages handed out.
@@ -240,7 +240,7 @@ impl<B: Backend> Store for SqlStore<B> {
         patch: Patcher,
         secrets: SecretHashes,
         actor: &str,
-    ) -> Result<Customer, StoreError> {
+    ) -> Result<Updated, StoreError> {
         in_write_tx!(self.backend, |conn| update_customer(&mut conn, account, customer_id, patch, secrets, actor).await)
     }
 
