@@ -689,6 +689,36 @@ pub(super) async fn contacts_targets(
     conn.fetch_stored(q).await
 }
 
+/// A live (not deleted) customer, or `NotFound`.
+pub(super) async fn live_customer(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    customer: CustomerRef<'_>,
+) -> Result<Customer, StoreError> {
+    match select_by_customer_id(conn, account, customer.customer_id, false).await? {
+        Some(c) if !c.is_deleted() && customer.admits(&c) => Ok(c),
+        _ => Err(StoreError::NotFound),
+    }
+}
+
+/// Whether a live customer has this email and/or phone number (`HEAD`).
+pub(super) async fn customer_exists(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    email: Option<&str>,
+    phone_number: Option<&str>,
+) -> Result<bool, StoreError> {
+    let mut q = SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM customers WHERE account_id = ");
+    q.bind(text(account.as_str())).push(" AND deleted_at IS NULL");
+    if let Some(email) = email {
+        q.push(" AND email_lower = ").bind(text(&email.to_lowercase()));
+    }
+    if let Some(phone) = phone_number {
+        q.push(" AND phone_number = ").bind(text(phone));
+    }
+    Ok(conn.fetch_i64(q).await?.unwrap_or(0) > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,20 @@ pub trait Conn: Send {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
+    /// `SELECT count(*)` and what `from_where` adds, when `wanted`.
+    async fn count_if(
+        &mut self,
+        wanted: bool,
+        from_where: &(dyn for<'q> Fn(&'q mut SqlBuilder) + Sync),
+    ) -> Result<Option<i64>, StoreError> {
+        if !wanted {
+            return Ok(None);
+        }
+        let mut q = SqlBuilder::new(self.dialect(), "SELECT count(*)");
+        from_where(&mut q);
+        self.fetch_i64(q).await
+    }
+
     /// Customers with their documents parsed, for the flows that change them.
     async fn fetch_customers(&mut self, q: SqlBuilder) -> Result<Vec<Customer>, StoreError> {
         self.fetch_stored(q).await?.into_iter().map(parsed).collect()

@@ -1,6 +1,9 @@
-//! Storage: one `Store` trait the HTTP layer talks to, one implementation per
-//! backend (`sqlite`, `postgres`). Shared here: the error type, the records
-//! that cross the boundary, and the derived index columns of a customer.
+//! Storage: the `Store` trait the HTTP layer talks to, its error type, the
+//! records that cross the boundary and the derived index columns of a
+//! customer. The SQL is written once (`sql_store` runs the flows of one
+//! file per resource over `engine`'s connections, `query` builds the
+//! statements); the backends (`sqlite/`, `postgres`) only connect, bind and
+//! translate errors.
 
 use std::sync::Arc;
 
@@ -29,10 +32,13 @@ mod point_reads;
 mod pool;
 pub mod postgres;
 pub mod query;
-mod records;
 mod rows;
+mod settings;
 mod sql_store;
 pub mod sqlite;
+mod tags;
+mod terms;
+mod tokens;
 
 pub use engine::parsed;
 pub use pool::CHECK_IDLE_AFTER;
@@ -166,6 +172,15 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub has_more: bool,
     pub total: Option<i64>,
+}
+
+impl<T> Page<T> {
+    /// A page from the `limit + 1` rows fetched for it.
+    pub(crate) fn from_rows(mut items: Vec<T>, limit: u32, total: Option<i64>) -> Self {
+        let has_more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        Page { items, has_more, total }
+    }
 }
 
 #[derive(Debug, Clone)]

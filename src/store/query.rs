@@ -634,6 +634,28 @@ fn push_range(q: &mut SqlBuilder, column: &str, prefix: &Prefix) {
     q.push(")");
 }
 
+/// The keyset step of a newest-first list: rows after (`at`, `key`).
+pub(super) fn push_desc_cursor(q: &mut SqlBuilder, time_column: &str, at: DateTime<Utc>, key_column: &str, key: Param) {
+    q.push(" AND ")
+        .push(time_column)
+        .push(" <= ")
+        .bind(Param::Time(at))
+        .push(" AND (")
+        .push(time_column)
+        .push(" < ")
+        .bind(Param::Time(at))
+        .push(" OR ")
+        .push(key_column)
+        .push(" > ")
+        .bind(key)
+        .push(")");
+}
+
+/// A caller's JSON object as a parameter, SQL `NULL` when absent.
+pub(super) fn json_or_null(value: &Option<crate::domain::customer::JsonObject>) -> Result<Param, super::StoreError> {
+    Ok(value.as_ref().map(Param::json).transpose()?.unwrap_or(Param::NullJson))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! The store written once: [`SqlStore`] implements [`Store`] over any
-//! [`Backend`] by running the flows of `customers`, `records` and `import`
-//! on its connections. Backends only connect, bind and translate errors.
+//! [`Backend`] by running the flows of `customers`, `settings`, `terms`,
+//! `tags`, `tokens` and `import` on its connections. Backends only connect,
+//! bind and translate errors.
 
 use std::sync::Arc;
 
@@ -24,8 +25,8 @@ use super::customers::{
 use super::engine::{read_again_if_lost, Backend, Conn};
 use super::import::Importer;
 use super::query::{self, text, Dialect, Param, SqlBuilder};
-use super::records;
 use super::rows::{ClientRow, KeyRow};
+use super::{customers, settings, tags, terms, tokens};
 use super::{
     ClientRecord, Created, CustomerPage, CustomerRef, EventListParams, IdempotencyKey, ImportSession, NewCustomer,
     OnRejected, Page, Patcher, SecretHashes, SigningKeyRecord, Store, StoreError, Updated,
@@ -299,7 +300,7 @@ impl<B: Backend> Store for SqlStore<B> {
         email: Option<&str>,
         phone_number: Option<&str>,
     ) -> Result<bool, StoreError> {
-        on_read!(self.backend, |conn| records::customer_exists(&mut conn, account, email, phone_number).await)
+        on_read!(self.backend, |conn| customers::customer_exists(&mut conn, account, email, phone_number).await)
     }
 
     async fn get_settings(&self, account: &AccountId) -> Result<Settings, StoreError> {
@@ -307,41 +308,41 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn put_settings(&self, account: &AccountId, settings: Settings, actor: &str) -> Result<Settings, StoreError> {
-        in_write_tx!(self.backend, |conn| records::put_settings(&mut conn, account, settings, actor).await)
+        in_write_tx!(self.backend, |conn| settings::put_settings(&mut conn, account, settings, actor).await)
     }
 
     async fn create_terms(&self, account: &AccountId, terms: &str, actor: &str) -> Result<Terms, StoreError> {
-        in_write_tx!(self.backend, |conn| records::create_terms(&mut conn, account, terms, actor).await)
+        in_write_tx!(self.backend, |conn| terms::create_terms(&mut conn, account, terms, actor).await)
     }
 
     async fn get_terms(&self, account: &AccountId, id: Uuid) -> Result<Option<Terms>, StoreError> {
-        on_read!(self.backend, |conn| records::get_terms(&mut conn, account, id).await)
+        on_read!(self.backend, |conn| terms::get_terms(&mut conn, account, id).await)
     }
 
     async fn list_terms(&self, account: &AccountId, params: &PageParams) -> Result<Page<Terms>, StoreError> {
-        on_read!(self.backend, |conn| records::list_terms(&mut conn, account, params).await)
+        on_read!(self.backend, |conn| terms::list_terms(&mut conn, account, params).await)
     }
 
     async fn delete_terms(&self, account: &AccountId, id: Uuid, actor: &str) -> Result<Terms, StoreError> {
-        in_write_tx!(self.backend, |conn| records::delete_terms(&mut conn, account, id, actor).await)
+        in_write_tx!(self.backend, |conn| terms::delete_terms(&mut conn, account, id, actor).await)
     }
 
     async fn create_tag(&self, account: &AccountId, tag: TagInput, actor: &str) -> Result<Tag, StoreError> {
-        in_write_tx!(self.backend, |conn| records::create_tag(&mut conn, account, tag, actor).await)
+        in_write_tx!(self.backend, |conn| tags::create_tag(&mut conn, account, tag, actor).await)
     }
 
     async fn list_tags(&self, account: &AccountId) -> Result<Vec<Tag>, StoreError> {
-        on_read!(self.backend, |conn| records::list_tags(&mut conn, account).await)
+        on_read!(self.backend, |conn| tags::list_tags(&mut conn, account).await)
     }
 
     async fn delete_tag(&self, account: &AccountId, id: Uuid) -> Result<Tag, StoreError> {
-        in_write_tx!(self.backend, |conn| records::delete_tag(&mut conn, account, id).await)
+        in_write_tx!(self.backend, |conn| tags::delete_tag(&mut conn, account, id).await)
     }
 
     async fn customer_tags(&self, account: &AccountId, customer: CustomerRef<'_>) -> Result<Vec<Tag>, StoreError> {
         on_read!(self.backend, |conn| {
-            match records::live_customer(&mut conn, account, customer).await {
-                Ok(customer) => records::customer_tags(&mut conn, account, customer.id).await,
+            match customers::live_customer(&mut conn, account, customer).await {
+                Ok(customer) => tags::customer_tags(&mut conn, account, customer.id).await,
                 Err(error) => Err(error),
             }
         })
@@ -353,7 +354,7 @@ impl<B: Backend> Store for SqlStore<B> {
         customer: CustomerRef<'_>,
         tags: &[Uuid],
     ) -> Result<Vec<Tag>, StoreError> {
-        in_write_tx!(self.backend, |conn| records::set_customer_tags(&mut conn, account, customer, tags).await)
+        in_write_tx!(self.backend, |conn| tags::set_customer_tags(&mut conn, account, customer, tags).await)
     }
 
     async fn add_token(
@@ -365,7 +366,7 @@ impl<B: Backend> Store for SqlStore<B> {
         actor: &str,
     ) -> Result<Token, StoreError> {
         in_write_tx!(self.backend, |conn| {
-            records::add_token(&mut conn, account, customer, token, delete_events, actor).await
+            tokens::add_token(&mut conn, account, customer, token, delete_events, actor).await
         })
     }
 
@@ -375,7 +376,7 @@ impl<B: Backend> Store for SqlStore<B> {
         customer: CustomerRef<'_>,
         params: &PageParams,
     ) -> Result<Page<Token>, StoreError> {
-        on_read!(self.backend, |conn| records::list_tokens(&mut conn, account, customer, params).await)
+        on_read!(self.backend, |conn| tokens::list_tokens(&mut conn, account, customer, params).await)
     }
 
     async fn delete_token(
@@ -385,7 +386,7 @@ impl<B: Backend> Store for SqlStore<B> {
         token_id: &str,
         actor: &str,
     ) -> Result<Option<Token>, StoreError> {
-        in_write_tx!(self.backend, |conn| records::delete_token(&mut conn, account, customer, token_id, actor).await)
+        in_write_tx!(self.backend, |conn| tokens::delete_token(&mut conn, account, customer, token_id, actor).await)
     }
 
     async fn record_token_event(
@@ -394,7 +395,7 @@ impl<B: Backend> Store for SqlStore<B> {
         request: TokenEventRequest,
         actor: &str,
     ) -> Result<TokenDetail, StoreError> {
-        in_write_tx!(self.backend, |conn| records::record_token_event(&mut conn, account, request, actor).await)
+        in_write_tx!(self.backend, |conn| tokens::record_token_event(&mut conn, account, request, actor).await)
     }
 
     async fn list_token_events(
@@ -402,7 +403,7 @@ impl<B: Backend> Store for SqlStore<B> {
         account: &AccountId,
         params: &EventListParams,
     ) -> Result<Page<TokenEvents>, StoreError> {
-        on_read!(self.backend, |conn| records::list_token_events(&mut conn, account, params).await)
+        on_read!(self.backend, |conn| tokens::list_token_events(&mut conn, account, params).await)
     }
 
     async fn clear_token_events(
@@ -411,6 +412,6 @@ impl<B: Backend> Store for SqlStore<B> {
         request: ClearTokenEvents,
         actor: &str,
     ) -> Result<(), StoreError> {
-        in_write_tx!(self.backend, |conn| records::clear_token_events(&mut conn, account, request, actor).await)
+        in_write_tx!(self.backend, |conn| tokens::clear_token_events(&mut conn, account, request, actor).await)
     }
 }

@@ -1,6 +1,6 @@
-//! The flows of the account's other records — settings (§8), terms (§8),
-//! tags (§5), customer tokens (§6) and token events (§7) — written once over
-//! [`Conn`] like the customer flows.
+//! Customer tokens (§6) and token events (§7), written once over [`Conn`]:
+//! a customer's tokens, the events recorded against a token (type and
+//! value, whether or not a customer holds it) and the status they resolve to.
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -10,384 +10,16 @@ use crate::domain::customer::{Customer, JsonObject};
 use crate::domain::ids::AccountId;
 use crate::domain::listing::PageParams;
 use crate::domain::records::{
-    token_key, token_status, ClearTokenEvents, EventInput, Tag, TagInput, Terms, Token, TokenDetail, TokenEvent,
-    TokenEventRequest, TokenEvents, TokenInput, TokenRef,
+    token_key, token_status, ClearTokenEvents, EventInput, Token, TokenDetail, TokenEvent, TokenEventRequest,
+    TokenEvents, TokenInput, TokenRef,
 };
 use crate::domain::settings::Settings;
 
-use super::customers::{live_for_update, load_settings, select_by_customer_id};
+use super::customers::{live_customer, live_for_update, load_settings};
 use super::engine::Conn;
 use super::query::{self, opt_text, text, Param, SqlBuilder, CUSTOMER_COLUMNS};
 use super::rows::{db_row, Ts};
 use super::{new_id, now_micros, CustomerRef, EventListParams, Page, StoreError};
-
-fn json_param(value: &Option<JsonObject>) -> Result<Param, StoreError> {
-    Ok(value.as_ref().map(Param::json).transpose()?.unwrap_or(Param::NullJson))
-}
-
-/// Splits `limit + 1` fetched rows into a page.
-fn page<T>(mut items: Vec<T>, limit: u32, total: Option<i64>) -> Page<T> {
-    let has_more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    Page { items, has_more, total }
-}
-
-// ---- settings ----------------------------------------------------------
-
-/// Replaces the settings. Changing `allow_duplicates` re-derives the phone
-/// uniqueness column of every live customer in the same transaction, so the
-/// database keeps enforcing what the settings say.
-pub(super) async fn put_settings(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    settings: Settings,
-    actor: &str,
-) -> Result<Settings, StoreError> {
-    let before = load_settings(conn, account).await?;
-    let doc = Param::json(&settings)?;
-    let mut q = SqlBuilder::new(
-        conn.dialect(),
-        "INSERT INTO account_settings (account_id, doc, updated_at, updated_by) VALUES (",
-    );
-    query::push_list(&mut q, [text(account.as_str()), doc, Param::Time(now_micros()), text(actor)]);
-    q.push(
-        ") ON CONFLICT (account_id) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at, \
-         updated_by = excluded.updated_by",
-    );
-    conn.execute(q).await?;
-
-    let allow = settings.users.phone_number_validation.allow_duplicates;
-    if allow != before.users.phone_number_validation.allow_duplicates {
-        let value = if allow { "NULL" } else { "phone_number" };
-        let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customers SET phone_unique = ");
-        q.push(value).push(" WHERE account_id = ").bind(text(account.as_str())).push(" AND deleted_at IS NULL");
-        match conn.execute(q).await {
-            Err(StoreError::Conflict { .. }) => {
-                return Err(StoreError::invalid(
-                    "users.phone_number_validation.allow_duplicates",
-                    "duplicates_exist",
-                    "customers share phone numbers; make them unique first",
-                ))
-            }
-            other => other?,
-        };
-    }
-    Ok(settings)
-}
-
-pub(super) async fn customer_exists(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    email: Option<&str>,
-    phone_number: Option<&str>,
-) -> Result<bool, StoreError> {
-    let mut q = SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM customers WHERE account_id = ");
-    q.bind(text(account.as_str())).push(" AND deleted_at IS NULL");
-    if let Some(email) = email {
-        q.push(" AND email_lower = ").bind(text(&email.to_lowercase()));
-    }
-    if let Some(phone) = phone_number {
-        q.push(" AND phone_number = ").bind(text(phone));
-    }
-    Ok(conn.fetch_i64(q).await?.unwrap_or(0) > 0)
-}
-
-// ---- terms ---------------------------------------------------------------
-
-db_row! {
-    struct TermsRow {
-        id: Uuid,
-        terms: String,
-        created_at: Ts,
-        created_by: String,
-        deleted_at: Option<Ts>,
-        deleted_by: Option<String>,
-    }
-}
-
-impl From<TermsRow> for Terms {
-    fn from(r: TermsRow) -> Self {
-        Terms {
-            id: r.id,
-            terms: r.terms,
-            created_at: r.created_at.0,
-            created_by: r.created_by,
-            deleted_at: r.deleted_at.map(|t| t.0),
-            deleted_by: r.deleted_by,
-        }
-    }
-}
-
-const TERMS_COLUMNS: &str = "id, terms, created_at, created_by, deleted_at, deleted_by";
-
-pub(super) async fn create_terms(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    terms: &str,
-    actor: &str,
-) -> Result<Terms, StoreError> {
-    let created = Terms {
-        id: new_id(),
-        terms: terms.to_owned(),
-        created_at: now_micros(),
-        created_by: actor.to_owned(),
-        deleted_at: None,
-        deleted_by: None,
-    };
-    let mut q =
-        SqlBuilder::new(conn.dialect(), "INSERT INTO terms (id, account_id, terms, created_at, created_by) VALUES (");
-    query::push_list(
-        &mut q,
-        [Param::Id(created.id), text(account.as_str()), text(terms), Param::Time(created.created_at), text(actor)],
-    );
-    q.push(")");
-    conn.execute(q).await?;
-    Ok(created)
-}
-
-pub(super) async fn get_terms(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    id: Uuid,
-) -> Result<Option<Terms>, StoreError> {
-    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
-    q.push(TERMS_COLUMNS)
-        .push(" FROM terms WHERE account_id = ")
-        .bind(text(account.as_str()))
-        .push(" AND id = ")
-        .bind(Param::Id(id));
-    let rows: Vec<TermsRow> = conn.fetch_all(q).await?;
-    Ok(rows.into_iter().next().map(Into::into))
-}
-
-pub(super) async fn list_terms(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    params: &PageParams,
-) -> Result<Page<Terms>, StoreError> {
-    let cursor = match &params.starting_after {
-        None => None,
-        Some(raw) => {
-            let found = match Uuid::parse_str(raw) {
-                Ok(id) => get_terms(conn, account, id).await?,
-                Err(_) => None,
-            };
-            Some(found.ok_or_else(|| {
-                StoreError::invalid("starting_after", "invalid_cursor", "names no terms of this account")
-            })?)
-        }
-    };
-    let filter = |q: &mut SqlBuilder| {
-        q.push(" FROM terms WHERE account_id = ").bind(text(account.as_str()));
-        if !params.include_deleted {
-            q.push(" AND deleted_at IS NULL");
-        }
-    };
-    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
-    q.push(TERMS_COLUMNS);
-    filter(&mut q);
-    if let Some(after) = &cursor {
-        push_desc_cursor(&mut q, "created_at", after.created_at, "id", Param::Id(after.id));
-    }
-    q.push(" ORDER BY created_at DESC, id ASC LIMIT ").bind(Param::Int(i64::from(params.limit) + 1));
-    let rows: Vec<TermsRow> = conn.fetch_all(q).await?;
-    let total = if params.total {
-        let mut q = SqlBuilder::new(conn.dialect(), "SELECT count(*)");
-        filter(&mut q);
-        conn.fetch_i64(q).await?
-    } else {
-        None
-    };
-    Ok(page(rows.into_iter().map(Into::into).collect(), params.limit, total))
-}
-
-/// The keyset step of a newest-first list: rows after (`at`, `key`).
-fn push_desc_cursor(q: &mut SqlBuilder, time_column: &str, at: DateTime<Utc>, key_column: &str, key: Param) {
-    q.push(" AND ")
-        .push(time_column)
-        .push(" <= ")
-        .bind(Param::Time(at))
-        .push(" AND (")
-        .push(time_column)
-        .push(" < ")
-        .bind(Param::Time(at))
-        .push(" OR ")
-        .push(key_column)
-        .push(" > ")
-        .bind(key)
-        .push(")");
-}
-
-pub(super) async fn delete_terms(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    id: Uuid,
-    actor: &str,
-) -> Result<Terms, StoreError> {
-    let at = now_micros();
-    let mut q = SqlBuilder::new(conn.dialect(), "UPDATE terms SET ");
-    query::push_assignments(&mut q, [("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
-    q.push(" WHERE account_id = ")
-        .bind(text(account.as_str()))
-        .push(" AND id = ")
-        .bind(Param::Id(id))
-        .push(" AND deleted_at IS NULL");
-    if conn.execute(q).await? == 0 {
-        return Err(StoreError::NotFound);
-    }
-    get_terms(conn, account, id).await?.ok_or(StoreError::NotFound)
-}
-
-// ---- tags ----------------------------------------------------------------
-
-db_row! {
-    struct TagRow {
-        id: Uuid,
-        tag: String,
-        metadata: Option<Json<JsonObject>>,
-        created_at: Ts,
-        created_by: String,
-    }
-}
-
-impl From<TagRow> for Tag {
-    fn from(r: TagRow) -> Self {
-        Tag {
-            id: r.id,
-            tag: r.tag,
-            metadata: r.metadata.map(|m| m.0),
-            created_at: r.created_at.0,
-            created_by: r.created_by,
-        }
-    }
-}
-
-const TAG_COLUMNS: &str = "t.id, t.tag, t.metadata, t.created_at, t.created_by";
-
-pub(super) async fn create_tag(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    input: TagInput,
-    actor: &str,
-) -> Result<Tag, StoreError> {
-    let tag = Tag {
-        id: new_id(),
-        tag: input.tag,
-        metadata: input.metadata,
-        created_at: now_micros(),
-        created_by: actor.to_owned(),
-    };
-    let mut q = SqlBuilder::new(
-        conn.dialect(),
-        "INSERT INTO tags (id, account_id, tag, metadata, created_at, created_by) VALUES (",
-    );
-    query::push_list(
-        &mut q,
-        [
-            Param::Id(tag.id),
-            text(account.as_str()),
-            text(&tag.tag),
-            json_param(&tag.metadata)?,
-            Param::Time(tag.created_at),
-            text(actor),
-        ],
-    );
-    q.push(")");
-    conn.execute(q).await?;
-    Ok(tag)
-}
-
-pub(super) async fn list_tags(conn: &mut impl Conn, account: &AccountId) -> Result<Vec<Tag>, StoreError> {
-    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
-    q.push(TAG_COLUMNS)
-        .push(" FROM tags t WHERE t.account_id = ")
-        .bind(text(account.as_str()))
-        .push(" ORDER BY t.tag ASC, t.id ASC");
-    let rows: Vec<TagRow> = conn.fetch_all(q).await?;
-    Ok(rows.into_iter().map(Into::into).collect())
-}
-
-pub(super) async fn delete_tag(conn: &mut impl Conn, account: &AccountId, id: Uuid) -> Result<Tag, StoreError> {
-    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
-    q.push(TAG_COLUMNS)
-        .push(" FROM tags t WHERE t.account_id = ")
-        .bind(text(account.as_str()))
-        .push(" AND t.id = ")
-        .bind(Param::Id(id));
-    let rows: Vec<TagRow> = conn.fetch_all(q).await?;
-    let tag: Tag = rows.into_iter().next().ok_or(StoreError::NotFound)?.into();
-    let mut q = SqlBuilder::new(conn.dialect(), "DELETE FROM customer_tags WHERE tag_id = ");
-    q.bind(Param::Id(id));
-    conn.execute(q).await?;
-    let mut q = SqlBuilder::new(conn.dialect(), "DELETE FROM tags WHERE id = ");
-    q.bind(Param::Id(id));
-    conn.execute(q).await?;
-    Ok(tag)
-}
-
-pub(super) async fn customer_tags(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    customer_pk: Uuid,
-) -> Result<Vec<Tag>, StoreError> {
-    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
-    q.push(TAG_COLUMNS)
-        .push(" FROM tags t JOIN customer_tags ct ON ct.tag_id = t.id WHERE t.account_id = ")
-        .bind(text(account.as_str()))
-        .push(" AND ct.customer_pk = ")
-        .bind(Param::Id(customer_pk))
-        .push(" ORDER BY t.tag ASC, t.id ASC");
-    let rows: Vec<TagRow> = conn.fetch_all(q).await?;
-    Ok(rows.into_iter().map(Into::into).collect())
-}
-
-/// A live (not deleted) customer, or `NotFound`.
-pub(super) async fn live_customer(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    customer: CustomerRef<'_>,
-) -> Result<Customer, StoreError> {
-    match select_by_customer_id(conn, account, customer.customer_id, false).await? {
-        Some(c) if !c.is_deleted() && customer.admits(&c) => Ok(c),
-        _ => Err(StoreError::NotFound),
-    }
-}
-
-pub(super) async fn set_customer_tags(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    customer: CustomerRef<'_>,
-    tags: &[Uuid],
-) -> Result<Vec<Tag>, StoreError> {
-    let customer = live_for_update(conn, account, customer).await?;
-    let mut wanted: Vec<Uuid> = Vec::new();
-    for id in tags {
-        if !wanted.contains(id) {
-            wanted.push(*id);
-        }
-    }
-    if !wanted.is_empty() {
-        let mut q = SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM tags WHERE account_id = ");
-        q.bind(text(account.as_str())).push(" AND id IN (");
-        query::push_list(&mut q, wanted.iter().map(|id| Param::Id(*id)));
-        q.push(")");
-        if conn.fetch_i64(q).await?.unwrap_or(0) != wanted.len() as i64 {
-            return Err(StoreError::invalid("tags", "not_found", "names a tag this account does not have"));
-        }
-    }
-    let mut q = SqlBuilder::new(conn.dialect(), "DELETE FROM customer_tags WHERE customer_pk = ");
-    q.bind(Param::Id(customer.id));
-    conn.execute(q).await?;
-    for id in &wanted {
-        let mut q = SqlBuilder::new(conn.dialect(), "INSERT INTO customer_tags (customer_pk, tag_id) VALUES (");
-        query::push_list(&mut q, [Param::Id(customer.id), Param::Id(*id)]);
-        q.push(")");
-        conn.execute(q).await?;
-    }
-    customer_tags(conn, account, customer.id).await
-}
-
-// ---- tokens --------------------------------------------------------------
 
 db_row! {
     struct TokenRow {
@@ -464,7 +96,7 @@ pub(super) async fn add_token(
             Param::Id(customer.id),
             text(&token.kind),
             text(&token.value),
-            json_param(&token.metadata)?,
+            query::json_or_null(&token.metadata)?,
             Param::Time(token.created_at),
             text(actor),
         ],
@@ -488,13 +120,7 @@ pub(super) async fn list_tokens(
     let cursor = match &params.starting_after {
         None => None,
         Some(token_id) => {
-            let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
-            q.push(TOKEN_COLUMNS)
-                .push(" FROM customer_tokens WHERE customer_pk = ")
-                .bind(Param::Id(customer.id))
-                .push(" AND token_id = ")
-                .bind(text(token_id));
-            let found = select_tokens(conn, q).await?.into_iter().next();
+            let found = token_by_id(conn, customer.id, token_id).await?;
             Some(found.ok_or_else(|| {
                 StoreError::invalid("starting_after", "invalid_cursor", "names no token of this customer")
             })?)
@@ -513,18 +139,12 @@ pub(super) async fn list_tokens(
     q.push(TOKEN_COLUMNS);
     filter(&mut q);
     if let Some(after) = &cursor {
-        push_desc_cursor(&mut q, "created_at", after.created_at.0, "token_id", text(&after.token_id));
+        query::push_desc_cursor(&mut q, "created_at", after.created_at.0, "token_id", text(&after.token_id));
     }
     q.push(" ORDER BY created_at DESC, token_id ASC LIMIT ").bind(Param::Int(i64::from(params.limit) + 1));
     let rows = select_tokens(conn, q).await?;
-    let total = if params.total {
-        let mut q = SqlBuilder::new(conn.dialect(), "SELECT count(*)");
-        filter(&mut q);
-        conn.fetch_i64(q).await?
-    } else {
-        None
-    };
-    Ok(page(rows.into_iter().map(Into::into).collect(), params.limit, total))
+    let total = conn.count_if(params.total, &filter).await?;
+    Ok(Page::from_rows(rows.into_iter().map(Into::into).collect(), params.limit, total))
 }
 
 pub(super) async fn delete_token(
@@ -545,17 +165,20 @@ pub(super) async fn delete_token(
     if conn.execute(q).await? == 0 {
         return Ok(None);
     }
-    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
-    q.push(TOKEN_COLUMNS)
-        .push(" FROM customer_tokens WHERE customer_pk = ")
-        .bind(Param::Id(customer.id))
-        .push(" AND token_id = ")
-        .bind(text(token_id));
-    let row = select_tokens(conn, q).await?.into_iter().next().ok_or(StoreError::NotFound)?;
+    let row = token_by_id(conn, customer.id, token_id).await?.ok_or(StoreError::NotFound)?;
     Ok(Some(row.into()))
 }
 
-// ---- token events ----------------------------------------------------------
+/// A customer's token by its `token_id`, deleted or not.
+async fn token_by_id(conn: &mut impl Conn, customer_pk: Uuid, token_id: &str) -> Result<Option<TokenRow>, StoreError> {
+    let mut q = SqlBuilder::new(conn.dialect(), "SELECT ");
+    q.push(TOKEN_COLUMNS)
+        .push(" FROM customer_tokens WHERE customer_pk = ")
+        .bind(Param::Id(customer_pk))
+        .push(" AND token_id = ")
+        .bind(text(token_id));
+    Ok(select_tokens(conn, q).await?.into_iter().next())
+}
 
 db_row! {
     struct EventRow {
@@ -646,7 +269,7 @@ async fn insert_event(
             text(&token.value),
             text(&event.event),
             opt_text(status.as_ref()),
-            json_param(&event.metadata)?,
+            query::json_or_null(&event.metadata)?,
             expires_at.map_or(Param::NullTime, Param::Time),
             Param::Time(at),
             text(actor),
@@ -774,7 +397,7 @@ pub(super) async fn list_token_events(
     }
     q.push(" ORDER BY e.").push(column).push(" ASC, e.id ASC LIMIT ").bind(Param::Int(i64::from(params.limit) + 1));
     let newest: Vec<EventRow> = conn.fetch_all(q).await?;
-    let page = page(newest, params.limit, None);
+    let page = Page::from_rows(newest, params.limit, None);
     let mut items = Vec::with_capacity(page.items.len());
     for row in page.items {
         let token = TokenRef { kind: row.token_type, value: row.token_value };
