@@ -813,6 +813,49 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_taken_out_checked_and_never_shown() {
+        let mut given = input(json!({"first_name": "Ada", "password": "hunter2", "pin": "123456"}));
+        let secrets = given.take_secrets();
+        assert!(given.password.is_absent() && given.pin.is_absent(), "taken out of the input");
+        assert!(!secrets.is_absent());
+        assert!(secrets.validate().is_ok());
+        let shown = format!("{secrets:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("123456") && shown.contains("<redacted>"), "{shown}");
+        assert_eq!(
+            format!("{:?}", Secrets { password: Patch::Null, pin: Patch::Absent }),
+            r#"Secrets { password: "null", pin: "absent" }"#
+        );
+
+        assert!(Secrets::default().is_absent());
+        for only_one in [
+            Secrets { pin: Patch::Null, ..Secrets::default() },
+            Secrets { password: Patch::Null, ..Secrets::default() },
+        ] {
+            assert!(!only_one.is_absent(), "{only_one:?}");
+        }
+        let invalid = |password: &str, pin: &str| {
+            let secrets = Secrets { password: Patch::Value(password.into()), pin: Patch::Value(pin.into()) };
+            secrets
+                .validate()
+                .err()
+                .map(|errors| codes(&errors).into_iter().map(|(f, c)| format!("{f}:{c}")).collect::<Vec<_>>())
+        };
+        assert_eq!(invalid("ok", "000000"), None);
+        assert_eq!(invalid("", "12345"), Some(vec!["password:required".into(), "pin:invalid_pin".into()]));
+        assert_eq!(invalid("ok", "1234567"), Some(vec!["pin:invalid_pin".into()]));
+        assert_eq!(invalid("ok", "12345a"), Some(vec!["pin:invalid_pin".into()]));
+        assert_eq!(invalid("ok", "١٢٣٤٥٦"), Some(vec!["pin:invalid_pin".into()]), "ASCII digits only");
+    }
+
+    #[test]
+    fn the_etag_is_the_quoted_update_time_in_microseconds() {
+        let customer = customer(Uuid::from_u128(1), json!({"type": "customer"}));
+        assert_eq!(customer.etag(), format!("\"{}\"", now().timestamp_micros()));
+        assert!(customer.matches(&format!("\"1\", {}", customer.etag())));
+        assert!(!customer.matches("\"1\""));
+    }
+
+    #[test]
     fn privileged_types_and_deletion_are_told() {
         assert!(CustomerType::Employee.is_privileged() && CustomerType::Other.is_privileged());
         assert!(!CustomerType::Customer.is_privileged() && !CustomerType::Contact.is_privileged());
