@@ -9,19 +9,15 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::customer::{Customer, CustomerData};
 use crate::domain::ids::AccountId;
-use crate::domain::listing::ListParams;
 use crate::domain::settings::{AutoTokenValue, CustomerIdFormat, Settings};
-use crate::domain::stored::StoredCustomer;
 use crate::domain::validate::Errors;
 
-use super::cursors::CursorTimes;
 use super::engine::Conn;
-use super::query::{self, opt_text, text, Dialect, Param, SqlBuilder, Strategy, CUSTOMER_COLUMNS};
 use super::rows::{IdempotencyRow, SettingsRow};
+use super::sql::{self, opt_text, text, Dialect, Param, SqlBuilder, CUSTOMER_COLUMNS};
 use super::{
-    attribute_rows, change_customer_id_key, micros_to_time, new_id, now_micros, Created, CustomerPage, CustomerRef,
-    IdempotencyKey, IndexedColumns, NewCustomer, PatchError, Patcher, SecretHashes, StoreError, Updated,
-    IDEMPOTENCY_KEY_TTL,
+    attribute_rows, change_customer_id_key, micros_to_time, new_id, now_micros, Created, CustomerRef, IdempotencyKey,
+    IndexedColumns, NewCustomer, PatchError, Patcher, SecretHashes, StoreError, Updated, IDEMPOTENCY_KEY_TTL,
 };
 use crate::domain::patch::Patch;
 
@@ -75,7 +71,7 @@ pub(super) async fn check_rules(
     if !wanted.is_empty() {
         let mut q = SqlBuilder::new(conn.dialect(), "SELECT customer_id FROM customers WHERE account_id = ");
         q.bind(text(account.as_str())).push(" AND deleted_at IS NULL AND customer_id IN (");
-        query::push_list(&mut q, wanted.iter().map(|id| text(id)));
+        sql::push_list(&mut q, wanted.iter().map(|id| text(id)));
         q.push(")");
         let found = conn.fetch_strings(q).await?;
         for (i, id) in wanted.iter().enumerate() {
@@ -155,7 +151,7 @@ async fn sync_auto_tokens(
     actor: &str,
 ) -> Result<(), StoreError> {
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customer_tokens SET ");
-    query::push_assignments(&mut q, [("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
+    sql::push_assignments(&mut q, [("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
     q.push(" WHERE customer_pk = ").bind(Param::Id(customer_pk)).push(" AND source IS NOT NULL AND deleted_at IS NULL");
     for token in wanted {
         q.push(" AND NOT (type = ").bind(text(token.kind)).push(" AND value = ").bind(text(&token.value)).push(")");
@@ -180,7 +176,7 @@ async fn add_auto_tokens(
             "INSERT INTO customer_tokens (pk, account_id, token_id, customer_pk, type, value, source, created_at, \
              created_by) VALUES (",
         );
-        query::push_list(
+        sql::push_list(
             &mut q,
             [
                 Param::Id(new_id()),
@@ -228,7 +224,7 @@ async fn insert_attributes(
     );
     for (i, (key, value)) in rows.iter().enumerate() {
         q.push(if i == 0 { "(" } else { ", (" });
-        query::push_list(&mut q, [Param::Id(id), text(account.as_str()), text(key), opt_text(value.as_ref())]);
+        sql::push_list(&mut q, [Param::Id(id), text(account.as_str()), text(key), opt_text(value.as_ref())]);
         q.push(")");
     }
     conn.execute(q).await?;
@@ -284,7 +280,7 @@ async fn claim_idempotency_key(
         conn.dialect(),
         "INSERT INTO idempotency_keys (account_id, key, fingerprint, etag, response, created_at) VALUES (",
     );
-    query::push_list(
+    sql::push_list(
         &mut q,
         [text(account.as_str()), text(&key.key), text(&key.fingerprint), text(""), text(""), Param::Time(now)],
     );
@@ -328,7 +324,7 @@ async fn insert_customer(
     let mut columns = customer_columns(&cols, document(&new.data)?, &new.data, &settings, at);
     columns.extend(secret_columns(new.secrets));
     q.push(&columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")).push(") VALUES (");
-    query::push_list(
+    sql::push_list(
         &mut q,
         [Param::Id(id), text(account.as_str()), text(&customer_id), Param::Time(at), text(actor)]
             .into_iter()
@@ -428,7 +424,7 @@ pub(super) async fn select_by_customer_id(
 /// The query for the customer with this `customer_id` (see above).
 /// `SELECT <customer columns> FROM customers c WHERE c.account_id = $1`,
 /// for the caller to add its conditions.
-fn customers_of(dialect: Dialect, account: &AccountId) -> SqlBuilder {
+pub(super) fn customers_of(dialect: Dialect, account: &AccountId) -> SqlBuilder {
     let mut q = SqlBuilder::new(dialect, "SELECT ");
     q.push(CUSTOMER_COLUMNS).push(" FROM customers c WHERE c.account_id = ").bind(text(account.as_str()));
     q
@@ -451,7 +447,7 @@ pub(super) fn by_customer_ids(dialect: Dialect, account: &AccountId, customer_id
     let mut q = customers_of(dialect, account);
     q.push(" AND c.customer_id IN (");
     let padded = customer_ids.len().next_power_of_two();
-    query::push_list(&mut q, customer_ids.iter().cycle().take(padded).map(|id| text(id)));
+    sql::push_list(&mut q, customer_ids.iter().cycle().take(padded).map(|id| text(id)));
     q.push(")");
     q
 }
@@ -494,7 +490,7 @@ async fn write_data(
     let mut assignments = vec![("customer_id", text(&customer_id))];
     assignments.extend(customer_columns(&cols, document(&data)?, &data, settings, at));
     assignments.extend(secret_columns(secrets));
-    query::push_assignments(&mut q, assignments);
+    sql::push_assignments(&mut q, assignments);
     q.push(" WHERE id = ").bind(Param::Id(current.id));
     conn.execute(q).await?;
     sync_auto_tokens(conn, account, current.id, &settings.auto_tokens_for(&data), at, actor).await?;
@@ -580,12 +576,12 @@ pub(super) async fn delete_customer(
     assignments.extend(secret_columns(SecretHashes { password: Patch::Null, pin: Patch::Null }));
     assignments.extend([("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customers SET ");
-    query::push_assignments(&mut q, assignments);
+    sql::push_assignments(&mut q, assignments);
     q.push(" WHERE id = ").bind(Param::Id(current.id));
     conn.execute(q).await?;
     if delete_tokens {
         let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customer_tokens SET ");
-        query::push_assignments(&mut q, [("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
+        sql::push_assignments(&mut q, [("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
         q.push(" WHERE customer_pk = ").bind(Param::Id(current.id)).push(" AND deleted_at IS NULL");
         conn.execute(q).await?;
     } else {
@@ -602,91 +598,6 @@ pub(super) async fn delete_customer(
         .bind(Param::Id(deleted.id));
     conn.execute(q).await?;
     Ok(deleted)
-}
-
-pub(super) async fn list_customers(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    params: &ListParams,
-    cursors: &CursorTimes,
-) -> Result<CustomerPage, StoreError> {
-    // The change feed pages by `updated_at`, which changes: only the
-    // `created_at` order's cursors are kept.
-    let by_creation = params.filter.since.is_none();
-    let cursor_at = params.starting_after.filter(|_| by_creation).and_then(|id| cursors.get(account, id));
-    let mut strategy = Strategy::first(&params.filter);
-    let mut customers = loop {
-        let q = query::list_page(conn.dialect(), account, params, strategy, cursor_at);
-        let rows = conn.fetch_stored(q).await?;
-        match strategy {
-            // Too few matches among the newest rows: sort the candidates
-            // (inside their indexes for a lone prefix) unless there are so
-            // many that they are dense enough for a walk down created_at.
-            Strategy::Window(_) if rows.len() <= params.limit as usize => {
-                let cap = Strategy::sort_cap(conn.dialect(), &params.filter);
-                let candidates = match cap {
-                    Some(cap) => {
-                        let q = query::candidate_count(conn.dialect(), account, &params.filter, cap + 1);
-                        Some(conn.fetch_i64(q).await?.unwrap_or(0))
-                    }
-                    None => None,
-                };
-                strategy = Strategy::after_window(conn.dialect(), &params.filter, candidates);
-            }
-            _ => break rows,
-        }
-    };
-    if let (true, Some(id)) = (customers.is_empty(), params.starting_after) {
-        check_cursor(conn, account, id).await?;
-    }
-    let has_more = customers.len() > params.limit as usize;
-    customers.truncate(params.limit as usize);
-    if let (true, true, Some(last)) = (has_more, by_creation, customers.last()) {
-        cursors.remember(account, last.id, last.created_at);
-    }
-    let total = if params.total {
-        let q = query::count(conn.dialect(), account, &params.filter);
-        conn.fetch_i64(q).await?
-    } else {
-        None
-    };
-    let related = contacts_targets(conn, account, &customers).await?;
-    Ok(CustomerPage { customers, related, has_more, total })
-}
-
-/// An empty page after a cursor: the end of the list, or a cursor that
-/// names no customer of this account (400).
-async fn check_cursor(conn: &mut impl Conn, account: &AccountId, id: Uuid) -> Result<(), StoreError> {
-    // count(*): an integer of the same width in both backends.
-    let mut q = SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM customers c WHERE c.account_id = ");
-    q.bind(text(account.as_str())).push(" AND c.id = ").bind(Param::Id(id));
-    match conn.fetch_i64(q).await? {
-        Some(1) => Ok(()),
-        _ => Err(StoreError::invalid("starting_after", "invalid_cursor", "names no customer of this account")),
-    }
-}
-
-/// The customers that contacts on this page are `contact_for`, each once and
-/// not repeating a customer already on the page.
-pub(super) async fn contacts_targets(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    page: &[StoredCustomer],
-) -> Result<Vec<StoredCustomer>, StoreError> {
-    let mut wanted: Vec<String> = Vec::new();
-    for id in page.iter().flat_map(StoredCustomer::contact_ids) {
-        if !wanted.contains(&id) && !page.iter().any(|c| c.customer_id == id) {
-            wanted.push(id);
-        }
-    }
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut q = customers_of(conn.dialect(), account);
-    q.push(" AND c.deleted_at IS NULL AND c.customer_id IN (");
-    query::push_list(&mut q, wanted.iter().map(|id| text(id)));
-    q.push(") ORDER BY c.created_at DESC, c.id ASC");
-    conn.fetch_stored(q).await
 }
 
 /// A live (not deleted) customer, or `NotFound`.

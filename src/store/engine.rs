@@ -11,8 +11,8 @@ use crate::domain::ids::AccountId;
 use crate::domain::stored::StoredCustomer;
 
 use super::admission::LongReadSlot;
-use super::query::{Dialect, Param, SqlBuilder};
 use super::rows::{CustomerRow, DbRow};
+use super::sql::{Dialect, Param, SqlBuilder};
 use super::StoreError;
 
 /// What a flow needs from a backend connection (plain or in a transaction).
@@ -148,11 +148,11 @@ macro_rules! impl_conn {
     ($db:ty, $dialect:expr, $arguments:path, $translate:path, $copy_in:path) => {
         #[async_trait::async_trait]
         impl $crate::store::engine::Conn for $crate::store::engine::Handle<$db> {
-            fn dialect(&self) -> $crate::store::query::Dialect {
+            fn dialect(&self) -> $crate::store::sql::Dialect {
                 $dialect
             }
 
-            async fn execute(&mut self, q: $crate::store::query::SqlBuilder) -> Result<u64, StoreError> {
+            async fn execute(&mut self, q: $crate::store::sql::SqlBuilder) -> Result<u64, StoreError> {
                 let (sql, params) = q.into_parts();
                 let args = $arguments(params)?;
                 let done = sqlx::query_with(&sql, args).execute(self.start()).await;
@@ -162,7 +162,7 @@ macro_rules! impl_conn {
 
             async fn fetch_all<R: $crate::store::rows::DbRow>(
                 &mut self,
-                q: $crate::store::query::SqlBuilder,
+                q: $crate::store::sql::SqlBuilder,
             ) -> Result<Vec<R>, StoreError> {
                 let (sql, params) = q.into_parts();
                 let args = $arguments(params)?;
@@ -171,7 +171,7 @@ macro_rules! impl_conn {
                 rows.map_err($translate)
             }
 
-            async fn fetch_i64(&mut self, q: $crate::store::query::SqlBuilder) -> Result<Option<i64>, StoreError> {
+            async fn fetch_i64(&mut self, q: $crate::store::sql::SqlBuilder) -> Result<Option<i64>, StoreError> {
                 let (sql, params) = q.into_parts();
                 let args = $arguments(params)?;
                 let value = sqlx::query_scalar_with(&sql, args).fetch_optional(self.start()).await;
@@ -179,7 +179,7 @@ macro_rules! impl_conn {
                 value.map_err($translate)
             }
 
-            async fn fetch_strings(&mut self, q: $crate::store::query::SqlBuilder) -> Result<Vec<String>, StoreError> {
+            async fn fetch_strings(&mut self, q: $crate::store::sql::SqlBuilder) -> Result<Vec<String>, StoreError> {
                 let (sql, params) = q.into_parts();
                 let args = $arguments(params)?;
                 let values = sqlx::query_scalar_with(&sql, args).fetch_all(self.start()).await;
@@ -190,7 +190,7 @@ macro_rules! impl_conn {
             async fn copy_in(
                 &mut self,
                 statement: &str,
-                rows: &[Vec<$crate::store::query::Param>],
+                rows: &[Vec<$crate::store::sql::Param>],
             ) -> Result<Option<u64>, StoreError> {
                 let written = $copy_in(self.start(), statement, rows).await;
                 self.settle(&written);

@@ -17,8 +17,8 @@ use super::customers::{
     check_rules, customer_columns, customer_number, document, load_settings, note_customer_number, tick_block,
 };
 use super::engine::{Backend, Conn};
-use super::query::{self, opt_text, text, Dialect, Param, SqlBuilder};
 use super::rows::db_row;
+use super::sql::{self, opt_text, text, Dialect, Param, SqlBuilder};
 use super::{new_id, now_micros, ImportOutcome, ImportRow, ImportSession, OnRejected, StoreError};
 
 db_row! {
@@ -483,7 +483,7 @@ async fn insert_customer_rows(
         q.push(columns).push(") VALUES ");
         for (i, row) in rows.by_ref().take(1000).enumerate() {
             q.push(if i == 0 { "(" } else { ", (" });
-            query::push_list(&mut q, row);
+            sql::push_list(&mut q, row);
             q.push(")");
         }
         q.push(conflict).push(" RETURNING id");
@@ -504,7 +504,7 @@ async fn classify_skipped(
     for chunk in skipped.chunks(1000) {
         let mut q = SqlBuilder::new(conn.dialect(), "SELECT customer_id FROM customers WHERE account_id = ");
         q.bind(text(account.as_str())).push(" AND customer_id IN (");
-        query::push_list(&mut q, chunk.iter().map(|r| text(&r.customer_id)));
+        sql::push_list(&mut q, chunk.iter().map(|r| text(&r.customer_id)));
         q.push(")");
         let existing = conn.fetch_strings(q).await?;
         for row in chunk {
@@ -540,7 +540,7 @@ async fn insert_attribute_rows(
         );
         for (i, (id, (key, value))) in chunk.iter().enumerate() {
             q.push(if i == 0 { "(" } else { ", (" });
-            query::push_list(&mut q, [Param::Id(*id), text(account.as_str()), text(key), opt_text(value.as_ref())]);
+            sql::push_list(&mut q, [Param::Id(*id), text(account.as_str()), text(key), opt_text(value.as_ref())]);
             q.push(")");
         }
         conn.execute(q).await?;
@@ -562,7 +562,7 @@ async fn insert_auto_token_rows(
         );
         for (i, (id, at, token)) in chunk.iter().enumerate() {
             q.push(if i == 0 { "(" } else { ", (" });
-            query::push_list(
+            sql::push_list(
                 &mut q,
                 [
                     Param::Id(new_id()),

@@ -1,7 +1,7 @@
 //! Storage: the `Store` trait the HTTP layer talks to, its error type, the
 //! records that cross the boundary and the derived index columns of a
 //! customer. The SQL is written once (`sql_store` runs the flows of one
-//! file per resource over `engine`'s connections, `query` builds the
+//! file per resource over `engine`'s connections, `sql` builds the
 //! statements); the backends (`sqlite/`, `postgres`) only connect, bind and
 //! translate errors.
 
@@ -28,12 +28,13 @@ mod cursors;
 mod customers;
 mod engine;
 mod import;
+pub mod listing;
 mod point_reads;
 mod pool;
 pub mod postgres;
-pub mod query;
 mod rows;
 mod settings;
+pub mod sql;
 mod sql_store;
 pub mod sqlite;
 mod tags;
@@ -111,7 +112,7 @@ pub struct ImportRow {
     /// (So a row is made by `new` from its final data.) `doc` is `None` when
     /// the document could not be made; the import then reports why.
     columns: IndexedColumns,
-    doc: Option<query::Param>,
+    doc: Option<sql::Param>,
 }
 
 impl ImportRow {

@@ -17,7 +17,7 @@ use super::customers::by_customer_ids;
 use super::engine::{impl_conn, read_again_if_lost, run_migrations, Backend, Conn, Handle};
 use super::point_reads::{Fetch, PointReads};
 use super::pool::{connection_lost, Pool};
-use super::query::{Dialect, Param};
+use super::sql::{Dialect, Param};
 use super::sql_store::SqlStore;
 use super::{Constraint, PoolOptions, StoreError};
 

@@ -6,7 +6,7 @@ use crate::domain::settings::Settings;
 
 use super::customers::load_settings;
 use super::engine::Conn;
-use super::query::{self, text, Param, SqlBuilder};
+use super::sql::{self, text, Param, SqlBuilder};
 use super::{now_micros, StoreError};
 
 /// Replaces the settings. Changing `allow_duplicates` re-derives the phone
@@ -24,7 +24,7 @@ pub(super) async fn put_settings(
         conn.dialect(),
         "INSERT INTO account_settings (account_id, doc, updated_at, updated_by) VALUES (",
     );
-    query::push_list(&mut q, [text(account.as_str()), doc, Param::Time(now_micros()), text(actor)]);
+    sql::push_list(&mut q, [text(account.as_str()), doc, Param::Time(now_micros()), text(actor)]);
     q.push(
         ") ON CONFLICT (account_id) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at, \
          updated_by = excluded.updated_by",

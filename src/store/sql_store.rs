@@ -19,13 +19,13 @@ use uuid::Uuid;
 
 use super::cursors::CursorTimes;
 use super::customers::{
-    by_customer_id, change_customer_id, create_customer, delete_customer, list_customers, load_settings,
-    update_customer,
+    by_customer_id, change_customer_id, create_customer, delete_customer, load_settings, update_customer,
 };
 use super::engine::{read_again_if_lost, Backend, Conn};
 use super::import::Importer;
-use super::query::{self, text, Dialect, Param, SqlBuilder};
+use super::listing::list_customers;
 use super::rows::{ClientRow, KeyRow};
+use super::sql::{self, text, Dialect, Param, SqlBuilder};
 use super::{customers, settings, tags, terms, tokens};
 use super::{
     ClientRecord, Created, CustomerPage, CustomerRef, EventListParams, IdempotencyKey, ImportSession, NewCustomer,
@@ -97,7 +97,7 @@ async fn insert_client_row(conn: &mut impl Conn, client: &ClientRecord) -> Resul
         conn.dialect(),
         "INSERT INTO api_clients (client_id, account_id, secret_hash, scopes, created_at) VALUES (",
     );
-    query::push_list(
+    sql::push_list(
         &mut q,
         [
             text(&client.client_id),
@@ -175,7 +175,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 conn.dialect(),
                 "INSERT INTO signing_keys (kid, private_pkcs8, public_key, created_at) VALUES (",
             );
-            query::push_list(
+            sql::push_list(
                 &mut q,
                 [
                     text(&candidate.kid),

@@ -10,8 +10,8 @@ use crate::domain::records::{Tag, TagInput};
 
 use super::customers::live_for_update;
 use super::engine::Conn;
-use super::query::{self, text, Param, SqlBuilder};
 use super::rows::{db_row, Ts};
+use super::sql::{self, text, Param, SqlBuilder};
 use super::{new_id, now_micros, CustomerRef, StoreError};
 
 db_row! {
@@ -55,13 +55,13 @@ pub(super) async fn create_tag(
         conn.dialect(),
         "INSERT INTO tags (id, account_id, tag, metadata, created_at, created_by) VALUES (",
     );
-    query::push_list(
+    sql::push_list(
         &mut q,
         [
             Param::Id(tag.id),
             text(account.as_str()),
             text(&tag.tag),
-            query::json_or_null(&tag.metadata)?,
+            sql::json_or_null(&tag.metadata)?,
             Param::Time(tag.created_at),
             text(actor),
         ],
@@ -131,7 +131,7 @@ pub(super) async fn set_customer_tags(
     if !wanted.is_empty() {
         let mut q = SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM tags WHERE account_id = ");
         q.bind(text(account.as_str())).push(" AND id IN (");
-        query::push_list(&mut q, wanted.iter().map(|id| Param::Id(*id)));
+        sql::push_list(&mut q, wanted.iter().map(|id| Param::Id(*id)));
         q.push(")");
         if conn.fetch_i64(q).await?.unwrap_or(0) != wanted.len() as i64 {
             return Err(StoreError::invalid("tags", "not_found", "names a tag this account does not have"));
@@ -142,7 +142,7 @@ pub(super) async fn set_customer_tags(
     conn.execute(q).await?;
     for id in &wanted {
         let mut q = SqlBuilder::new(conn.dialect(), "INSERT INTO customer_tags (customer_pk, tag_id) VALUES (");
-        query::push_list(&mut q, [Param::Id(customer.id), Param::Id(*id)]);
+        sql::push_list(&mut q, [Param::Id(customer.id), Param::Id(*id)]);
         q.push(")");
         conn.execute(q).await?;
     }

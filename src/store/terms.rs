@@ -8,8 +8,8 @@ use crate::domain::listing::PageParams;
 use crate::domain::records::Terms;
 
 use super::engine::Conn;
-use super::query::{self, text, Param, SqlBuilder};
 use super::rows::{db_row, Ts};
+use super::sql::{self, text, Param, SqlBuilder};
 use super::{new_id, now_micros, Page, StoreError};
 
 db_row! {
@@ -54,7 +54,7 @@ pub(super) async fn create_terms(
     };
     let mut q =
         SqlBuilder::new(conn.dialect(), "INSERT INTO terms (id, account_id, terms, created_at, created_by) VALUES (");
-    query::push_list(
+    sql::push_list(
         &mut q,
         [Param::Id(created.id), text(account.as_str()), text(terms), Param::Time(created.created_at), text(actor)],
     );
@@ -105,7 +105,7 @@ pub(super) async fn list_terms(
     q.push(TERMS_COLUMNS);
     filter(&mut q);
     if let Some(after) = &cursor {
-        query::push_desc_cursor(&mut q, "created_at", after.created_at, "id", Param::Id(after.id));
+        sql::push_desc_cursor(&mut q, "created_at", after.created_at, "id", Param::Id(after.id));
     }
     q.push(" ORDER BY created_at DESC, id ASC LIMIT ").bind(Param::Int(i64::from(params.limit) + 1));
     let rows: Vec<TermsRow> = conn.fetch_all(q).await?;
@@ -121,7 +121,7 @@ pub(super) async fn delete_terms(
 ) -> Result<Terms, StoreError> {
     let at = now_micros();
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE terms SET ");
-    query::push_assignments(&mut q, [("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
+    sql::push_assignments(&mut q, [("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
     q.push(" WHERE account_id = ")
         .bind(text(account.as_str()))
         .push(" AND id = ")

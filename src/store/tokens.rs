@@ -17,8 +17,8 @@ use crate::domain::settings::Settings;
 
 use super::customers::{live_customer, live_for_update, load_settings};
 use super::engine::Conn;
-use super::query::{self, opt_text, text, Param, SqlBuilder, CUSTOMER_COLUMNS};
 use super::rows::{db_row, Ts};
+use super::sql::{self, opt_text, text, Param, SqlBuilder, CUSTOMER_COLUMNS};
 use super::{new_id, now_micros, CustomerRef, EventListParams, Page, StoreError};
 
 db_row! {
@@ -87,7 +87,7 @@ pub(super) async fn add_token(
         "INSERT INTO customer_tokens (pk, account_id, token_id, customer_pk, type, value, metadata, created_at, \
          created_by) VALUES (",
     );
-    query::push_list(
+    sql::push_list(
         &mut q,
         [
             Param::Id(token.id),
@@ -96,7 +96,7 @@ pub(super) async fn add_token(
             Param::Id(customer.id),
             text(&token.kind),
             text(&token.value),
-            query::json_or_null(&token.metadata)?,
+            sql::json_or_null(&token.metadata)?,
             Param::Time(token.created_at),
             text(actor),
         ],
@@ -139,7 +139,7 @@ pub(super) async fn list_tokens(
     q.push(TOKEN_COLUMNS);
     filter(&mut q);
     if let Some(after) = &cursor {
-        query::push_desc_cursor(&mut q, "created_at", after.created_at.0, "token_id", text(&after.token_id));
+        sql::push_desc_cursor(&mut q, "created_at", after.created_at.0, "token_id", text(&after.token_id));
     }
     q.push(" ORDER BY created_at DESC, token_id ASC LIMIT ").bind(Param::Int(i64::from(params.limit) + 1));
     let rows = select_tokens(conn, q).await?;
@@ -156,7 +156,7 @@ pub(super) async fn delete_token(
 ) -> Result<Option<Token>, StoreError> {
     let customer = live_for_update(conn, account, customer).await?;
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customer_tokens SET ");
-    query::push_assignments(&mut q, [("deleted_at", Param::Time(now_micros())), ("deleted_by", text(actor))]);
+    sql::push_assignments(&mut q, [("deleted_at", Param::Time(now_micros())), ("deleted_by", text(actor))]);
     q.push(" WHERE customer_pk = ")
         .bind(Param::Id(customer.id))
         .push(" AND token_id = ")
@@ -225,7 +225,7 @@ async fn clear_events(
     actor: &str,
 ) -> Result<(), StoreError> {
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE token_events SET ");
-    query::push_assignments(&mut q, [("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
+    sql::push_assignments(&mut q, [("deleted_at", Param::Time(at)), ("deleted_by", text(actor))]);
     push_token_match(&mut q, account, token);
     q.push(" AND deleted_at IS NULL");
     conn.execute(q).await.map(drop)
@@ -260,7 +260,7 @@ async fn insert_event(
         "INSERT INTO token_events (id, account_id, token_type, token_value, event, status, metadata, expires_at, \
          created_at, created_by) VALUES (",
     );
-    query::push_list(
+    sql::push_list(
         &mut q,
         [
             Param::Id(new_id()),
@@ -269,7 +269,7 @@ async fn insert_event(
             text(&token.value),
             text(&event.event),
             opt_text(status.as_ref()),
-            query::json_or_null(&event.metadata)?,
+            sql::json_or_null(&event.metadata)?,
             expires_at.map_or(Param::NullTime, Param::Time),
             Param::Time(at),
             text(actor),

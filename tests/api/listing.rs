@@ -238,7 +238,7 @@ both_backends! {
         // customers than the window plan looks at.
         app.create(json!({"customer_id": "zed-gone"})).await;
         app.delete(&app.user_url("zed-gone")).await;
-        let total = customers::store::query::WINDOW as u64 + 100;
+        let total = customers::store::listing::WINDOW as u64 + 100;
         let rows: Vec<ImportRow> = (0..total)
             .map(|i| {
                 let customer = match i {
@@ -285,7 +285,7 @@ both_backends! {
 both_backends! {
     async fn dense_prefixes_behind_the_window_are_found_by_walking_newest_first(app: &TestApp) {
         use customers::domain::customer::CustomerInput;
-        use customers::store::query::{MAX_SORTED_CANDIDATES, WINDOW};
+        use customers::store::listing::{MAX_SORTED_CANDIDATES, WINDOW};
         use customers::store::{ImportRow, OnRejected};
         let account = customers::domain::ids::AccountId::parse(crate::helpers::ACCOUNT).unwrap();
         let dense = MAX_SORTED_CANDIDATES as u64 + 50;

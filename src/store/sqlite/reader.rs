@@ -34,8 +34,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::store::admission::{acquire, LongReadSlot, LongReads};
 use crate::store::engine::Conn;
-use crate::store::query::{Dialect, Param, SqlBuilder};
 use crate::store::rows::{self, DbRow};
+use crate::store::sql::{Dialect, Param, SqlBuilder};
 use crate::store::StoreError;
 
 /// Prepared statements kept per connection: the list filters combine into

@@ -1,7 +1,8 @@
-//! The customer list filter (§4.3) turned into SQL — the one place where a
-//! filter becomes a `WHERE` clause, shared by both backends. Prefixes become
-//! index ranges (`col >= lo AND col < hi`) rather than `LIKE`, which keeps
-//! them on an index in SQLite and in PostgreSQL's generic plans.
+//! The customer list (§4.3): the one place where a filter becomes a `WHERE`
+//! clause and where the plan for a page is chosen, shared by both backends.
+//! Prefixes become index ranges (`col >= lo AND col < hi`) rather than
+//! `LIKE`, which keeps them on an index in SQLite and in PostgreSQL's
+//! generic plans; how the strategies were chosen: `docs/performance.md`.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -9,143 +10,98 @@ use uuid::Uuid;
 use crate::domain::customer::CustomerType;
 use crate::domain::ids::AccountId;
 use crate::domain::listing::{CustomerFilter, ListParams, Prefix, TypeFilter};
+use crate::domain::stored::StoredCustomer;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}
+use super::cursors::CursorTimes;
+use super::customers::customers_of;
+use super::engine::Conn;
+use super::sql::{self, text, Dialect, Param, SqlBuilder, CUSTOMER_COLUMNS};
+use super::{CustomerPage, StoreError};
 
-/// A bound value; each store binds these with its own native types.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Param {
-    Text(String),
-    Int(i64),
-    Time(DateTime<Utc>),
-    Id(Uuid),
-    /// JSON text, serialised once when the value is made (see [`Param::json`]).
-    Json(JsonText),
-    Bytes(Vec<u8>),
-    /// A text-typed NULL.
-    Null,
-    /// A timestamp-typed NULL.
-    NullTime,
-    /// A JSON-typed NULL.
-    NullJson,
-}
-
-impl Param {
-    /// A value as JSON text. Serialised here, once, straight from the value
-    /// (a struct keeps its field order): binding then only copies the text.
-    pub fn json(value: &impl serde::Serialize) -> Result<Param, serde_json::Error> {
-        serde_json::value::to_raw_value(value).map(|raw| Param::Json(JsonText(raw)))
-    }
-}
-
-/// Serialised JSON, compared by its text.
-#[derive(Debug, Clone)]
-pub struct JsonText(Box<serde_json::value::RawValue>);
-
-impl JsonText {
-    pub fn as_str(&self) -> &str {
-        self.0.get()
-    }
-
-    pub fn raw(&self) -> &serde_json::value::RawValue {
-        &self.0
-    }
-
-    pub fn into_string(self) -> String {
-        Box::<str>::from(self.0).into_string()
-    }
-}
-
-impl PartialEq for JsonText {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-pub fn text(value: &str) -> Param {
-    Param::Text(value.to_owned())
-}
-
-pub fn opt_text(value: Option<&String>) -> Param {
-    value.map_or(Param::Null, |v| Param::Text(v.clone()))
-}
-
-/// SQL text plus its parameters, with placeholders in the dialect's style.
-#[derive(Debug)]
-pub struct SqlBuilder {
-    dialect: Dialect,
-    sql: String,
-    params: Vec<Param>,
-}
-
-impl SqlBuilder {
-    pub fn new(dialect: Dialect, sql: &str) -> Self {
-        Self { dialect, sql: sql.to_owned(), params: Vec::new() }
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
-    pub fn push(&mut self, sql: &str) -> &mut Self {
-        self.sql.push_str(sql);
-        self
-    }
-
-    pub fn bind(&mut self, param: Param) -> &mut Self {
-        self.params.push(param);
-        match self.dialect {
-            Dialect::Sqlite => self.sql.push('?'),
-            Dialect::Postgres => {
-                self.sql.push('$');
-                self.sql.push_str(&self.params.len().to_string());
+pub(super) async fn list_customers(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    params: &ListParams,
+    cursors: &CursorTimes,
+) -> Result<CustomerPage, StoreError> {
+    // The change feed pages by `updated_at`, which changes: only the
+    // `created_at` order's cursors are kept.
+    let by_creation = params.filter.since.is_none();
+    let cursor_at = params.starting_after.filter(|_| by_creation).and_then(|id| cursors.get(account, id));
+    let mut strategy = Strategy::first(&params.filter);
+    let mut customers = loop {
+        let q = list_page(conn.dialect(), account, params, strategy, cursor_at);
+        let rows = conn.fetch_stored(q).await?;
+        match strategy {
+            // Too few matches among the newest rows: sort the candidates
+            // (inside their indexes for a lone prefix) unless there are so
+            // many that they are dense enough for a walk down created_at.
+            Strategy::Window(_) if rows.len() <= params.limit as usize => {
+                let cap = Strategy::sort_cap(conn.dialect(), &params.filter);
+                let candidates = match cap {
+                    Some(cap) => {
+                        let q = candidate_count(conn.dialect(), account, &params.filter, cap + 1);
+                        Some(conn.fetch_i64(q).await?.unwrap_or(0))
+                    }
+                    None => None,
+                };
+                strategy = Strategy::after_window(conn.dialect(), &params.filter, candidates);
             }
+            _ => break rows,
         }
-        self
+    };
+    if let (true, Some(id)) = (customers.is_empty(), params.starting_after) {
+        check_cursor(conn, account, id).await?;
     }
-
-    pub fn sql(&self) -> &str {
-        &self.sql
+    let has_more = customers.len() > params.limit as usize;
+    customers.truncate(params.limit as usize);
+    if let (true, true, Some(last)) = (has_more, by_creation, customers.last()) {
+        cursors.remember(account, last.id, last.created_at);
     }
+    let total = if params.total {
+        let q = count(conn.dialect(), account, &params.filter);
+        conn.fetch_i64(q).await?
+    } else {
+        None
+    };
+    let related = contacts_targets(conn, account, &customers).await?;
+    Ok(CustomerPage { customers, related, has_more, total })
+}
 
-    /// The SQL text and the parameters, for a store to bind them without
-    /// copying.
-    pub fn into_parts(self) -> (String, Vec<Param>) {
-        (self.sql, self.params)
-    }
-
-    pub fn params(&self) -> &[Param] {
-        &self.params
+/// An empty page after a cursor: the end of the list, or a cursor that
+/// names no customer of this account (400).
+async fn check_cursor(conn: &mut impl Conn, account: &AccountId, id: Uuid) -> Result<(), StoreError> {
+    // count(*): an integer of the same width in both backends.
+    let mut q = SqlBuilder::new(conn.dialect(), "SELECT count(*) FROM customers c WHERE c.account_id = ");
+    q.bind(text(account.as_str())).push(" AND c.id = ").bind(Param::Id(id));
+    match conn.fetch_i64(q).await? {
+        Some(1) => Ok(()),
+        _ => Err(StoreError::invalid("starting_after", "invalid_cursor", "names no customer of this account")),
     }
 }
 
-/// Binds `params` separated by commas (an `IN (…)` list or a `VALUES` row).
-pub fn push_list(q: &mut SqlBuilder, params: impl IntoIterator<Item = Param>) {
-    for (i, param) in params.into_iter().enumerate() {
-        if i > 0 {
-            q.push(", ");
+/// The customers that contacts on this page are `contact_for`, each once and
+/// not repeating a customer already on the page.
+pub(super) async fn contacts_targets(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    page: &[StoredCustomer],
+) -> Result<Vec<StoredCustomer>, StoreError> {
+    let mut wanted: Vec<String> = Vec::new();
+    for id in page.iter().flat_map(StoredCustomer::contact_ids) {
+        if !wanted.contains(&id) && !page.iter().any(|c| c.customer_id == id) {
+            wanted.push(id);
         }
-        q.bind(param);
     }
-}
-
-/// Binds `col = value` pairs separated by commas (an `UPDATE … SET` list).
-pub fn push_assignments<'a>(q: &mut SqlBuilder, pairs: impl IntoIterator<Item = (&'a str, Param)>) {
-    for (i, (column, param)) in pairs.into_iter().enumerate() {
-        if i > 0 {
-            q.push(", ");
-        }
-        q.push(column).push(" = ").bind(param);
+    if wanted.is_empty() {
+        return Ok(Vec::new());
     }
+    let mut q = customers_of(conn.dialect(), account);
+    q.push(" AND c.deleted_at IS NULL AND c.customer_id IN (");
+    sql::push_list(&mut q, wanted.iter().map(|id| text(id)));
+    q.push(") ORDER BY c.created_at DESC, c.id ASC");
+    conn.fetch_stored(q).await
 }
-
-/// Columns every customer query selects, in `rows::CustomerRow` order.
-pub const CUSTOMER_COLUMNS: &str =
-    "c.id, c.customer_id, c.doc, c.created_at, c.created_by, c.updated_at, c.deleted_at, c.deleted_by";
 
 /// How a list query finds the matches of a prefix filter. Newest-first
 /// with a prefix has two good plans and the planner cannot tell which one
@@ -632,28 +588,6 @@ fn push_range(q: &mut SqlBuilder, column: &str, prefix: &Prefix) {
         q.push(" AND ").push(column).push(" < ").bind(Param::Text(high.clone()));
     }
     q.push(")");
-}
-
-/// The keyset step of a newest-first list: rows after (`at`, `key`).
-pub(super) fn push_desc_cursor(q: &mut SqlBuilder, time_column: &str, at: DateTime<Utc>, key_column: &str, key: Param) {
-    q.push(" AND ")
-        .push(time_column)
-        .push(" <= ")
-        .bind(Param::Time(at))
-        .push(" AND (")
-        .push(time_column)
-        .push(" < ")
-        .bind(Param::Time(at))
-        .push(" OR ")
-        .push(key_column)
-        .push(" > ")
-        .bind(key)
-        .push(")");
-}
-
-/// A caller's JSON object as a parameter, SQL `NULL` when absent.
-pub(super) fn json_or_null(value: &Option<crate::domain::customer::JsonObject>) -> Result<Param, super::StoreError> {
-    Ok(value.as_ref().map(Param::json).transpose()?.unwrap_or(Param::NullJson))
 }
 
 #[cfg(test)]
