@@ -80,9 +80,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn long_read_slot(&self, _account: &AccountId) -> Result<Option<LongReadSlot>, StoreError> {
         Ok(None)
     }
-    /// The batcher for point reads, where the backend has one (see
-    /// `point_reads`); `None`: each GET runs its own statement.
-    fn point_reads(&self) -> Option<&super::point_reads::PointReads> {
+    /// A GET by `customer_id` answered the backend's own way (PostgreSQL
+    /// batches concurrent GETs into one statement); `None`: the store runs
+    /// its own statement.
+    async fn get_customer(
+        &self,
+        _account: &AccountId,
+        _customer_id: &str,
+    ) -> Option<Result<Option<StoredCustomer>, StoreError>> {
         None
     }
     /// Whether a read runs on the calling thread (SQLite's direct reader)

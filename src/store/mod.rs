@@ -23,13 +23,11 @@ use crate::domain::stored::StoredCustomer;
 use crate::domain::validate::FieldError;
 
 mod admission;
-mod copy;
 mod cursors;
 mod customers;
 mod engine;
 mod import;
 pub mod listing;
-mod point_reads;
 mod pool;
 pub mod postgres;
 mod rows;

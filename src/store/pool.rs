@@ -94,9 +94,6 @@ where
         options: <DB::Connection as Connection>::Options,
         pool: &PoolOptions,
     ) -> Result<Self, sqlx::Error> {
-        // Every connection of the process opens here, so SQLite is set up
-        // before its first one (for a PostgreSQL pool this does nothing).
-        crate::allocator::route_sqlite_allocations();
         // A bulk import's statements and commits take seconds by design:
         // logged at debug level, not as sqlx's slow-statement warnings.
         let options = if pool.bulk {

@@ -225,8 +225,8 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn get_customer(&self, account: &AccountId, customer_id: &str) -> Result<Option<StoredCustomer>, StoreError> {
-        if let Some(point_reads) = self.backend.point_reads() {
-            return point_reads.get(account, customer_id).await;
+        if let Some(answer) = self.backend.get_customer(account, customer_id).await {
+            return answer;
         }
         on_read!(self.backend, |conn| {
             let found = conn.fetch_stored(by_customer_id(conn.dialect(), account, customer_id, false)).await;

@@ -66,6 +66,8 @@ impl SqliteStore {
         let path = connect.get_filename().to_owned();
         // The pool's first connection creates the file and sets WAL mode,
         // which the read-only reader needs.
+        // SQLite takes its allocator only before its first connection.
+        crate::allocator::route_sqlite_allocations();
         let pool = Pool::connect(connect, options).await?;
         let reader = if in_memory {
             None

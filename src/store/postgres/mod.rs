@@ -2,6 +2,12 @@
 //! recognised by index name; connection-level failures become `Unavailable`
 //! so the API answers 503 while the database is away.
 
+mod copy;
+mod point_reads;
+
+use copy::CopyRows;
+use point_reads::{Fetch, PointReads};
+
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection};
 use sqlx::types::Json;
@@ -10,12 +16,11 @@ use sqlx::{Arguments, Postgres};
 use std::sync::Arc;
 
 use crate::domain::ids::AccountId;
+use crate::domain::stored::StoredCustomer;
 
 use super::admission::{LongReadSlot, LongReads};
-use super::copy::CopyRows;
 use super::customers::by_customer_ids;
 use super::engine::{impl_conn, read_again_if_lost, run_migrations, Backend, Conn, Handle};
-use super::point_reads::{Fetch, PointReads};
 use super::pool::{connection_lost, Pool};
 use super::sql::{Dialect, Param};
 use super::sql_store::SqlStore;
@@ -97,8 +102,13 @@ impl Backend for PostgresBackend {
         self.pool.lease().await.map_err(translate)
     }
 
-    fn point_reads(&self) -> Option<&PointReads> {
-        Some(&self.point_reads)
+    /// Concurrent GETs go out together, one statement per batch.
+    async fn get_customer(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+    ) -> Option<Result<Option<StoredCustomer>, StoreError>> {
+        Some(self.point_reads.get(account, customer_id).await)
     }
 
     async fn long_read_slot(&self, account: &AccountId) -> Result<Option<LongReadSlot>, StoreError> {

@@ -11,7 +11,7 @@ use std::io::Write;
 
 use chrono::SecondsFormat;
 
-use super::sql::Param;
+use crate::store::sql::Param;
 
 /// A COPY text payload, written row by row.
 #[derive(Default)]

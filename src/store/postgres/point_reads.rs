@@ -21,10 +21,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::{oneshot, Semaphore};
 
-use super::admission::acquire;
-use super::StoreError;
 use crate::domain::ids::AccountId;
 use crate::domain::stored::StoredCustomer;
+use crate::store::admission::acquire;
+use crate::store::StoreError;
 
 /// The most `customer_id`s one statement asks for; a longer queue goes out
 /// in several.
