@@ -86,12 +86,10 @@ impl<B: Backend> ImportSession for Importer<'_, B> {
     }
 
     /// Where a transaction spans batches, a batch's size no longer sets how
-    /// often each hot page is written, only how much the importer holds:
-    /// SQLite, 1M customers, 2,000/5,000/20,000 a batch: 18.3k/18.0–18.6k/
-    /// 17.7–18.2k customers/s, peak RSS 370/407–413/587–589 MiB. Where a
-    /// batch is a transaction (PostgreSQL, or `--strict`), larger batches
-    /// are faster: PostgreSQL 18.6k/18.1k/s at 5,000 against 19.0k/20.4k/s
-    /// at 20,000.
+    /// often each hot page is written, only how much the importer holds
+    /// (SQLite: the same rate at 5,000 as at 20,000, peak RSS 410 against
+    /// 587 MiB). Where a batch is a transaction (PostgreSQL, `--strict`),
+    /// larger batches are faster. See `docs/performance.md`.
     fn default_batch_size(&self) -> usize {
         if self.spans.is_some() {
             5_000

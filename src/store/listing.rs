@@ -139,16 +139,11 @@ impl Strategy {
     /// sorting, which the caller counts up to one more than that, or `None`
     /// when sorting them is always the better plan. On PostgreSQL ordering
     /// a lone prefix's candidates inside the indexes beat the fallback
-    /// (a walk down `created_at` under custom plans, a bitmap scan of every
-    /// candidate's row under generic ones) however many there were: behind
-    /// 15,000-20,000 newer non-matching customers, walking beyond 20,000
-    /// candidates served the benchmark's searches at 8-51 req/s against
-    /// 35-117 for always sorting. SQLite really walks
-    /// `created_at`, at about 0.8 µs a row, against 0.25 µs a candidate
-    /// sorted inside an index and 2 µs for an email candidate (a table seek:
-    /// the unique email index cannot carry `created_at`); behind 20,000 newer
-    /// rows the walk served the benchmark's searches faster than sorting
-    /// 5,000-20,000 candidates, so SQLite keeps the cap.
+    /// however many there were (35–117 against 8–51 searches/s behind
+    /// 20,000 newer non-matching rows). SQLite really walks `created_at`
+    /// (about 0.8 µs a row, against 2 µs an email candidate, whose unique
+    /// index cannot carry `created_at`), so it keeps the cap. See
+    /// `docs/performance.md`.
     pub fn sort_cap(dialect: Dialect, filter: &CustomerFilter) -> Option<i64> {
         match (is_other_filter_free(filter), dialect) {
             (true, Dialect::Postgres) => None,
@@ -220,10 +215,10 @@ pub fn list_page(
             // the window's oldest row, so a page of dense matches stops the
             // walk early. The bound comes from the created_at index alone
             // (deleted customers and contacts count towards it, which keeps
-            // it a newest-first prefix: still exact on a full page). Search
-            // on the bench: 865 -> 2,508 req/s. PostgreSQL's generic plan
-            // for this shape scans the prefix indexes instead (search on
-            // the 1M account: 1,780 -> 34 req/s), so it keeps the form below.
+            // it a newest-first prefix: still exact on a full page); search
+            // 2.9× faster. PostgreSQL's generic plan for this shape scans
+            // the prefix indexes instead (50× slower), so it keeps the form
+            // below.
             q.push(" FROM customers c").push(newest_first_hint(dialect)).push(" WHERE ");
             push_scope(&mut q, account, filter);
             push_matches(&mut q, filter, false, "c");

@@ -102,8 +102,8 @@ impl PointReads {
 async fn run_batch(shared: Arc<Shared>) {
     let permit = acquire(&shared.batches, shared.timeout, "a point-read batch").await;
     // Requests already woken on this worker get to join the batch before it
-    // is taken (no timer: a quiet server loses one reschedule). Batches in
-    // the benchmark grew from 4.2 to 6.1 GETs, the service by 0–33 %.
+    // is taken (no timer: a quiet server loses one reschedule): batches
+    // grew from 4.2 to 6.1 GETs.
     tokio::task::yield_now().await;
     let waiting = {
         let mut queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);

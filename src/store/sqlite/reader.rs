@@ -1,21 +1,15 @@
 //! SQLite's read path: reads run on the calling thread, through rusqlite on
 //! the same SQLite library sqlx links, instead of through sqlx's worker
-//! thread. sqlx's SQLite driver runs each connection on a thread of its own
-//! and hands every statement and every row across a channel; for a point
-//! read that costs two thread wake-ups and context switches, which measured
-//! about 40 % of a GET's CPU time, more than the query itself (≈ 10 µs from
-//! SQLite's page cache).
+//! thread, which hands every statement and row across a channel (two
+//! wake-ups per query, about 40 % of a GET's CPU).
 //!
 //! A read holds the async worker it runs on for the time of the query: tens
 //! of microseconds for a point read or a page. Reads that can take long (a
-//! search, a count over thousands of matches) leave the worker first for a
-//! blocking-pool thread (`sql_store::off_worker`), one per core at a time (8 at
-//! once, each with its own page cache, took the process to 77 MiB). Run on
-//! the worker, 8 connections of counts held 8 connections of GETs to 34–54
-//! answers/s, p50 150–200 ms; moved off, the GETs ran at 16,900/s, p50
-//! 0.3 ms (sqlx's threads: 214/s, p50 30 ms). Writes stay on sqlx: they wait
-//! for SQLite's write lock, which can take a while under load, and that wait
-//! must not hold an async worker.
+//! search, a count) leave the worker first for a blocking-pool thread
+//! (`sql_store::off_worker`), one per long-read slot, so that point reads
+//! are not held behind them. Writes stay on sqlx: they wait for SQLite's
+//! write lock, and that wait must not hold an async worker. Figures:
+//! `docs/performance.md`.
 //!
 //! Connections are read-only (a write through one fails, it never lands),
 //! opened on demand, at most `max_connections` at a time (each keeps a page
