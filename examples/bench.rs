@@ -292,12 +292,12 @@ async fn seed_account(store: &dyn Store, account: &str, count: u64) -> f64 {
     let account = AccountId::parse(account).unwrap();
     let mut rng = account_rng(account.as_str());
     let started = Instant::now();
-    let mut session = store.import_session(&account, "bench", OnRejected::KeepTheRest);
+    let mut import = store.batch_import(&account, "bench", OnRejected::KeepTheRest);
     let mut index = 0;
     while index < count {
         // As many batches a call as the store writes at once.
         let mut batches = Vec::new();
-        while batches.len() < session.batches_at_once() && index < count {
+        while batches.len() < import.batches_at_once() && index < count {
             let rows: Vec<ImportRow> = (index..(index + 5000).min(count))
                 .map(|i| {
                     let input: CustomerInput = serde_json::from_value(customer(&mut rng, i)).unwrap();
@@ -308,9 +308,9 @@ async fn seed_account(store: &dyn Store, account: &str, count: u64) -> f64 {
             index += rows.len() as u64;
             batches.push(rows);
         }
-        session.write(batches).await.expect("import");
+        import.write(batches).await.expect("import");
     }
-    session.commit().await.expect("import");
+    import.commit().await.expect("import");
     count as f64 / started.elapsed().as_secs_f64()
 }
 

@@ -18,7 +18,7 @@ use crate::domain::body::{self, Shape};
 use crate::domain::customer::CustomerInput;
 use crate::domain::ids::AccountId;
 use crate::domain::listing::{CustomerFilter, ListParams, TypeFilter};
-use crate::store::{now_micros, ImportOutcome, ImportRow, ImportSession, OnRejected};
+use crate::store::{now_micros, BatchImport, ImportOutcome, ImportRow, OnRejected};
 
 #[derive(Args, Debug)]
 pub struct ImportOpts {
@@ -194,11 +194,11 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
     let bar = progress_bar(size);
     let mut totals = Totals::default();
     let on_rejected = if opts.strict { OnRejected::RollBack } else { OnRejected::KeepTheRest };
-    let mut session = store.import_session(&opts.account, &opts.actor, on_rejected);
-    let batch_size = opts.batch_size.unwrap_or_else(|| session.default_batch_size()).max(1);
+    let mut import = store.batch_import(&opts.account, &opts.actor, on_rejected);
+    let batch_size = opts.batch_size.unwrap_or_else(|| import.default_batch_size()).max(1);
     let (mut batches, reader) = spawn_reader(input, opts.account.clone(), batch_size);
     let mut read_error = None;
-    while let Some(mut window) = next_window(&mut batches, &mut *session).await? {
+    while let Some(mut window) = next_window(&mut batches, &mut *import).await? {
         let last = window.last().map(|parsed| (parsed.lines, parsed.bytes)).unwrap_or_default();
         read_error = window.last_mut().and_then(|parsed| parsed.error.take());
         let mut rows = Vec::with_capacity(window.len());
@@ -207,7 +207,7 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
             rows.push(parsed.rows);
         }
         totals.lines = last.0;
-        write_batches(&mut *session, opts.strict, rows, &mut totals).await?;
+        write_batches(&mut *import, opts.strict, rows, &mut totals).await?;
         bar.set_position(last.1);
         let rate = totals.inserted as f64 / started.elapsed().as_secs_f64().max(0.001);
         bar.set_message(format!("{} customers, {rate:.0}/s", totals.inserted));
@@ -217,7 +217,7 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
             break;
         }
     }
-    session.commit().await?;
+    import.commit().await?;
     reader.await?;
     if totals.inserted > 0 {
         bar.set_message("refreshing statistics");
@@ -250,7 +250,7 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// As many parsed batches as the session writes at once, fewer only at
+/// As many parsed batches as the import writes at once, fewer only at
 /// the end of the input; `None` after it. Before it waits for the reader,
 /// it commits what is written: an open transaction would hold SQLite's
 /// write lock, which a serving process's writes wait for, as long as the
@@ -258,15 +258,15 @@ pub async fn import(opts: ImportOpts) -> anyhow::Result<()> {
 /// the input thus holds one parsed batch back, and no lock.)
 async fn next_window(
     batches: &mut tokio::sync::mpsc::Receiver<Parsed>,
-    session: &mut dyn ImportSession,
+    import: &mut dyn BatchImport,
 ) -> anyhow::Result<Option<Vec<Parsed>>> {
-    let n = session.batches_at_once();
+    let n = import.batches_at_once();
     let mut window = Vec::with_capacity(n);
     while window.len() < n {
         let next = match batches.try_recv() {
             Ok(parsed) => Some(parsed),
             Err(TryRecvError::Empty) => {
-                session.commit().await?;
+                import.commit().await?;
                 batches.recv().await
             }
             Err(TryRecvError::Disconnected) => None,
@@ -280,7 +280,7 @@ async fn next_window(
 }
 
 async fn write_batches(
-    session: &mut dyn ImportSession,
+    import: &mut dyn BatchImport,
     strict: bool,
     batches: Vec<Vec<ImportRow>>,
     totals: &mut Totals,
@@ -289,7 +289,7 @@ async fn write_batches(
     if batches.is_empty() {
         return Ok(());
     }
-    for outcome in session.write(batches).await? {
+    for outcome in import.write(batches).await? {
         if strict && !outcome.rejected.is_empty() {
             report_rejected(&outcome.rejected);
             anyhow::bail!("--strict: stopped at a conflict; this batch was rolled back, earlier ones are stored");

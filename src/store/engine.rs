@@ -74,7 +74,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn read(&self) -> Result<Self::ReadConn, StoreError>;
     /// A pooled connection outside a transaction, for maintenance
     /// statements that write but cannot run in a transaction (`VACUUM`).
-    async fn session(&self) -> Result<Self::Conn, StoreError>;
+    async fn connection(&self) -> Result<Self::Conn, StoreError>;
     /// A slot for a read that may take long (see `admission`), waited for
     /// before its connection is taken. `None`: no slot needed.
     async fn long_read_slot(&self, _account: &AccountId) -> Result<Option<LongReadSlot>, StoreError> {
@@ -220,9 +220,9 @@ pub async fn run_migrations<DB>(
 ) -> Result<Vec<String>, StoreError>
 where
     DB: sqlx::Database,
-    DB::Connection: sqlx::migrate::Migrate + super::pool::Session,
+    DB::Connection: sqlx::migrate::Migrate + super::pool::RawStatements,
 {
-    use super::pool::Session;
+    use super::pool::RawStatements;
     use sqlx::migrate::Migrate;
     let mut lease = pool.lease().await.map_err(translate)?;
     let conn = lease.start();

@@ -19,7 +19,7 @@ use super::customers::{
 use super::engine::{Backend, Conn};
 use super::rows::db_row;
 use super::sql::{self, opt_text, text, Dialect, Param, SqlBuilder};
-use super::{new_id, now_micros, ImportOutcome, ImportRow, ImportSession, OnRejected, StoreError};
+use super::{new_id, now_micros, BatchImport, ImportOutcome, ImportRow, OnRejected, StoreError};
 
 db_row! {
     struct IdRow {
@@ -27,7 +27,7 @@ db_row! {
     }
 }
 
-/// An import session over one backend (see [`ImportSession`]).
+/// A batch import over one backend (see [`BatchImport`]).
 pub(super) struct Importer<'a, B: Backend> {
     backend: &'a B,
     account: AccountId,
@@ -80,7 +80,7 @@ impl<'a, B: Backend> Importer<'a, B> {
 const SQLITE_TRANSACTION_LIMIT: TransactionLimit = TransactionLimit { rows: 100_000, time: Duration::from_secs(4) };
 
 #[async_trait]
-impl<B: Backend> ImportSession for Importer<'_, B> {
+impl<B: Backend> BatchImport for Importer<'_, B> {
     fn batches_at_once(&self) -> usize {
         batches_at_once(self.backend)
     }
@@ -625,8 +625,8 @@ mod tests {
         assert!(can_write_together(&[contact], &[unrelated]));
     }
 
-    /// SQLite: a session's transaction spans batches until it reaches its
-    /// limit of rows or time; what is not committed when the session is
+    /// SQLite: an import's transaction spans batches until it reaches its
+    /// limit of rows or time; what is not committed when the import is
     /// dropped is not stored, and a re-run stores it.
     #[tokio::test]
     async fn a_sqlite_transaction_spans_batches_up_to_its_limit() {
@@ -643,15 +643,15 @@ mod tests {
             async move { store.get_customer(account, id).await.unwrap().is_some() }
         };
 
-        let mut session = Importer::new(&store.backend, &account, "test", OnRejected::KeepTheRest);
-        assert_eq!(session.spans, Some(SQLITE_TRANSACTION_LIMIT));
-        session.spans = Some(TransactionLimit { rows: 4, time: Duration::from_secs(3600) });
-        session.write(vec![batch(&["a", "b"])]).await.unwrap();
+        let mut import = Importer::new(&store.backend, &account, "test", OnRejected::KeepTheRest);
+        assert_eq!(import.spans, Some(SQLITE_TRANSACTION_LIMIT));
+        import.spans = Some(TransactionLimit { rows: 4, time: Duration::from_secs(3600) });
+        import.write(vec![batch(&["a", "b"])]).await.unwrap();
         assert!(!stored("a").await, "2 rows of 4: the transaction stays open");
-        session.write(vec![batch(&["c", "d"]), batch(&["e"])]).await.unwrap();
+        import.write(vec![batch(&["c", "d"]), batch(&["e"])]).await.unwrap();
         assert!(stored("d").await, "4 rows of 4: committed");
         assert!(!stored("e").await, "a new transaction");
-        drop(session);
+        drop(import);
         assert!(!stored("e").await, "dropped, not committed");
 
         // A transaction open for its time is committed after the batch.

@@ -146,10 +146,10 @@ pub struct ImportOutcome {
 /// once committed: a transaction may span several batches (SQLite, where
 /// each commit writes every page it changed), and is committed when it is
 /// large enough, by [`commit`](Self::commit), and never after a failed
-/// write. Dropping the session rolls back what is not committed; an import
+/// write. Dropping the import rolls back what is not committed; an import
 /// is idempotent, so a re-run adds it.
 #[async_trait]
-pub trait ImportSession: Send {
+pub trait BatchImport: Send {
     /// How many consecutive batches `write` can write at once (2 on
     /// PostgreSQL, 1 on SQLite): an importer holds no more in memory than
     /// that.
@@ -324,15 +324,15 @@ pub trait Store: Send + Sync {
     ) -> Result<Customer, StoreError>;
     async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError>;
     /// Starts an import into `account`: batches written in the file's
-    /// order (see [`ImportSession`]); `on_rejected` says whether a batch's
+    /// order (see [`BatchImport`]); `on_rejected` says whether a batch's
     /// other rows are kept when the database refuses some.
-    fn import_session<'a>(
+    fn batch_import<'a>(
         &'a self,
         account: &AccountId,
         actor: &str,
         on_rejected: OnRejected,
-    ) -> Box<dyn ImportSession + 'a>;
-    /// Imports consecutive batches in one session and commits them.
+    ) -> Box<dyn BatchImport + 'a>;
+    /// Imports consecutive batches in one batch import and commits them.
     async fn import_customers(
         &self,
         account: &AccountId,
@@ -340,9 +340,9 @@ pub trait Store: Send + Sync {
         actor: &str,
         on_rejected: OnRejected,
     ) -> Result<Vec<ImportOutcome>, StoreError> {
-        let mut session = self.import_session(account, actor, on_rejected);
-        let outcomes = session.write(batches).await?;
-        session.commit().await?;
+        let mut import = self.batch_import(account, actor, on_rejected);
+        let outcomes = import.write(batches).await?;
+        import.commit().await?;
         Ok(outcomes)
     }
     /// Whether a live customer has exactly this email (any case) and/or phone.

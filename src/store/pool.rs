@@ -32,21 +32,21 @@ use super::PoolOptions;
 /// A connection that can run a statement without parameters (the pool's
 /// `BEGIN`, `COMMIT` and `ROLLBACK`). Written per driver: sqlx's executor
 /// traits are too lifetime-generic to name in a generic bound here.
-pub trait Session: Connection {
+pub trait RawStatements: Connection {
     fn execute_raw(&mut self, sql: &'static str) -> BoxFuture<'_, Result<(), sqlx::Error>>;
 }
 
-macro_rules! session {
+macro_rules! raw_statements {
     ($connection:ty) => {
-        impl Session for $connection {
+        impl RawStatements for $connection {
             fn execute_raw(&mut self, sql: &'static str) -> BoxFuture<'_, Result<(), sqlx::Error>> {
                 Box::pin(async move { Executor::execute(self, sql).await.map(|_| ()) })
             }
         }
     };
 }
-session!(SqliteConnection);
-session!(PgConnection);
+raw_statements!(SqliteConnection);
+raw_statements!(PgConnection);
 
 /// Whether `error` means the connection itself is gone (the database
 /// restarted or the network dropped it) rather than that a statement
@@ -86,7 +86,7 @@ impl<DB: Database> Clone for Pool<DB> {
 impl<DB> Pool<DB>
 where
     DB: Database,
-    DB::Connection: Session,
+    DB::Connection: RawStatements,
 {
     /// Opens one connection at once, so that a wrong URL or an absent
     /// database fails at start-up rather than on the first request.
@@ -189,7 +189,7 @@ where
 fn close_idle_connections<DB>(shared: Weak<Shared<DB>>, timeout: Duration)
 where
     DB: Database,
-    DB::Connection: Session,
+    DB::Connection: RawStatements,
 {
     tokio::spawn(async move {
         let mut every = tokio::time::interval((timeout / 2).max(Duration::from_millis(1)));
@@ -211,7 +211,7 @@ where
 /// is known (see the module comment).
 pub struct Lease<DB: Database>
 where
-    DB::Connection: Session,
+    DB::Connection: RawStatements,
 {
     conn: Option<DB::Connection>,
     permit: Option<OwnedSemaphorePermit>,
@@ -223,7 +223,7 @@ where
 
 impl<DB: Database> Lease<DB>
 where
-    DB::Connection: Session,
+    DB::Connection: RawStatements,
 {
     /// The connection, for one statement; call [`Lease::settle`] with the
     /// statement's result after it.
@@ -268,7 +268,7 @@ where
 
 impl<DB: Database> Drop for Lease<DB>
 where
-    DB::Connection: Session,
+    DB::Connection: RawStatements,
 {
     fn drop(&mut self) {
         let (Some(conn), Some(permit)) = (self.conn.take(), self.permit.take()) else { return };
@@ -360,7 +360,7 @@ mod tests {
 
     async fn closes_connections_idle_too_long<DB: Database>(pool: Pool<DB>)
     where
-        DB::Connection: Session,
+        DB::Connection: RawStatements,
     {
         let (mut a, mut b) = (pool.lease().await.unwrap(), pool.lease().await.unwrap());
         a.execute_raw("SELECT 1").await.unwrap();
@@ -379,7 +379,7 @@ mod tests {
 
     async fn reuses_a_settled_connection<DB: Database>(pool: Pool<DB>)
     where
-        DB::Connection: Session,
+        DB::Connection: RawStatements,
     {
         let mut first = pool.lease().await.unwrap();
         first.execute_raw("CREATE TEMPORARY TABLE marker (id INTEGER)").await.unwrap();
@@ -390,7 +390,7 @@ mod tests {
 
     async fn closes_a_connection_left_mid_statement<DB: Database>(pool: Pool<DB>, slow: &'static str)
     where
-        DB::Connection: Session,
+        DB::Connection: RawStatements,
     {
         let mut first = pool.lease().await.unwrap();
         first.execute_raw("CREATE TEMPORARY TABLE marker (id INTEGER)").await.unwrap();
@@ -405,7 +405,7 @@ mod tests {
 
     async fn rolls_back_an_abandoned_transaction<DB: Database>(pool: Pool<DB>)
     where
-        DB::Connection: Session,
+        DB::Connection: RawStatements,
     {
         let mut setup = pool.lease().await.unwrap();
         setup.execute_raw("CREATE TEMPORARY TABLE once (id INTEGER PRIMARY KEY)").await.unwrap();
@@ -421,7 +421,7 @@ mod tests {
 
     async fn times_out_and_closes<DB: Database>(pool: Pool<DB>)
     where
-        DB::Connection: Session,
+        DB::Connection: RawStatements,
     {
         let held = pool.lease().await.unwrap();
         assert!(matches!(pool.lease().await, Err(sqlx::Error::PoolTimedOut)), "max 1 connection, and it is leased");

@@ -28,7 +28,7 @@ use super::rows::{ClientRow, KeyRow};
 use super::sql::{self, text, Dialect, Param, SqlBuilder};
 use super::{customers, settings, tags, terms, tokens};
 use super::{
-    ClientRecord, Created, CustomerPage, CustomerRef, EventListParams, IdempotencyKey, ImportSession, NewCustomer,
+    BatchImport, ClientRecord, Created, CustomerPage, CustomerRef, EventListParams, IdempotencyKey, NewCustomer,
     OnRejected, Page, Patcher, SecretHashes, SigningKeyRecord, Store, StoreError, Updated,
 };
 
@@ -153,7 +153,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn analyze(&self) -> Result<(), StoreError> {
-        let mut conn = self.backend.session().await?;
+        let mut conn = self.backend.connection().await?;
         let statement = match conn.dialect() {
             Dialect::Sqlite => "ANALYZE",
             // VACUUM also sets the visibility map, without which a count
@@ -285,12 +285,12 @@ impl<B: Backend> Store for SqlStore<B> {
         on_read!(self.backend, |conn| list_customers(&mut conn, account, params, &self.cursors).await)
     }
 
-    fn import_session<'a>(
+    fn batch_import<'a>(
         &'a self,
         account: &AccountId,
         actor: &str,
         on_rejected: OnRejected,
-    ) -> Box<dyn ImportSession + 'a> {
+    ) -> Box<dyn BatchImport + 'a> {
         Box::new(Importer::new(&self.backend, account, actor, on_rejected))
     }
 

@@ -258,7 +258,7 @@ async fn a_read_past_the_statement_time_limit_is_stopped_by_the_database_and_ans
                 ImportRow::new(i + 1, format!("c{i}"), data.unwrap())
             })
             .collect();
-        let mut import = seeding.import_session(&account, "test", OnRejected::KeepTheRest);
+        let mut import = seeding.batch_import(&account, "test", OnRejected::KeepTheRest);
         import.write(vec![rows]).await.unwrap();
         import.commit().await.unwrap();
         drop(import);

@@ -246,13 +246,13 @@ both_backends! {
 // Where a batch is its own transaction (PostgreSQL; `--strict`), large
 // batches are faster; where SQLite's transactions span batches, a batch's
 // size only sets what the importer holds, so it is small
-// (`ImportSession::default_batch_size`).
+// (`BatchImport::default_batch_size`).
 both_backends! {
     async fn import_batches_are_small_only_where_transactions_span_them(app: &TestApp) {
         let store = app.db.open().await;
         let account = AccountId::parse(ACCOUNT).unwrap();
-        let spanning = store.import_session(&account, "test", OnRejected::KeepTheRest).default_batch_size();
-        let strict = store.import_session(&account, "test", OnRejected::RollBack).default_batch_size();
+        let spanning = store.batch_import(&account, "test", OnRejected::KeepTheRest).default_batch_size();
+        let strict = store.batch_import(&account, "test", OnRejected::RollBack).default_batch_size();
         match app.db.backend {
             Backend::Sqlite => assert!(spanning < strict, "{spanning} against {strict}"),
             Backend::Postgres => assert_eq!(spanning, strict, "every PostgreSQL batch is a transaction"),

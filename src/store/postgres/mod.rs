@@ -95,10 +95,10 @@ impl Backend for PostgresBackend {
     }
 
     async fn read(&self) -> Result<Self::ReadConn, StoreError> {
-        self.session().await
+        self.connection().await
     }
 
-    async fn session(&self) -> Result<Self::Conn, StoreError> {
+    async fn connection(&self) -> Result<Self::Conn, StoreError> {
         self.pool.lease().await.map_err(translate)
     }
 

@@ -107,11 +107,11 @@ impl Backend for SqliteBackend {
     async fn read(&self) -> Result<Self::ReadConn, StoreError> {
         match &self.reader {
             Some(reader) => reader.read().await.map(SqliteRead::Direct),
-            None => self.session().await.map(SqliteRead::Pooled),
+            None => self.connection().await.map(SqliteRead::Pooled),
         }
     }
 
-    async fn session(&self) -> Result<Self::Conn, StoreError> {
+    async fn connection(&self) -> Result<Self::Conn, StoreError> {
         self.pool.lease().await.map_err(translate)
     }
 
