@@ -12,41 +12,16 @@ use crate::domain::ids::AccountId;
 use crate::domain::settings::{AutoTokenValue, CustomerIdFormat, Settings};
 use crate::domain::validate::Errors;
 
+use super::clock::{next_customer_number, note_customer_number, tick};
+use super::columns::{attribute_rows, customer_columns, document, secret_columns, IndexedColumns};
 use super::engine::Conn;
 use super::rows::{IdempotencyRow, SettingsRow};
 use super::sql::{self, opt_text, text, Dialect, Param, SqlBuilder, CUSTOMER_COLUMNS};
 use super::{
-    attribute_rows, change_customer_id_key, micros_to_time, new_id, now_micros, Created, CustomerRef, IdempotencyKey,
-    IndexedColumns, NewCustomer, PatchError, Patcher, SecretHashes, StoreError, Updated, IDEMPOTENCY_KEY_TTL,
+    change_customer_id_key, new_id, now_micros, Created, CustomerRef, IdempotencyKey, NewCustomer, PatchError, Patcher,
+    SecretHashes, StoreError, Updated, IDEMPOTENCY_KEY_TTL,
 };
 use crate::domain::patch::Patch;
-
-/// Takes the account's next write timestamp. The row lock this takes is
-/// held until commit, so writes of one account commit in timestamp order,
-/// and each waits from its tick for the one before to commit. So a write
-/// ticks as late as it can: what needs no timestamp (reads, checks,
-/// attribute rows) comes before.
-pub(super) async fn tick(conn: &mut impl Conn, account: &AccountId) -> Result<DateTime<Utc>, StoreError> {
-    tick_block(conn, account, 1).await
-}
-
-/// Takes `n` consecutive write timestamps (microseconds apart) and returns
-/// the first: every one later than anything the account has written.
-pub(super) async fn tick_block(conn: &mut impl Conn, account: &AccountId, n: i64) -> Result<DateTime<Utc>, StoreError> {
-    let greatest = greatest(conn.dialect());
-    let last = now_micros().timestamp_micros() + n - 1;
-    let mut q = SqlBuilder::new(conn.dialect(), "INSERT INTO account_clocks (account_id, last_us) VALUES (");
-    q.bind(text(account.as_str()))
-        .push(", ")
-        .bind(Param::Int(last))
-        .push(") ON CONFLICT (account_id) DO UPDATE SET last_us = ")
-        .push(greatest)
-        .push("(account_clocks.last_us + ")
-        .bind(Param::Int(n))
-        .push(", excluded.last_us) RETURNING last_us");
-    let micros = conn.fetch_i64(q).await?.ok_or_else(|| StoreError::Other("clock returned no row".into()))?;
-    Ok(micros_to_time(micros - n + 1))
-}
 
 /// The account's settings, or the defaults when it has stored none.
 pub(super) async fn load_settings(conn: &mut impl Conn, account: &AccountId) -> Result<Settings, StoreError> {
@@ -94,49 +69,6 @@ pub(super) async fn check_rules(
         }
     }
     errors.into_result().map_err(StoreError::Invalid)
-}
-
-/// The next `sequence` customer id: one above the highest numeric
-/// customer_id the account has used. Runs after [`tick`], whose row lock
-/// makes concurrent creates take distinct, increasing numbers.
-async fn next_customer_number(conn: &mut impl Conn, account: &AccountId) -> Result<i64, StoreError> {
-    let mut q =
-        SqlBuilder::new(conn.dialect(), "UPDATE account_clocks SET last_number = last_number + 1 WHERE account_id = ");
-    q.bind(text(account.as_str())).push(" RETURNING last_number");
-    conn.fetch_i64(q).await?.ok_or_else(|| StoreError::Other("no clock row for the account".into()))
-}
-
-/// A customer_id made only of digits, as the number `sequence` ids count in.
-pub(super) fn customer_number(customer_id: &str) -> Option<i64> {
-    let digits = customer_id.len() <= 18 && customer_id.bytes().all(|b| b.is_ascii_digit());
-    digits.then(|| customer_id.parse().ok()).flatten()
-}
-
-/// Remembers a caller-chosen numeric customer_id, so `sequence` ids never
-/// collide with it.
-pub(super) async fn note_customer_number(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    customer_id: &str,
-) -> Result<(), StoreError> {
-    let Some(number) = customer_number(customer_id) else {
-        return Ok(());
-    };
-    let greatest = greatest(conn.dialect());
-    let mut q = SqlBuilder::new(conn.dialect(), "UPDATE account_clocks SET last_number = ");
-    q.push(greatest)
-        .push("(last_number, ")
-        .bind(Param::Int(number))
-        .push(") WHERE account_id = ")
-        .bind(text(account.as_str()));
-    conn.execute(q).await.map(drop)
-}
-
-pub(super) fn greatest(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Sqlite => "max",
-        Dialect::Postgres => "GREATEST",
-    }
 }
 
 /// Keeps a customer's auto tokens (§6) equal to what its current email and
@@ -358,54 +290,6 @@ async fn generated_customer_id(
         CustomerIdFormat::Sequence => next_customer_number(conn, account).await?.to_string(),
         CustomerIdFormat::Uuid => Uuid::new_v4().to_string(),
     })
-}
-
-/// The hash columns a write of `password` and `pin` sets (none for absent).
-fn secret_columns(secrets: SecretHashes) -> Vec<(&'static str, Param)> {
-    let SecretHashes { password, pin } = secrets;
-    [("password_hash", password), ("pin_hash", pin)]
-        .into_iter()
-        .filter_map(|(column, patch)| match patch {
-            Patch::Absent => None,
-            Patch::Null => Some((column, Param::Null)),
-            Patch::Value(hash) => Some((column, Param::Text(hash))),
-        })
-        .collect()
-}
-
-/// The columns a customer's data writes, in one place for insert and update.
-pub(super) fn customer_columns(
-    cols: &IndexedColumns,
-    doc: Param,
-    data: &CustomerData,
-    settings: &Settings,
-    at: DateTime<Utc>,
-) -> Vec<(&'static str, Param)> {
-    let phone_unique = if settings.users.phone_number_validation.allow_duplicates {
-        Param::Null
-    } else {
-        opt_text(cols.phone_number.as_ref())
-    };
-    vec![
-        ("customer_id_lower", text(&cols.customer_id_lower)),
-        ("type", text(data.customer_type.as_str())),
-        ("email", opt_text(cols.email.as_ref())),
-        ("email_lower", opt_text(cols.email_lower.as_ref())),
-        ("phone_number", opt_text(cols.phone_number.as_ref())),
-        ("phone_unique", phone_unique),
-        ("last_name_lower", opt_text(cols.last_name_lower.as_ref())),
-        ("full_name_lower", opt_text(cols.full_name_lower.as_ref())),
-        ("doc", doc),
-        ("updated_at", Param::Time(at)),
-    ]
-}
-
-/// The stored document of a customer's data: JSON bound as text. The
-/// database keeps it without looking inside (a `TEXT` column in both
-/// backends, migration 0006 in PostgreSQL), so it is neither parsed on the
-/// way in nor rendered on the way out, and reads answer serde's own bytes.
-pub(super) fn document(data: &CustomerData) -> Result<Param, serde_json::Error> {
-    serde_json::to_string(data).map(Param::Text)
 }
 
 /// The customer with this `customer_id`; with `lock`, its row stays locked

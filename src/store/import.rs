@@ -13,9 +13,9 @@ use uuid::Uuid;
 use crate::domain::ids::AccountId;
 use crate::domain::settings::{normalise_phone, AutoTokenValue, Settings};
 
-use super::customers::{
-    check_rules, customer_columns, customer_number, document, load_settings, note_customer_number, tick_block,
-};
+use super::clock::{customer_number, note_customer_number, tick_block};
+use super::columns::{customer_columns, document};
+use super::customers::{check_rules, load_settings};
 use super::engine::{Backend, Conn};
 use super::rows::db_row;
 use super::sql::{self, opt_text, text, Dialect, Param, SqlBuilder};

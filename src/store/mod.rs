@@ -23,6 +23,8 @@ use crate::domain::stored::StoredCustomer;
 use crate::domain::validate::FieldError;
 
 mod admission;
+mod clock;
+mod columns;
 mod cursors;
 mod customers;
 mod engine;
@@ -39,6 +41,7 @@ mod tags;
 mod terms;
 mod tokens;
 
+pub use columns::IndexedColumns;
 pub use engine::parsed;
 pub use pool::CHECK_IDLE_AFTER;
 
@@ -116,7 +119,7 @@ pub struct ImportRow {
 impl ImportRow {
     pub fn new(line: u64, customer_id: String, data: CustomerData) -> Self {
         let columns = IndexedColumns::of(&customer_id, &data);
-        let doc = customers::document(&data).ok();
+        let doc = columns::document(&data).ok();
         Self { line, customer_id, data, columns, doc }
     }
 }
@@ -496,47 +499,6 @@ impl Default for PoolOptions {
             statement_timeout: Some(std::time::Duration::from_secs(30)),
         }
     }
-}
-
-/// The lower-cased, indexed copies of a customer's searchable fields. Both
-/// stores write exactly these, so search behaves the same on each.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct IndexedColumns {
-    pub customer_id_lower: String,
-    pub email: Option<String>,
-    pub email_lower: Option<String>,
-    pub phone_number: Option<String>,
-    pub last_name_lower: Option<String>,
-    pub full_name_lower: Option<String>,
-    /// One row per attribute value: `(key, value-as-text)`; `None` marks a
-    /// key whose value is not a scalar or list of scalars (still "has key").
-    pub attributes: Vec<(String, Option<String>)>,
-}
-
-impl IndexedColumns {
-    pub fn of(customer_id: &str, data: &CustomerData) -> Self {
-        let lower = |v: &Option<String>| v.as_ref().map(|s| s.to_lowercase());
-        // "first last", or the one name given: a prefix of it is a prefix of
-        // the first name too, so search needs no first-name index.
-        let full_name_lower = match (&data.first_name, &data.last_name) {
-            (Some(first), Some(last)) => Some(format!("{first} {last}").to_lowercase()),
-            (Some(name), None) | (None, Some(name)) => Some(name.to_lowercase()),
-            (None, None) => None,
-        };
-        Self {
-            customer_id_lower: customer_id.to_lowercase(),
-            email: data.email.clone(),
-            email_lower: lower(&data.email),
-            phone_number: data.phone_number.clone(),
-            last_name_lower: lower(&data.last_name),
-            full_name_lower,
-            attributes: attribute_rows(data),
-        }
-    }
-}
-
-pub(super) fn attribute_rows(data: &CustomerData) -> Vec<(String, Option<String>)> {
-    data.attributes.as_ref().map(crate::domain::validate::attribute_entries).unwrap_or_default()
 }
 
 /// The unique constraints a write can run into, named as both migration
