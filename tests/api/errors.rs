@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::TestApp;
 
 async fn raw(
     app: &TestApp,
@@ -61,10 +61,9 @@ both_backends! {
     }
 }
 
-#[tokio::test]
-async fn oversized_bodies_get_413() {
-    let limits = HttpLimits { body_limit: 1024, ..HttpLimits::default() };
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+both_backends! {
+    async fn oversized_bodies_get_413(backend: Backend) {
+        let limits = HttpLimits { body_limit: 1024, ..HttpLimits::default() };
         let app = TestApp::spawn_with(backend, limits.clone()).await;
         let big = json!({"first_name": "x".repeat(2000)});
         let reply = app.post(&app.users_url(), &big).await;

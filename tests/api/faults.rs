@@ -1,4 +1,4 @@
-//! Issue 5 §6: a database that goes away. PostgreSQL is reached through a
+//! A database that goes away. PostgreSQL is reached through a
 //! TCP link the test can cut and restore (to the server this is exactly a
 //! database that stopped: open connections die, new ones are refused), and
 //! an SQLite file is opened read-only.

@@ -22,12 +22,15 @@ pub enum Backend {
     Postgres,
 }
 
-/// Instantiates each test body once per backend:
-/// `mod <name> { fn sqlite(); fn postgres(); }`.
+/// Instantiates each test body once per backend, as `mod <name> { fn
+/// sqlite(); fn postgres(); }`. A body takes either the app, started on a
+/// fresh database of the backend (`async fn t(app: &TestApp)`), or the
+/// backend itself, to start what it needs (`async fn t(backend: Backend)`).
 #[macro_export]
 macro_rules! both_backends {
-    ($(async fn $name:ident($app:ident: &TestApp) $body:block)*) => {
+    ($($(#[$meta:meta])* async fn $name:ident($app:ident: &TestApp) $body:block)*) => {
         $(
+            $(#[$meta])*
             mod $name {
                 #[allow(unused_imports)]
                 use super::*;
@@ -44,6 +47,27 @@ macro_rules! both_backends {
                 async fn postgres() {
                     let app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await;
                     body(&app).await;
+                }
+            }
+        )*
+    };
+    ($($(#[$meta:meta])* async fn $name:ident($backend:ident: Backend) $body:block)*) => {
+        $(
+            $(#[$meta])*
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn body($backend: $crate::helpers::Backend) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    body($crate::helpers::Backend::Sqlite).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    body($crate::helpers::Backend::Postgres).await;
                 }
             }
         )*

@@ -1,4 +1,4 @@
-//! Issue 5 §11: tenant isolation, endpoint by endpoint. Account A holds a
+//! Tenant isolation, endpoint by endpoint. Account A holds a
 //! customer with a tag, a token, a token event and terms; account B's admin
 //! token then calls every endpoint, once on A's path and once on its own
 //! path naming A's records. Always 403 on A's path, never A's data in any

@@ -15,14 +15,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use customers::store::{ImportRow, OnRejected, PoolOptions};
 
-use crate::helpers::{Backend, TestApp, TestDatabase, ACCOUNT};
+use crate::both_backends;
+use crate::helpers::{TestApp, TestDatabase, ACCOUNT};
 
-const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_headers_are_cut_off_at_the_header_read_timeout() {
-    let limits = HttpLimits { header_read_timeout: Duration::from_millis(500), ..HttpLimits::default() };
-    for backend in BACKENDS {
+both_backends! {
+    async fn slow_headers_are_cut_off_at_the_header_read_timeout(backend: Backend) {
+        let limits = HttpLimits { header_read_timeout: Duration::from_millis(500), ..HttpLimits::default() };
         let app = TestApp::spawn_with(backend, limits.clone()).await;
         let mut slow = tokio::net::TcpStream::connect(app.address).await.unwrap();
         slow.write_all(b"GET /health/live HTTP/1.1\r\nhost: x\r\n").await.unwrap();
@@ -40,11 +38,10 @@ async fn slow_headers_are_cut_off_at_the_header_read_timeout() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_over_the_time_limit_get_a_json_503() {
-    // Checking a secret (Argon2) takes far longer than 2 ms.
-    let limits = HttpLimits { request_timeout: Duration::from_millis(2), ..HttpLimits::default() };
-    for backend in BACKENDS {
+both_backends! {
+    async fn requests_over_the_time_limit_get_a_json_503(backend: Backend) {
+        // Checking a secret (Argon2) takes far longer than 2 ms.
+        let limits = HttpLimits { request_timeout: Duration::from_millis(2), ..HttpLimits::default() };
         let app = TestApp::spawn_with(backend, limits.clone()).await;
         let token_url = app.url(&format!("/v1/accounts/{ACCOUNT}/auth/token"));
         let response = app.client.post(token_url).basic_auth("someone", Some("guess")).json(&json!({})).send().await;
@@ -57,10 +54,9 @@ async fn requests_over_the_time_limit_get_a_json_503() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limits_answer_429_with_retry_after_per_client() {
-    let limits = HttpLimits { rate_limit: Some(RateLimit { per_second: 1, burst: 3 }), ..HttpLimits::default() };
-    for backend in BACKENDS {
+both_backends! {
+    async fn rate_limits_answer_429_with_retry_after_per_client(backend: Backend) {
+        let limits = HttpLimits { rate_limit: Some(RateLimit { per_second: 1, burst: 3 }), ..HttpLimits::default() };
         let app = TestApp::spawn_with(backend, limits.clone()).await;
         let greedy = app.token_for(ACCOUNT, "greedy", &[Scope::Admin]);
         for _ in 0..3 {
@@ -93,9 +89,8 @@ async fn rate_limits_answer_429_with_retry_after_per_client() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_failed_token_requests_lock_the_client_id_out() {
-    for backend in BACKENDS {
+both_backends! {
+    async fn repeated_failed_token_requests_lock_the_client_id_out(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let account = AccountId::parse(ACCOUNT).unwrap();
         let (client, secret) =
@@ -132,10 +127,9 @@ fn from_address(ip: &str) -> reqwest::Client {
     reqwest::Client::builder().local_address(ip.parse::<std::net::IpAddr>().unwrap()).build().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_requests_are_limited_per_address_whatever_client_id_they_name() {
-    let limits = HttpLimits { token_rate_limit: RateLimit { per_second: 1, burst: 3 }, ..HttpLimits::default() };
-    for backend in BACKENDS {
+both_backends! {
+    async fn token_requests_are_limited_per_address_whatever_client_id_they_name(backend: Backend) {
+        let limits = HttpLimits { token_rate_limit: RateLimit { per_second: 1, burst: 3 }, ..HttpLimits::default() };
         let app = TestApp::spawn_with(backend, limits.clone()).await;
         let token_url = app.url(&format!("/v1/accounts/{ACCOUNT}/auth/token"));
         let body = json!({"grant_type": "client_credentials", "audience": format!("https://x/v1/accounts/{ACCOUNT}")});
@@ -174,14 +168,13 @@ async fn read_until_closed(stream: &mut tokio::net::TcpStream, within: Duration)
     (closed, received)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_and_idle_connections_are_closed() {
-    let limits = HttpLimits {
-        first_byte_timeout: Duration::from_millis(300),
-        idle_timeout: Duration::from_millis(800),
-        ..HttpLimits::default()
-    };
-    for backend in BACKENDS {
+both_backends! {
+    async fn silent_and_idle_connections_are_closed(backend: Backend) {
+        let limits = HttpLimits {
+            first_byte_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(800),
+            ..HttpLimits::default()
+        };
         let app = TestApp::spawn_with(backend, limits.clone()).await;
         let started = Instant::now();
         let mut silent = tokio::net::TcpStream::connect(app.address).await.unwrap();
@@ -205,10 +198,9 @@ async fn silent_and_idle_connections_are_closed() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_the_connection_cap_the_longest_idle_are_shed_and_health_still_answers() {
-    let limits = HttpLimits { max_connections: 16, ..HttpLimits::default() };
-    for backend in BACKENDS {
+both_backends! {
+    async fn at_the_connection_cap_the_longest_idle_are_shed_and_health_still_answers(backend: Backend) {
+        let limits = HttpLimits { max_connections: 16, ..HttpLimits::default() };
         let app = TestApp::spawn_with(backend, limits.clone()).await;
         let mut silent = Vec::new();
         for _ in 0..40 {
@@ -229,9 +221,8 @@ async fn at_the_connection_cap_the_longest_idle_are_shed_and_health_still_answer
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attribute_filters_above_their_cap_are_refused_before_the_database_sees_them() {
-    for backend in BACKENDS {
+both_backends! {
+    async fn attribute_filters_above_their_cap_are_refused_before_the_database_sees_them(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let keys = |n: usize| (0..n).map(|i| format!("attributes_keys=k{i}")).collect::<Vec<_>>().join("&");
         let ten = app.get(&format!("{}?{}", app.users_url(), keys(10))).await;
@@ -245,10 +236,9 @@ async fn attribute_filters_above_their_cap_are_refused_before_the_database_sees_
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_past_the_statement_time_limit_is_stopped_by_the_database_and_answers_503() {
-    let account = AccountId::parse(ACCOUNT).unwrap();
-    for backend in BACKENDS {
+both_backends! {
+    async fn a_read_past_the_statement_time_limit_is_stopped_by_the_database_and_answers_503(backend: Backend) {
+        let account = AccountId::parse(ACCOUNT).unwrap();
         let db = TestDatabase::create(backend).await;
         let seeding = db.open().await;
         let rows = (0..20_000u64)
@@ -271,13 +261,12 @@ async fn a_read_past_the_statement_time_limit_is_stopped_by_the_database_and_ans
     }
 }
 
-/// Values an index holds are bounded in bytes, so PostgreSQL never sees an
-/// index entry over its 2,704-byte limit (these answered 500 there), and
-/// both backends refuse the same input with a 400 naming the field.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn values_an_index_holds_are_bounded_in_bytes_on_both_backends() {
-    let astral = |n: usize| "𝔄".repeat(n);
-    for backend in BACKENDS {
+both_backends! {
+    /// Values an index holds are bounded in bytes, so PostgreSQL never sees an
+    /// index entry over its 2,704-byte limit (these answered 500 there), and
+    /// both backends refuse the same input with a 400 naming the field.
+    async fn values_an_index_holds_are_bounded_in_bytes_on_both_backends(backend: Backend) {
+        let astral = |n: usize| "𝔄".repeat(n);
         let app = TestApp::spawn(backend).await;
         let refused = [
             (json!({"first_name": astral(700)}), "first_name"),

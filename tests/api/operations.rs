@@ -104,11 +104,10 @@ both_backends! {
     }
 }
 
-/// The README's first command: `customers serve` on an empty database prints
-/// a working client and curl, and stops cleanly on SIGTERM.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_bootstraps_a_client_and_stops_on_sigterm() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+both_backends! {
+    /// The README's first command: `customers serve` on an empty database prints
+    /// a working client and curl, and stops cleanly on SIGTERM.
+    async fn serve_bootstraps_a_client_and_stops_on_sigterm(backend: Backend) {
         let db = TestDatabase::create(backend).await;
         let mut child = binary()
             .args(["serve", "--listen", "127.0.0.1:0", "--database", &db.url])

@@ -1,4 +1,4 @@
-//! Issue 5 §5 and §7 with real operating-system processes: three
+//! Real operating-system processes: three
 //! `customers serve` processes on one PostgreSQL database keep its rules,
 //! servers started together on an empty database make one first client, and
 //! SIGTERM under load finishes what is in flight, refuses new connections
@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::both_backends;
 use crate::helpers::{binary, cli_admin_token, Backend, ServeProcess, TestDatabase, ACCOUNT};
 
 /// Sends `count` requests built by `request(i, base_of_server_i % n)` at
@@ -108,12 +109,11 @@ async fn three_serve_processes_on_one_postgres_keep_uniqueness_sequences_and_mer
     }
 }
 
-/// Servers started at once on a database without API clients create one
-/// first client between them, not one each: the check and the insert are
-/// one transaction that the database serialises.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn servers_started_together_on_an_empty_database_bootstrap_one_client() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+both_backends! {
+    /// Servers started at once on a database without API clients create one
+    /// first client between them, not one each: the check and the insert are
+    /// one transaction that the database serialises.
+    async fn servers_started_together_on_an_empty_database_bootstrap_one_client(backend: Backend) {
         let db = TestDatabase::create(backend).await;
         let migrated = binary().args(["migrate", "--database", &db.url]).output().unwrap();
         assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
@@ -139,11 +139,10 @@ async fn servers_started_together_on_an_empty_database_bootstrap_one_client() {
     }
 }
 
-/// The same rule at the store, where the attempts can be made to overlap:
-/// sixteen at once through two stores (two processes' pools), one insert.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_first_client_inserts_store_one() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+both_backends! {
+    /// The same rule at the store, where the attempts can be made to overlap:
+    /// sixteen at once through two stores (two processes' pools), one insert.
+    async fn concurrent_first_client_inserts_store_one(backend: Backend) {
         let db = TestDatabase::create(backend).await;
         let stores = [db.open().await, db.open().await];
         let account = customers::domain::ids::AccountId::parse(ACCOUNT).unwrap();
@@ -160,9 +159,8 @@ async fn concurrent_first_client_inserts_store_one() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_under_load_finishes_requests_in_flight_and_exits_0() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+both_backends! {
+    async fn sigterm_under_load_finishes_requests_in_flight_and_exits_0(backend: Backend) {
         let db = TestDatabase::create(backend).await;
         let token = cli_admin_token(&db.url, ACCOUNT);
         let server = ServeProcess::start(&db.url, &[]).await;
