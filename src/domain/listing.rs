@@ -299,6 +299,14 @@ mod tests {
     }
 
     #[test]
+    fn a_nul_in_a_name_or_a_value_is_refused() {
+        for query in ["search=a%00b", "se%00arch=x", "attributes_keys=k%00"] {
+            let errors = parse(query).unwrap_err();
+            assert_eq!(errors[0].code, "invalid_characters", "{query}");
+        }
+    }
+
+    #[test]
     fn since_datetime_and_starting_after_conflict() {
         let q = "since_datetime=2026-01-01T00:00:00Z&starting_after=6f1c2a3e-58a8-4d2c-9b55-0a1e2a3b4c5d";
         assert_eq!(error_fields(q), vec!["starting_after"]);
