@@ -299,6 +299,32 @@ mod tests {
     }
 
     #[test]
+    fn booleans_are_true_or_false() {
+        let p = parse("total=true&include_deleted=false").unwrap();
+        assert!(p.total && !p.filter.include_deleted);
+        assert!(!parse("total=false").unwrap().total);
+        assert_eq!(error_fields("total=1"), vec!["total"]);
+    }
+
+    #[test]
+    fn simpler_lists_page_by_limit_cursor_and_flags() {
+        let pairs =
+            |query: &str| -> Vec<(String, String)> { form_urlencoded::parse(query.as_bytes()).into_owned().collect() };
+        let page = |query: &str| PageParams::parse(&pairs(query), &["type"]);
+        let defaults = page("").unwrap();
+        assert_eq!((defaults.limit, defaults.total, defaults.include_deleted), (DEFAULT_LIMIT, false, false));
+        let given = page("limit=3&starting_after=t-1&total=true&include_deleted=true&type=card").unwrap();
+        assert_eq!(given.limit, 3);
+        assert_eq!(given.starting_after.as_deref(), Some("t-1"));
+        assert!(given.total && given.include_deleted);
+        assert_eq!(given.get("type"), Some("card"));
+        assert_eq!(page("starting_after=").unwrap().starting_after, None, "an empty cursor is none");
+        for bad in ["limit=0", "type=a%00", "colour=red", "total=1&total=1"] {
+            assert!(page(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn a_nul_in_a_name_or_a_value_is_refused() {
         for query in ["search=a%00b", "se%00arch=x", "attributes_keys=k%00"] {
             let errors = parse(query).unwrap_err();
@@ -393,7 +419,8 @@ impl PageParams {
                     Ok(n) if (1..=MAX_LIMIT).contains(&n) => params.limit = n,
                     _ => errors.add(name, "out_of_range", format!("must be an integer from 1 to {MAX_LIMIT}")),
                 },
-                "starting_after" if !value.is_empty() => params.starting_after = Some(value.clone()),
+                // Empty, as an empty filter value: ignored (not "unknown").
+                "starting_after" => params.starting_after = non_empty(value).map(str::to_owned),
                 "total" => parse_bool(&mut errors, name, value, &mut params.total),
                 "include_deleted" => parse_bool(&mut errors, name, value, &mut params.include_deleted),
                 other if allowed.contains(&other) => params.extra.push((name.clone(), value.clone())),

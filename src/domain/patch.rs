@@ -73,6 +73,12 @@ mod tests {
     }
 
     #[test]
+    fn only_an_absent_patch_is_absent() {
+        assert!(Patch::<u8>::Absent.is_absent());
+        assert!(!Patch::<u8>::Null.is_absent() && !Patch::Value(1).is_absent());
+    }
+
+    #[test]
     fn apply_keeps_clears_or_sets() {
         let current = Some("old".to_string());
         assert_eq!(Patch::Absent.apply_to(current.clone()), current);

@@ -369,5 +369,38 @@ mod tests {
         assert_eq!(fields, ["token_id", "type"]);
         assert!(TagInput { tag: " ".into(), ..TagInput::default() }.validate().is_err());
         assert!(TermsInput { terms: "Be nice.".into(), ..TermsInput::default() }.validate().is_ok());
+        assert!(TermsInput { terms: " ".into(), ..TermsInput::default() }.validate().is_err());
+    }
+
+    fn token_ref(kind: &str, value: &str) -> TokenRef {
+        TokenRef { kind: kind.into(), value: value.into() }
+    }
+
+    #[test]
+    fn token_event_requests_are_validated() {
+        let event = |name: &str| Some(EventInput { event: name.into(), ..EventInput::default() });
+        let fields = |request: &TokenEventRequest| -> Vec<String> {
+            request.validate().err().unwrap_or_default().into_iter().map(|e| e.field).collect()
+        };
+        assert!(fields(&TokenEventRequest { token: token_ref("card", "1"), event: event("paid") }).is_empty());
+        assert_eq!(fields(&TokenEventRequest { token: token_ref("", "1"), event: event("paid") }), ["token.type"]);
+        assert_eq!(fields(&TokenEventRequest { token: token_ref("card", "1"), event: event(" ") }), ["event.event"]);
+        let clear = |token: TokenRef| ClearTokenEvents { token, event: None };
+        assert!(clear(token_ref("card", "1")).validate().is_ok());
+        assert!(clear(token_ref("card", "")).validate().is_err());
+    }
+
+    #[test]
+    fn clearing_with_a_reason_records_it_as_deleted() {
+        let mut metadata = JsonObject::new();
+        metadata.insert("by".into(), "support".into());
+        let given =
+            ClearEventInput { event: Some("closed".into()), metadata: Some(metadata.clone()), ..Default::default() };
+        let request = ClearTokenEvents { token: token_ref("card", "1"), event: Some(given) };
+        let recorded = request.deleted_event().expect("a reason is recorded");
+        assert_eq!(recorded.event, "closed");
+        assert_eq!(recorded.status.as_deref(), Some(DELETED));
+        assert_eq!(recorded.metadata, Some(metadata));
+        assert!(ClearTokenEvents { token: token_ref("card", "1"), event: None }.deleted_event().is_none());
     }
 }
