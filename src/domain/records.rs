@@ -391,6 +391,45 @@ mod tests {
     }
 
     #[test]
+    fn event_texts_are_bounded() {
+        let long = "e".repeat(256);
+        let request = |event: &str, status: Option<&str>| TokenEventRequest {
+            token: token_ref("card", "1"),
+            event: Some(EventInput { event: event.into(), status: status.map(str::to_owned), ..EventInput::default() }),
+        };
+        assert!(request(&"e".repeat(255), Some("OK")).validate().is_ok());
+        assert!(request(&long, None).validate().is_err());
+        assert!(request("e", Some(&long)).validate().is_err());
+        assert!(request("line\u{7}", None).validate().is_err(), "control characters");
+    }
+
+    #[test]
+    fn a_token_is_named_by_its_token_id_or_type_and_value() {
+        let reference = token_ref("card", "4111");
+        assert_eq!(token_key(None, &reference), "card:4111");
+        let owned = Token {
+            id: Uuid::nil(),
+            token_id: "t-1".into(),
+            kind: "card".into(),
+            value: "4111".into(),
+            metadata: None,
+            source: None,
+            created_at: DateTime::from_timestamp(0, 0).unwrap(),
+            created_by: "x".into(),
+            deleted_at: None,
+            deleted_by: None,
+        };
+        assert_eq!(token_key(Some(&owned), &reference), "t-1");
+    }
+
+    #[test]
+    fn an_event_expiring_now_no_longer_counts() {
+        let now = DateTime::from_timestamp(100, 0).unwrap();
+        assert_eq!(token_status(None, &[event("OPT_OUT", 10, Some(100))], now), "UNKNOWN");
+        assert_eq!(token_status(None, &[event("OPT_OUT", 10, Some(101))], now), "OPT_OUT");
+    }
+
+    #[test]
     fn clearing_with_a_reason_records_it_as_deleted() {
         let mut metadata = JsonObject::new();
         metadata.insert("by".into(), "support".into());

@@ -383,6 +383,34 @@ mod tests {
     }
 
     #[test]
+    fn limits_of_the_settings_document_are_exact() {
+        let with = |secret: &str, ttl: u64| {
+            settings(json!({
+                "auto_tokens": {"email": [{"type": "HMAC-SHA256", "secret": secret}]},
+                "tokens": {"event_expiry": [{"status": "OPT_OUT", "time_to_live": ttl}]}
+            }))
+        };
+        let hundred_years = 100 * 365 * 86_400;
+        assert!(with(&"s".repeat(16), hundred_years).validate().is_ok(), "16 characters, 100 years");
+        let fields = |s: Settings| -> Vec<String> { s.validate().unwrap_err().into_iter().map(|e| e.field).collect() };
+        assert_eq!(fields(with(&"s".repeat(15), 1)), ["auto_tokens.email[0].secret"]);
+        assert_eq!(fields(with(&"s".repeat(16), hundred_years + 1)), ["tokens.event_expiry[0].time_to_live"]);
+        let s = with(&"s".repeat(16), 60);
+        assert_eq!(s.event_ttl("OPT_OUT"), Some(60));
+        assert_eq!(s.event_ttl("OPT_IN"), None);
+    }
+
+    #[test]
+    fn integers_are_whole_numbers_of_either_sign() {
+        let s = settings(json!({"attributes": [{"name": "n", "type": "integer"}]}));
+        for (value, ok) in [(json!(-1), true), (json!(u64::MAX), true), (json!(0.5), false)] {
+            let mut errors = Errors::default();
+            s.check_attributes(json!({"n": value}).as_object(), &mut errors);
+            assert_eq!(errors.is_empty(), ok, "{value}");
+        }
+    }
+
+    #[test]
     fn attributes_are_checked_by_type() {
         let s = settings(json!({"attributes": [
             {"name": "n", "type": "integer"}, {"name": "r", "type": "real"}, {"name": "b", "type": "boolean"},
