@@ -254,6 +254,22 @@ mod tests {
     }
 
     #[test]
+    fn contacts_are_named_by_live_records_only() {
+        let contact = json!({"type": "contact", "contact_for": [{"customer_id": "c-1"}, {"customer_id": "c-2"}]});
+        let (_, live) = stored(contact.clone(), false);
+        assert!(!live.is_deleted());
+        assert_eq!(live.contact_ids(), ["c-1", "c-2"]);
+        // A deleted record whose stored text still names contacts (as one
+        // erased before erasure dropped them would) names none.
+        let (_, mut gone) = stored(contact, false);
+        gone.deleted_at = Some(time(1_700_000_003_000_000));
+        assert!(gone.is_deleted());
+        assert!(gone.contact_ids().is_empty());
+        let (_, plain) = stored(json!({"first_name": "Ada"}), false);
+        assert!(plain.contact_ids().is_empty());
+    }
+
+    #[test]
     fn written_json_is_what_serialising_the_customer_gives() {
         let cases = [(full(), false), (full(), true), (company(), false), (json!({"customer_id": "min"}), false)];
         for (input, deleted) in cases {
