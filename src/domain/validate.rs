@@ -199,6 +199,60 @@ pub fn check_customer_id(errors: &mut Errors, field: &str, value: &str) {
 mod tests {
     use super::*;
 
+    fn fields(errors: Errors) -> Vec<(String, String)> {
+        errors.into_result().err().unwrap_or_default().into_iter().map(|e| (e.field, e.code)).collect()
+    }
+
+    #[test]
+    fn indexed_values_are_bounded_in_bytes_as_given_and_lower_cased() {
+        let check = |value: &str| {
+            let mut errors = Errors::default();
+            errors.indexed("name", value);
+            fields(errors)
+        };
+        assert!(check(&"x".repeat(MAX_INDEXED_BYTES)).is_empty());
+        assert_eq!(check(&"x".repeat(MAX_INDEXED_BYTES + 1)), [("name".to_owned(), "too_long".to_owned())]);
+        // 500 × 2 bytes, but lower-cased 500 × 3 bytes: what the index holds.
+        let grows = "\u{23A}".repeat(MAX_INDEXED_BYTES / 2);
+        assert_eq!(grows.len(), MAX_INDEXED_BYTES);
+        assert_eq!(check(&grows), [("name".to_owned(), "too_long".to_owned())]);
+    }
+
+    #[test]
+    fn free_text_may_hold_newlines_and_tabs_but_no_other_control_character() {
+        let check = |value: &str| {
+            let mut errors = Errors::default();
+            errors.text("note", value, 10);
+            fields(errors)
+        };
+        assert!(check("a\nb\tc").is_empty());
+        assert_eq!(check("a\u{7}b"), [("note".to_owned(), "invalid_characters".to_owned())]);
+        assert_eq!(check(&"x".repeat(11)), [("note".to_owned(), "too_long".to_owned())]);
+    }
+
+    #[test]
+    fn the_attribute_index_entries_are_bounded() {
+        let check = |attributes: serde_json::Value| {
+            let mut errors = Errors::default();
+            check_attribute_entries(&mut errors, attributes.as_object().unwrap());
+            fields(errors)
+        };
+        let at_limit = serde_json::json!({"list": (0..MAX_ATTRIBUTE_ENTRIES).collect::<Vec<_>>()});
+        assert!(check(at_limit).is_empty());
+        let over = serde_json::json!({"list": (0..MAX_ATTRIBUTE_ENTRIES).collect::<Vec<_>>(), "one": 1});
+        assert_eq!(check(over), [("attributes".to_owned(), "too_many_values".to_owned())]);
+        let long = "v".repeat(MAX_INDEXED_BYTES);
+        assert!(check(serde_json::json!({ "k": long })).is_empty());
+        let too_long = serde_json::json!({"k": "v".repeat(MAX_INDEXED_BYTES + 1)});
+        assert_eq!(check(too_long), [("attributes.k".to_owned(), "too_long".to_owned())]);
+        let long_key = serde_json::json!({ "k".repeat(MAX_INDEXED_BYTES + 1): 1 });
+        assert_eq!(check(long_key).len(), 1, "a key too long");
+        let grows = serde_json::json!({"k": "\u{23A}".repeat(MAX_INDEXED_BYTES / 2)});
+        assert_eq!(check(grows), [("attributes.k".to_owned(), "too_long".to_owned())], "lower-cased");
+        let members = serde_json::json!({"k": ["v".repeat(MAX_INDEXED_BYTES + 1), "w".repeat(MAX_INDEXED_BYTES + 1)]});
+        assert_eq!(check(members).len(), 1, "one error a key");
+    }
+
     #[test]
     fn emails() {
         for good in ["a@x.io", "first.last+tag@sub.example.com", "ÆØÅ@eksempel.no"] {
