@@ -14,7 +14,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{verify_secret, Busy, UNKNOWN_CLIENT_HASH};
+use crate::auth::{verify_secret, UNKNOWN_CLIENT_HASH};
 use crate::domain::ids::Scope;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
@@ -74,7 +74,7 @@ pub async fn issue_token(
     // the answer takes as long either way and does not tell which part was
     // wrong.
     let hash = client.as_ref().map_or_else(|| UNKNOWN_CLIENT_HASH.to_owned(), |c| c.secret_hash.clone());
-    let secret_ok = state.hashing.run(move || verify_secret(&secret, &hash)).await.map_err(busy)?;
+    let secret_ok = state.hashing.run(move || verify_secret(&secret, &hash)).await?;
     let client = match client {
         Some(c) if secret_ok && c.account_id == account.as_str() => c,
         _ => {
@@ -139,18 +139,6 @@ fn invalid_credentials() -> ApiError {
         "unauthorized",
         "invalid client credentials: send the client id and secret as HTTP Basic",
     )
-}
-
-/// Every Argon2 slot stayed taken: come back in a second.
-pub fn busy(_: Busy) -> ApiError {
-    ApiError {
-        retry_after: Some(std::time::Duration::from_secs(1)),
-        ..ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "service_busy",
-            "too many secrets are being checked at once; try again",
-        )
-    }
 }
 
 /// The public keys that verify this deployment's tokens.

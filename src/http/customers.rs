@@ -227,8 +227,7 @@ async fn hash_secrets(hashing: &HashingSlots, secrets: Secrets) -> ApiResult<Sec
     };
     let hashed = hashing
         .run(move || Ok::<_, anyhow::Error>((hash(secrets.password)?, hash(secrets.pin)?)))
-        .await
-        .map_err(super::auth::busy)?
+        .await?
         .map_err(|_| ApiError::internal())?;
     Ok(SecretHashes { password: hashed.0, pin: hashed.1 })
 }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::Busy;
 use crate::domain::validate::FieldError;
 use crate::store::{Constraint, PatchError, StoreError};
 
@@ -123,6 +124,20 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response
+    }
+}
+
+/// Every Argon2 slot stayed taken: come back in a second.
+impl From<Busy> for ApiError {
+    fn from(_: Busy) -> Self {
+        Self {
+            retry_after: Some(Duration::from_secs(1)),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_busy",
+                "too many secrets are being checked at once; try again",
+            )
+        }
     }
 }
 

@@ -106,10 +106,13 @@ struct Connection {
 
 impl Connection {
     async fn run(self) {
+        let mut stop_signal = self.stop_signal.clone();
         let first_byte = self.first_byte();
+        // Shed, or the server stopping, before a first byte: nothing to finish.
         let arrived = tokio::select! {
             arrived = first_byte => arrived,
             () = self.tracked.close.notified() => false,
+            _ = stop_signal.wait_for(|stopping| *stopping) => false,
         };
         let (registry, id) = (self.registry.clone(), self.tracked.id);
         if arrived {
@@ -193,7 +196,8 @@ struct Registry {
 /// What the registry knows of one connection.
 struct Tracked {
     id: u64,
-    /// Milliseconds since the registry's epoch of the last request start or end.
+    /// Milliseconds since the registry's epoch of the connection's opening or
+    /// its last request's end.
     last_active: AtomicU64,
     in_flight: AtomicUsize,
     epoch: Instant,
@@ -259,9 +263,10 @@ struct InFlight {
 }
 
 impl InFlight {
+    /// No clock read here: a connection with a request in flight is not
+    /// idle whatever its last activity says; the end of the request stamps it.
     fn start(tracked: Arc<Tracked>) -> Self {
         tracked.in_flight.fetch_add(1, Ordering::Relaxed);
-        tracked.touch();
         Self { tracked }
     }
 }

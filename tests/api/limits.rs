@@ -302,3 +302,30 @@ both_backends! {
         assert_eq!(fits.status, StatusCode::CREATED, "{backend:?}: {}", fits.body);
     }
 }
+
+both_backends! {
+    /// A connection that never sent a byte holds nothing to finish: the
+    /// server stops without waiting out its first-byte timeout.
+    async fn shutdown_does_not_wait_for_silent_connections(backend: Backend) {
+        let db = TestDatabase::create(backend).await;
+        let store = db.open().await;
+        let keys = std::sync::Arc::new(
+            customers::auth::Keys::load_or_create(&*store, crate::helpers::ISSUER, Duration::from_secs(60)).await.unwrap(),
+        );
+        let limits = HttpLimits { first_byte_timeout: Duration::from_secs(20), ..HttpLimits::default() };
+        let app = customers::app(customers::AppState::new(store, keys, &limits), &limits);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            customers::serve(listener, app, &limits, async { stopped.await.unwrap_or(()) }).await
+        });
+        let _silent = tokio::net::TcpStream::connect(address).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        stop.send(()).unwrap();
+        let finished = tokio::time::timeout(Duration::from_secs(5), server).await;
+        assert!(finished.is_ok(), "{backend:?}: the server still waits for a silent connection after 5 s");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
