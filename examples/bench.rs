@@ -690,7 +690,7 @@ async fn load(
                         .create_customer(
                             &account,
                             NewCustomer { customer_id, data, secrets: Default::default() },
-                            "bench",
+                            customers::domain::events::Actor::named("bench"),
                             None,
                         )
                         .await

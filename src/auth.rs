@@ -15,6 +15,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::domain::events::Actor;
 use crate::domain::ids::{AccountId, Scope};
 use crate::store::{now_micros, ClientRecord, SigningKeyRecord, Store};
 
@@ -36,11 +37,19 @@ pub struct Principal {
     pub account: AccountId,
     pub subject: String,
     pub scopes: Vec<Scope>,
+    /// The request the token came with (set by the HTTP layer), recorded
+    /// with the changes the caller makes.
+    pub request_id: Option<String>,
 }
 
 impl Principal {
     pub fn has_any(&self, scopes: &[Scope]) -> bool {
         self.scopes.iter().any(|s| scopes.contains(s))
+    }
+
+    /// The caller as the author of a change.
+    pub fn actor(&self) -> Actor<'_> {
+        Actor { name: &self.subject, request_id: self.request_id.as_deref() }
     }
 }
 
@@ -143,7 +152,12 @@ impl Keys {
         if verified.account != *account {
             return Err(TokenError::OtherAccount);
         }
-        Ok(Principal { account: verified.account, subject: verified.subject, scopes: verified.scopes })
+        Ok(Principal {
+            account: verified.account,
+            subject: verified.subject,
+            scopes: verified.scopes,
+            request_id: None,
+        })
     }
 
     fn verify_signature(&self, token: &str) -> Result<Verified, TokenError> {

@@ -90,6 +90,57 @@ impl PoolArgs {
     }
 }
 
+/// How a serving process delivers webhooks (§11): `serve` only.
+#[derive(Args, Clone, Debug)]
+pub struct WebhookArgs {
+    /// Let webhook subscriptions target loopback, private, link-local and
+    /// other non-public addresses (a development machine, a private
+    /// network). Off: such targets are refused at subscribe and at connect.
+    #[arg(long, env = "CUSTOMERS_WEBHOOKS_ALLOW_PRIVATE")]
+    pub webhooks_allow_private: bool,
+    /// How long a webhook receiver may take to answer (500ms, 10s, …).
+    #[arg(long, env = "CUSTOMERS_WEBHOOKS_TIMEOUT", default_value = "10s", value_parser = crate::domain::hooks::parse_duration)]
+    pub webhooks_timeout: Duration,
+    /// The waits between tries of a failed delivery; the last one repeats.
+    #[arg(long, env = "CUSTOMERS_WEBHOOKS_RETRY_DELAYS", default_value = "5s,30s,2m,10m,30m,1h,2h", value_parser = parse_delays)]
+    pub webhooks_retry_delays: Delays,
+    /// How long after its first try a failing delivery is given up.
+    #[arg(long, env = "CUSTOMERS_WEBHOOKS_GIVE_UP_AFTER", default_value = "3d", value_parser = crate::domain::hooks::parse_duration)]
+    pub webhooks_give_up_after: Duration,
+    /// Deliveries this process sends at once.
+    #[arg(long, env = "CUSTOMERS_WEBHOOKS_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub webhooks_concurrency: u32,
+    /// Days the event log keeps an event (longer while a delivery of it waits).
+    #[arg(long, env = "CUSTOMERS_EVENTS_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub events_retention_days: u32,
+}
+
+/// A list of retry delays, as one argument.
+#[derive(Debug, Clone)]
+pub struct Delays(pub Vec<Duration>);
+
+fn parse_delays(raw: &str) -> Result<Delays, String> {
+    crate::domain::hooks::RetryPolicy::parse_delays(raw).map(Delays)
+}
+
+impl WebhookArgs {
+    pub fn worker(&self) -> crate::webhooks::WorkerConfig {
+        let concurrency = self.webhooks_concurrency as usize;
+        crate::webhooks::WorkerConfig {
+            timeout: self.webhooks_timeout.max(Duration::from_millis(1)),
+            retry: crate::domain::hooks::RetryPolicy {
+                delays: self.webhooks_retry_delays.0.clone(),
+                give_up_after: self.webhooks_give_up_after,
+            },
+            concurrency,
+            per_subscription: (concurrency / 8).clamp(1, 16),
+            allow_private: self.webhooks_allow_private,
+            retention: Duration::from_secs(u64::from(self.events_retention_days) * 24 * 3600),
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct TokenArgs {
     /// The `iss` of issued tokens; audiences are `<issuer>/v1/accounts/<aid>`.

@@ -17,6 +17,7 @@ pub mod store;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod telemetry;
+pub mod webhooks;
 
 #[global_allocator]
 static ALLOCATOR: allocator::Allocator = allocator::Allocator;

@@ -6,6 +6,7 @@ use crate::domain::ids::{AccountId, Scope};
 use crate::telemetry::LogFormat;
 
 pub mod clients;
+pub mod hooks;
 pub mod migrate;
 pub mod serve;
 pub mod tokens;
@@ -37,6 +38,9 @@ pub enum Command {
     Import(transfer::ImportOpts),
     /// Export an account's customers as NDJSON to standard output.
     Export(transfer::ExportOpts),
+    /// Webhook tools for receivers.
+    #[command(subcommand)]
+    Hooks(hooks::Command),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -47,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokens(command) => tokens::run(command).await,
         Command::Import(opts) => transfer::import(opts).await,
         Command::Export(opts) => transfer::export(opts).await,
+        Command::Hooks(command) => hooks::run(command).await,
     }
 }
 

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::auth::Keys;
-use crate::config::{DatabaseArgs, PoolArgs, TokenArgs};
+use crate::config::{DatabaseArgs, PoolArgs, TokenArgs, WebhookArgs};
 use crate::domain::ids::{AccountId, Scope};
 use crate::http::throttle::RateLimit;
 use crate::http::{AppState, HttpLimits};
@@ -24,6 +24,8 @@ pub struct Opts {
     pub pool: PoolArgs,
     #[command(flatten)]
     pub token: TokenArgs,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
     /// Address to listen on.
     #[arg(long, env = "CUSTOMERS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -106,10 +108,15 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         rate_limit: (opts.rate_limit > 0)
             .then(|| RateLimit { per_second: opts.rate_limit, burst: opts.rate_limit_burst.max(opts.rate_limit) }),
     };
-    let state = AppState::new(store.clone(), Arc::new(keys), &limits);
+    let mut state = AppState::new(store.clone(), Arc::new(keys), &limits);
+    state.private_targets = opts.webhooks.webhooks_allow_private;
     crate::http::spawn_metrics_upkeep(state.metrics.clone());
+    let deliveries = crate::webhooks::Worker::spawn(store.clone(), opts.webhooks.worker())?;
     tracing::info!(%address, backend = store.backend(), max_connections = limits.max_connections, ready_in_ms = started.elapsed().as_millis() as u64, "listening");
-    crate::serve(listener, crate::app(state, &limits), &limits, shutdown_signal()).await?;
+    let served = crate::serve(listener, crate::app(state, &limits), &limits, shutdown_signal()).await;
+    // The deliveries in flight finish (or give back their leases) first.
+    deliveries.stop().await;
+    served?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -121,7 +128,7 @@ async fn bootstrap_first_client(store: &dyn Store, account: &AccountId, address:
     if store.has_clients().await? {
         return Ok(());
     }
-    let (client, secret) = crate::auth::new_client(account, &[Scope::Admin], None, None)?;
+    let (client, secret) = crate::auth::new_client(account, &[Scope::Admin, Scope::HooksAdmin], None, None)?;
     if !store.insert_first_client(client.clone()).await? {
         // Another server on the same database created the first client meanwhile.
         return Ok(());

@@ -40,10 +40,16 @@ pub enum Scope {
     /// `admin:accounts`: may change a customer's `customer_id`.
     AdminAccounts,
     Public,
+    /// `admin:hooks`: everything about webhook subscriptions (§11).
+    HooksAdmin,
+    /// `write:hooks`: create, change, delete, ping and redeliver.
+    HooksWrite,
+    /// `read:hooks`: read subscriptions and their deliveries.
+    HooksRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 11] = [
         Scope::Admin,
         Scope::Read,
         Scope::Write,
@@ -52,6 +58,9 @@ impl Scope {
         Scope::UserDetails,
         Scope::AdminAccounts,
         Scope::Public,
+        Scope::HooksAdmin,
+        Scope::HooksWrite,
+        Scope::HooksRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +73,9 @@ impl Scope {
             Scope::UserDetails => "user:customers:/customer/details",
             Scope::AdminAccounts => "admin:accounts",
             Scope::Public => "public:customers",
+            Scope::HooksAdmin => "admin:hooks",
+            Scope::HooksWrite => "write:hooks",
+            Scope::HooksRead => "read:hooks",
         }
     }
 

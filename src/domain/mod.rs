@@ -60,6 +60,8 @@ macro_rules! entity_input {
 
 pub mod body;
 pub mod customer;
+pub mod events;
+pub mod hooks;
 pub mod ids;
 pub mod listing;
 pub mod patch;

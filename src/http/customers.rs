@@ -86,7 +86,7 @@ pub async fn create_customer(
         return Err(ApiError::forbidden("customers of type employee or other need admin or write scope"));
     }
     let new = NewCustomer { customer_id, data, secrets: hash_secrets(&state.hashing, secrets).await? };
-    match state.store.create_customer(&auth.account, new, &auth.subject, idempotency.as_ref()).await? {
+    match state.store.create_customer(&auth.account, new, auth.actor(), idempotency.as_ref()).await? {
         Created::New(customer) => Ok(with_etag(*customer)),
         Created::Replayed { etag, body } => Ok((
             [(header::ETAG, etag), (header::CONTENT_TYPE, JSON.to_owned())],
@@ -202,7 +202,7 @@ pub async fn update_customer(
         let private: Vec<String> = settings.private_attributes().map(str::to_owned).collect();
         rules.apply(input, current, &private, now_micros())
     });
-    match state.store.update_customer(&auth.account, &customer_id, patch, secrets, &auth.subject).await {
+    match state.store.update_customer(&auth.account, &customer_id, patch, secrets, auth.actor()).await {
         Err(StoreError::NotFound) if restricted => Err(not_own_record()),
         Ok(Updated { mut customer, settings }) if restricted => {
             settings.hide_private(&mut customer.data);
@@ -267,7 +267,7 @@ pub async fn delete_customer(
     let expected = if_match(&headers);
     let target = reachable(&auth, &customer_id, WRITERS);
     let deleted =
-        state.store.delete_customer(&auth.account, target, &auth.subject, delete_tokens, expected.as_deref()).await;
+        state.store.delete_customer(&auth.account, target, auth.actor(), delete_tokens, expected.as_deref()).await;
     Ok(with_etag(own_or_forbidden(target, deleted)?))
 }
 
@@ -302,7 +302,7 @@ pub async fn change_customer_id(
         errors.into_result().map_err(ApiError::invalid)?;
     }
     let new_id = body.customer_id.as_deref();
-    let customer = state.store.change_customer_id(&auth.account, &customer_id, new_id, &auth.subject).await?;
+    let customer = state.store.change_customer_id(&auth.account, &customer_id, new_id, auth.actor()).await?;
     Ok(with_etag(customer))
 }
 

@@ -50,9 +50,11 @@ impl FromRequestParts<AppState> for Auth {
             .map(str::trim)
             .ok_or_else(ApiError::unauthorized)?;
         match state.keys.verify(token, &account) {
-            Ok(principal) => {
+            Ok(mut principal) => {
                 let caller = || format!("client:{}:{}", principal.account, principal.subject);
                 state.throttle.request(caller).map_err(ApiError::rate_limited)?;
+                let request_id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok());
+                principal.request_id = request_id.map(str::to_owned);
                 Ok(Auth(principal))
             }
             Err(TokenError::Invalid) => Err(ApiError::unauthorized()),

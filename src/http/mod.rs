@@ -27,8 +27,10 @@ use crate::store::Store;
 pub mod auth;
 pub mod customers;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
+pub mod hooks;
 pub mod openapi;
 pub mod paging;
 pub mod server;
@@ -48,6 +50,9 @@ pub struct AppState {
     pub throttle: Arc<Throttle>,
     /// Argon2 (token requests, customer passwords and pins) runs in these.
     pub hashing: Arc<HashingSlots>,
+    /// Webhook subscriptions may target loopback and private addresses
+    /// (`--webhooks-allow-private`).
+    pub private_targets: bool,
 }
 
 impl AppState {
@@ -58,6 +63,7 @@ impl AppState {
             metrics: metrics_handle(),
             throttle: Arc::new(Throttle::new(limits.rate_limit, limits.token_rate_limit)),
             hashing: Arc::new(HashingSlots::per_core()),
+            private_targets: false,
         }
     }
 }
@@ -137,6 +143,8 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(customers::router())
+        .merge(events::router())
+        .merge(hooks::router())
         .merge(settings::router())
         .merge(tags::router())
         .merge(tokens::router())

@@ -10,6 +10,10 @@ use crate::domain::customer::{
     Address, AddressType, Company, Consent, ContactRef, Customer, CustomerData, CustomerInput, CustomerType,
     EnrolledBy, MarketingConsent, Term,
 };
+use crate::domain::events::Event;
+use crate::domain::hooks::{
+    Attempt, Delivery, DeliveryStatus, HookConfig, HookConfigInput, Subscription, SubscriptionInput,
+};
 use crate::domain::records::{
     ClearEventInput, ClearTokenEvents, EventInput, Tag, TagInput, Terms, TermsInput, Token, TokenDetail, TokenEvent,
     TokenEventRequest, TokenEvents, TokenInput, TokenRef,
@@ -22,7 +26,7 @@ use crate::domain::settings::{
 use crate::domain::validate::FieldError;
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{auth, customers, health, settings, tags, tokens, AppState};
+use super::{auth, customers, events, health, hooks, settings, tags, tokens, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/openapi.json", get(openapi))
@@ -47,6 +51,9 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         tags::list_tags, tags::create_tag, tags::delete_tag, tags::get_customer_tags, tags::set_customer_tags,
         tokens::list_tokens, tokens::add_token, tokens::delete_token,
         tokens::record_event, tokens::list_events, tokens::clear_events,
+        events::list_events, events::customer_history,
+        hooks::create_subscription, hooks::list_subscriptions, hooks::get_subscription, hooks::update_subscription,
+        hooks::delete_subscription, hooks::ping, hooks::list_deliveries, hooks::redeliver,
         health::live, health::ready, health::metrics, openapi,
     ),
     components(schemas(
@@ -57,7 +64,8 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         AutoTokenType, TokenSettings, EventExpiry, AttributeDefinition, AttributeType, MfaSettings, MfaChallenge,
         ChallengeType, OobChannel, VerificationSettings, PhoneVerification,
         Terms, TermsInput, Tag, TagInput, Token, TokenInput, TokenRef, EventInput, TokenEventRequest, TokenEvent,
-        TokenDetail, TokenEvents, ClearTokenEvents, ClearEventInput,
+        TokenDetail, TokenEvents, ClearTokenEvents, ClearEventInput, Event,
+        Subscription, SubscriptionInput, HookConfig, HookConfigInput, Delivery, DeliveryStatus, Attempt,
     )),
     modifiers(&Security, &CommonErrors),
 )]

@@ -61,7 +61,7 @@ pub async fn put_settings(
     require(&auth, WRITERS)?;
     query.flags(&[])?;
     settings.validate().map_err(ApiError::invalid)?;
-    let stored = state.store.put_settings(&auth.account, settings, &auth.subject).await?;
+    let stored = state.store.put_settings(&auth.account, settings, auth.actor()).await?;
     Ok(Json(stored))
 }
 

@@ -119,5 +119,8 @@ pub async fn set_customer_tags(
         return Err(ApiError::bad_request("too_many_tags", "at most 1000 tags per customer"));
     }
     let customer = reachable(&auth, &path.customer_id, WRITERS);
-    Ok(Json(own_or_forbidden(customer, state.store.set_customer_tags(&auth.account, customer, &ids).await)?))
+    Ok(Json(own_or_forbidden(
+        customer,
+        state.store.set_customer_tags(&auth.account, customer, &ids, auth.actor()).await,
+    )?))
 }

@@ -70,7 +70,7 @@ pub async fn add_token(
     let delete_events = query.flags(&["delete_token_events"])?[0];
     input.validate().map_err(ApiError::invalid)?;
     let customer = reachable(&auth, &path.customer_id, WRITERS);
-    let added = state.store.add_token(&auth.account, customer, input, delete_events, &auth.subject).await;
+    let added = state.store.add_token(&auth.account, customer, input, delete_events, auth.actor()).await;
     let token = own_or_forbidden(customer, added)?;
     Ok((StatusCode::CREATED, Json(token)))
 }
@@ -99,7 +99,7 @@ pub async fn delete_token(
     // The customer and the token are looked up in the delete's transaction:
     // a missing customer is NotFound (customer_not_found), a missing token None.
     let customer = reachable(&auth, &path.customer_id, WRITERS);
-    let deleted = state.store.delete_token(&auth.account, customer, &path.token_id, &auth.subject).await;
+    let deleted = state.store.delete_token(&auth.account, customer, &path.token_id, auth.actor()).await;
     let deleted = own_or_forbidden(customer, deleted)?;
     deleted.map(Json).ok_or_else(|| ApiError::not_found("token_not_found", "no such token"))
 }
@@ -119,7 +119,7 @@ pub async fn record_event(
     require(&auth, WRITERS)?;
     query.flags(&[])?;
     request.validate().map_err(ApiError::invalid)?;
-    Ok(Json(state.store.record_token_event(&auth.account, request, &auth.subject).await?))
+    Ok(Json(state.store.record_token_event(&auth.account, request, auth.actor()).await?))
 }
 
 /// Tokens with events, one item per token with its events and resolved
@@ -181,6 +181,6 @@ pub async fn clear_events(
     require(&auth, WRITERS)?;
     query.flags(&[])?;
     request.validate().map_err(ApiError::invalid)?;
-    state.store.clear_token_events(&auth.account, request, &auth.subject).await?;
+    state.store.clear_token_events(&auth.account, request, auth.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

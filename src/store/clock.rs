@@ -1,41 +1,64 @@
 //! The account clock (`account_clocks`): every write of an account takes a
-//! strictly later timestamp under the clock row's lock, held until commit,
-//! so writes commit in timestamp order and the change feed never misses one;
-//! the same row counts `sequence` customer ids.
+//! strictly later timestamp and the next event `seq` under the clock row's
+//! lock, held until commit, so writes commit in timestamp and `seq` order:
+//! neither the change feed nor the event log has a gap a reader can fall
+//! into. The same row counts `sequence` customer ids.
 
 use chrono::{DateTime, Utc};
 
 use crate::domain::ids::AccountId;
 
 use super::engine::Conn;
+use super::rows::db_row;
 use super::sql::{text, Dialect, Param, SqlBuilder};
 use super::{micros_to_time, now_micros, StoreError};
 
-/// Takes the account's next write timestamp. The row lock this takes is
-/// held until commit, so writes of one account commit in timestamp order,
-/// and each waits from its tick for the one before to commit. So a write
-/// ticks as late as it can: what needs no timestamp (reads, checks,
-/// attribute rows) comes before.
-pub(super) async fn tick(conn: &mut impl Conn, account: &AccountId) -> Result<DateTime<Utc>, StoreError> {
+/// A write's place in its account's order: its timestamp and the `seq` of
+/// the event it appends.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Tick {
+    pub at: DateTime<Utc>,
+    pub seq: i64,
+}
+
+db_row! {
+    struct ClockRow {
+        last_us: i64,
+        last_seq: i64,
+    }
+}
+
+/// Takes the account's next write timestamp and event `seq`. The row lock
+/// this takes is held until commit, so writes of one account commit in
+/// timestamp order, and each waits from its tick for the one before to
+/// commit. So a write ticks as late as it can: what needs no timestamp
+/// (reads, checks, attribute rows) comes before.
+pub(super) async fn tick(conn: &mut impl Conn, account: &AccountId) -> Result<Tick, StoreError> {
     tick_block(conn, account, 1).await
 }
 
-/// Takes `n` consecutive write timestamps (microseconds apart) and returns
-/// the first: every one later than anything the account has written.
-pub(super) async fn tick_block(conn: &mut impl Conn, account: &AccountId, n: i64) -> Result<DateTime<Utc>, StoreError> {
+/// Takes `n` consecutive write timestamps (microseconds apart) and event
+/// `seq`s and returns the first: every one later than anything the account
+/// has written.
+pub(super) async fn tick_block(conn: &mut impl Conn, account: &AccountId, n: i64) -> Result<Tick, StoreError> {
     let greatest = greatest(conn.dialect());
     let last = now_micros().timestamp_micros() + n - 1;
-    let mut q = SqlBuilder::new(conn.dialect(), "INSERT INTO account_clocks (account_id, last_us) VALUES (");
+    let mut q = SqlBuilder::new(conn.dialect(), "INSERT INTO account_clocks (account_id, last_us, last_seq) VALUES (");
     q.bind(text(account.as_str()))
         .push(", ")
         .bind(Param::Int(last))
+        .push(", ")
+        .bind(Param::Int(n))
         .push(") ON CONFLICT (account_id) DO UPDATE SET last_us = ")
         .push(greatest)
         .push("(account_clocks.last_us + ")
         .bind(Param::Int(n))
-        .push(", excluded.last_us) RETURNING last_us");
-    let micros = conn.fetch_i64(q).await?.ok_or_else(|| StoreError::Other("clock returned no row".into()))?;
-    Ok(micros_to_time(micros - n + 1))
+        .push(", excluded.last_us), last_seq = account_clocks.last_seq + ")
+        .bind(Param::Int(n))
+        .push(" RETURNING last_us, last_seq");
+    let rows: Vec<ClockRow> = conn.fetch_all(q).await?;
+    let row = rows.into_iter().next().ok_or_else(|| StoreError::Other("clock returned no row".into()))?;
+    Ok(Tick { at: micros_to_time(row.last_us - n + 1), seq: row.last_seq - n + 1 })
 }
 
 /// The next `sequence` customer id: one above the highest numeric

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use crate::domain::customer::{Customer, CustomerData};
+use crate::domain::events::{Actor, EventName};
 use crate::domain::ids::AccountId;
 use crate::domain::settings::{AutoTokenValue, CustomerIdFormat, Settings};
 use crate::domain::validate::Errors;
@@ -15,6 +16,7 @@ use crate::domain::validate::Errors;
 use super::clock::{next_customer_number, note_customer_number, tick};
 use super::columns::{attribute_rows, customer_columns, document, secret_columns, IndexedColumns};
 use super::engine::Conn;
+use super::events::{append, erase_customer, NewEvent};
 use super::rows::{IdempotencyRow, SettingsRow};
 use super::sql::{self, opt_text, text, Dialect, Param, SqlBuilder, CUSTOMER_COLUMNS};
 use super::{
@@ -167,7 +169,7 @@ pub(super) async fn create_customer(
     conn: &mut impl Conn,
     account: &AccountId,
     new: NewCustomer,
-    actor: &str,
+    actor: Actor<'_>,
     idempotency: Option<&IdempotencyKey>,
 ) -> Result<Created, StoreError> {
     if let Some(key) = idempotency {
@@ -237,11 +239,12 @@ async fn insert_customer(
     conn: &mut impl Conn,
     account: &AccountId,
     new: NewCustomer,
-    actor: &str,
+    actor: Actor<'_>,
 ) -> Result<Customer, StoreError> {
     let settings = load_settings(conn, account).await?;
     check_rules(conn, account, &new.data, &settings).await?;
-    let at = tick(conn, account).await?;
+    let tick = tick(conn, account).await?;
+    let (at, actor_name) = (tick.at, actor.name);
     let customer_id = match new.customer_id {
         Some(id) => {
             note_customer_number(conn, account, &id).await?;
@@ -258,7 +261,7 @@ async fn insert_customer(
     q.push(&columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")).push(") VALUES (");
     sql::push_list(
         &mut q,
-        [Param::Id(id), text(account.as_str()), text(&customer_id), Param::Time(at), text(actor)]
+        [Param::Id(id), text(account.as_str()), text(&customer_id), Param::Time(at), text(actor_name)]
             .into_iter()
             .chain(columns.into_iter().map(|(_, p)| p)),
     );
@@ -266,17 +269,19 @@ async fn insert_customer(
     conn.execute(q).await?;
     // The id is new: no attribute or token row names it yet.
     insert_attributes(conn, account, id, &cols.attributes).await?;
-    add_auto_tokens(conn, account, id, &settings.auto_tokens_for(&new.data), at, actor).await?;
-    Ok(Customer {
+    add_auto_tokens(conn, account, id, &settings.auto_tokens_for(&new.data), at, actor_name).await?;
+    let customer = Customer {
         id,
         customer_id,
         data: new.data,
         created_at: at,
-        created_by: actor.to_owned(),
+        created_by: actor_name.to_owned(),
         updated_at: at,
         deleted_at: None,
         deleted_by: None,
-    })
+    };
+    append(conn, account, tick, NewEvent::customer(EventName::CustomerAdd, &customer)?, actor).await?;
+    Ok(customer)
 }
 
 /// A `customer_id` for a customer that was given none: a UUID, or the next
@@ -355,19 +360,21 @@ struct Written {
     secrets: SecretHashes,
 }
 
-/// Writes a customer's data and index columns; returns the stored record.
+/// Writes a customer's data and index columns and appends the change's
+/// event (`name`); returns the stored record.
 async fn write_data(
     conn: &mut impl Conn,
     account: &AccountId,
     current: Customer,
     written: Written,
     settings: &Settings,
-    actor: &str,
+    (name, actor): (EventName, Actor<'_>),
 ) -> Result<Customer, StoreError> {
     let Written { customer_id, data, secrets } = written;
     // Before the tick, which makes the account's other writes wait.
     replace_attributes(conn, account, current.id, &attribute_rows(&data)).await?;
-    let at = tick(conn, account).await?;
+    let tick = tick(conn, account).await?;
+    let at = tick.at;
     let customer_id = customer_id.unwrap_or_else(|| current.customer_id.clone());
     let cols = IndexedColumns::of(&customer_id, &data);
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customers SET ");
@@ -377,8 +384,10 @@ async fn write_data(
     sql::push_assignments(&mut q, assignments);
     q.push(" WHERE id = ").bind(Param::Id(current.id));
     conn.execute(q).await?;
-    sync_auto_tokens(conn, account, current.id, &settings.auto_tokens_for(&data), at, actor).await?;
-    Ok(Customer { customer_id, data, updated_at: at, ..current })
+    sync_auto_tokens(conn, account, current.id, &settings.auto_tokens_for(&data), at, actor.name).await?;
+    let written = Customer { customer_id, data, updated_at: at, ..current.clone() };
+    append(conn, account, tick, NewEvent::customer_change(name, &current, &written)?, actor).await?;
+    Ok(written)
 }
 
 pub(super) async fn update_customer(
@@ -387,14 +396,14 @@ pub(super) async fn update_customer(
     customer_id: &str,
     patch: Patcher,
     secrets: SecretHashes,
-    actor: &str,
+    actor: Actor<'_>,
 ) -> Result<Updated, StoreError> {
     let current = live_for_update(conn, account, CustomerRef::any(customer_id)).await?;
     let settings = load_settings(conn, account).await?;
     let data = patch(&current, &settings).map_err(StoreError::Rejected)?;
     check_rules(conn, account, &data, &settings).await?;
     let written = Written { customer_id: None, data, secrets };
-    let customer = write_data(conn, account, current, written, &settings, actor).await?;
+    let customer = write_data(conn, account, current, written, &settings, (EventName::CustomerUpdate, actor)).await?;
     Ok(Updated { customer, settings })
 }
 
@@ -403,7 +412,7 @@ pub(super) async fn change_customer_id(
     account: &AccountId,
     customer_id: &str,
     given: Option<&str>,
-    actor: &str,
+    actor: Actor<'_>,
 ) -> Result<Customer, StoreError> {
     let current = live_for_update(conn, account, CustomerRef::any(customer_id)).await?;
     let settings = load_settings(conn, account).await?;
@@ -418,7 +427,7 @@ pub(super) async fn change_customer_id(
     let at = now_micros();
     let record = json!({
         "created_at": at,
-        "created_by": actor,
+        "created_by": actor.name,
         "old": customer_id,
         "new": new_customer_id,
     });
@@ -427,7 +436,8 @@ pub(super) async fn change_customer_id(
         .insert(change_customer_id_key(at, customer_id, &new_customer_id), record);
     let written = Written { customer_id: Some(new_customer_id.clone()), data, secrets: SecretHashes::default() };
     // (A generated number was counted when it was taken.)
-    let changed = write_data(conn, account, current, written, &settings, actor).await?;
+    let event = (EventName::CustomerIdChange, actor);
+    let changed = write_data(conn, account, current, written, &settings, event).await?;
     if given.is_some() {
         note_customer_number(conn, account, &new_customer_id).await?;
     }
@@ -442,7 +452,7 @@ pub(super) async fn delete_customer(
     conn: &mut impl Conn,
     account: &AccountId,
     customer: CustomerRef<'_>,
-    actor: &str,
+    by: Actor<'_>,
     delete_tokens: bool,
     if_match: Option<&str>,
 ) -> Result<Customer, StoreError> {
@@ -451,7 +461,8 @@ pub(super) async fn delete_customer(
         return Err(StoreError::Rejected(PatchError::VersionMismatch));
     }
     replace_attributes(conn, account, current.id, &[]).await?;
-    let at = tick(conn, account).await?;
+    let tick = tick(conn, account).await?;
+    let (at, actor) = (tick.at, by.name);
     let erased = current.data.erased();
     // The columns every write sets, derived from the erased data, so a
     // column added to them is erased too; the secrets removed.
@@ -481,6 +492,11 @@ pub(super) async fn delete_customer(
         .push(" WHERE customer_pk = ")
         .bind(Param::Id(deleted.id));
     conn.execute(q).await?;
+    erase_customer(conn, account, deleted.id).await?;
+    // A delete's event names the customer by its ids only.
+    let ids = json!({"id": deleted.id, "customer_id": deleted.customer_id});
+    let event = NewEvent { data: ids, ..NewEvent::customer(EventName::CustomerDelete, &deleted)? };
+    append(conn, account, tick, event, by).await?;
     Ok(deleted)
 }
 

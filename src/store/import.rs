@@ -252,7 +252,7 @@ async fn import_pair<B: Backend>(
     let mut holder = backend.write().await?;
     begin_import(&mut holder).await?;
     let settings = load_settings(&mut holder, account).await?;
-    let first = tick_block(&mut holder, account, (earlier.len() + later.len()) as i64).await?;
+    let first = tick_block(&mut holder, account, (earlier.len() + later.len()) as i64).await?.at;
     let earlier_end = first + chrono::Duration::microseconds(earlier.len() as i64);
     if first - now_micros() > MAX_CLOCK_LEAD {
         // The clock runs ahead of the wall clock (which was set back): one
@@ -327,7 +327,7 @@ pub(super) async fn import_batch(
     if accepted.is_empty() {
         return Ok(outcome);
     }
-    let first = tick_block(conn, account, accepted.len() as i64).await?;
+    let first = tick_block(conn, account, accepted.len() as i64).await?.at;
     let highest = write_batch(conn, account, accepted, first, &settings, actor, &mut outcome).await?;
     note_highest_number(conn, account, highest).await?;
     Ok(outcome)

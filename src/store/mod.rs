@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::customer::{Customer, CustomerData};
+use crate::domain::events::{Actor, Event, EventQuery};
+use crate::domain::hooks::{Delivery, Subscription, SubscriptionSpec};
 use crate::domain::ids::AccountId;
 use crate::domain::listing::{ListParams, PageParams};
 use crate::domain::patch::Patch;
@@ -28,6 +30,8 @@ mod columns;
 mod cursors;
 mod customers;
 mod engine;
+mod events;
+mod hooks;
 mod import;
 pub mod listing;
 mod pool;
@@ -294,7 +298,7 @@ pub trait Store: Send + Sync {
         &self,
         account: &AccountId,
         new: NewCustomer,
-        actor: &str,
+        actor: Actor<'_>,
         idempotency: Option<&IdempotencyKey>,
     ) -> Result<Created, StoreError>;
     async fn get_customer(&self, account: &AccountId, customer_id: &str) -> Result<Option<StoredCustomer>, StoreError>;
@@ -304,7 +308,7 @@ pub trait Store: Send + Sync {
         customer_id: &str,
         patch: Patcher,
         secrets: SecretHashes,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<Updated, StoreError>;
     /// Soft delete with erasure; also deletes the customer's tokens when
     /// `delete_tokens` (its auto tokens always go: they derive from erased data).
@@ -312,7 +316,7 @@ pub trait Store: Send + Sync {
         &self,
         account: &AccountId,
         customer: CustomerRef<'_>,
-        actor: &str,
+        actor: Actor<'_>,
         delete_tokens: bool,
         if_match: Option<&str>,
     ) -> Result<Customer, StoreError>;
@@ -323,7 +327,7 @@ pub trait Store: Send + Sync {
         account: &AccountId,
         customer_id: &str,
         new_customer_id: Option<&str>,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<Customer, StoreError>;
     async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError>;
     /// Starts an import into `account`: batches written in the file's
@@ -358,7 +362,12 @@ pub trait Store: Send + Sync {
 
     /// The account's settings (defaults when it has none stored).
     async fn get_settings(&self, account: &AccountId) -> Result<Settings, StoreError>;
-    async fn put_settings(&self, account: &AccountId, settings: Settings, actor: &str) -> Result<Settings, StoreError>;
+    async fn put_settings(
+        &self,
+        account: &AccountId,
+        settings: Settings,
+        actor: Actor<'_>,
+    ) -> Result<Settings, StoreError>;
 
     async fn create_terms(&self, account: &AccountId, terms: &str, actor: &str) -> Result<Terms, StoreError>;
     async fn get_terms(&self, account: &AccountId, id: Uuid) -> Result<Option<Terms>, StoreError>;
@@ -375,6 +384,7 @@ pub trait Store: Send + Sync {
         account: &AccountId,
         customer: CustomerRef<'_>,
         tags: &[Uuid],
+        actor: Actor<'_>,
     ) -> Result<Vec<Tag>, StoreError>;
 
     async fn add_token(
@@ -383,7 +393,7 @@ pub trait Store: Send + Sync {
         customer: CustomerRef<'_>,
         token: TokenInput,
         delete_events: bool,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<Token, StoreError>;
     /// `params.extra` may hold `type`.
     async fn list_tokens(
@@ -397,14 +407,14 @@ pub trait Store: Send + Sync {
         account: &AccountId,
         customer: CustomerRef<'_>,
         token_id: &str,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<Option<Token>, StoreError>;
 
     async fn record_token_event(
         &self,
         account: &AccountId,
         request: TokenEventRequest,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<TokenDetail, StoreError>;
     /// Tokens with events (§7), one item per token, ordered by the time of
     /// the token's newest listed event, which is the last of its `events`:
@@ -418,8 +428,71 @@ pub trait Store: Send + Sync {
         &self,
         account: &AccountId,
         request: ClearTokenEvents,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<(), StoreError>;
+
+    /// The account's event log, oldest first (§10).
+    async fn list_events(&self, account: &AccountId, params: &EventQuery) -> Result<Page<Event>, StoreError>;
+    /// Wakes when a write commits (a delivery may have become due): the
+    /// delivery worker of this process waits on it between polls.
+    fn committed(&self) -> Arc<tokio::sync::Notify>;
+
+    async fn create_subscription(
+        &self,
+        account: &AccountId,
+        spec: SubscriptionSpec,
+        actor: Actor<'_>,
+    ) -> Result<Subscription, StoreError>;
+    async fn list_subscriptions(&self, account: &AccountId) -> Result<Vec<Subscription>, StoreError>;
+    async fn get_subscription(&self, account: &AccountId, id: Uuid) -> Result<Option<Subscription>, StoreError>;
+    async fn update_subscription(
+        &self,
+        account: &AccountId,
+        id: Uuid,
+        spec: SubscriptionSpec,
+    ) -> Result<Subscription, StoreError>;
+    /// Deletes a subscription with its deliveries.
+    async fn delete_subscription(&self, account: &AccountId, id: Uuid) -> Result<Subscription, StoreError>;
+    /// Queues a `ping` delivery to the subscription.
+    async fn ping_subscription(&self, account: &AccountId, id: Uuid, actor: Actor<'_>) -> Result<Delivery, StoreError>;
+    /// A subscription's deliveries, newest first, with their attempts.
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        subscription: Uuid,
+        limit: u32,
+        starting_after: Option<Uuid>,
+    ) -> Result<Page<Delivery>, StoreError>;
+    /// Queues a delivery again, now.
+    async fn redeliver(&self, account: &AccountId, subscription: Uuid, delivery: Uuid) -> Result<Delivery, StoreError>;
+
+    /// Leases up to `limit` due deliveries to `owner` for `lease`, none of
+    /// the subscriptions in `busy` (see `hooks::claim`).
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+        limit: u32,
+        busy: &[Uuid],
+    ) -> Result<Vec<Claimed>, StoreError>;
+    /// Records the attempts of deliveries `owner` leased.
+    async fn finish_deliveries(&self, owner: &str, outcomes: &[DeliveryOutcome]) -> Result<(), StoreError>;
+    /// Gives up `owner`'s leases; returns how many.
+    async fn release_deliveries(&self, owner: &str) -> Result<u64, StoreError>;
+    /// How many deliveries wait, across accounts.
+    async fn pending_deliveries(&self) -> Result<i64, StoreError>;
+    /// Deletes events created before `before` that no delivery waits for,
+    /// and finished deliveries; returns how many events went.
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// One customer's history, newest first; `NotFound` when the account
+    /// never had a customer with this `customer_id`.
+    async fn customer_history(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        params: &EventQuery,
+    ) -> Result<Page<Event>, StoreError>;
 }
 
 /// `GET /customers/tokens/events`: changes since a time, oldest first.
@@ -430,6 +503,47 @@ pub struct EventListParams {
     pub since: Option<DateTime<Utc>>,
     /// List events cleared at or after this time instead of live ones.
     pub deleted_since: Option<DateTime<Utc>>,
+}
+
+/// A delivery leased to a worker, with what it takes to send it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub subscription_id: Uuid,
+    pub event_id: Uuid,
+    pub url: String,
+    pub secret: Option<String>,
+    /// The JSON sent: the event as the API shows it, erased values included.
+    pub body: String,
+    /// When the event was appended (none for a ping), for the lag metric.
+    pub event_created_at: Option<DateTime<Utc>>,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// When the first of them was made (the retry window starts there).
+    pub first_try_at: Option<DateTime<Utc>>,
+}
+
+/// What one attempt of a [`Claimed`] delivery came to.
+#[derive(Debug, Clone)]
+pub struct DeliveryOutcome {
+    pub subscription_id: Uuid,
+    pub event_id: Uuid,
+    pub attempted_at: DateTime<Utc>,
+    pub status_code: Option<u16>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+    pub result: DeliveryResult,
+}
+
+/// What becomes of a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryResult {
+    Delivered,
+    /// Failed; try again then.
+    Retry(DateTime<Utc>),
+    /// Failed, and the retry window is over.
+    GiveUp,
+    /// The target answered `410 Gone`: the subscription is turned off.
+    Gone,
 }
 
 /// Opens the store a database URL names. Accepted: `sqlite://PATH`,

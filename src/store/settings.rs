@@ -1,11 +1,13 @@
 //! The account's settings (§8), written once over [`Conn`]: replaced whole,
 //! with phone uniqueness re-derived when `allow_duplicates` changes.
 
+use crate::domain::events::{Actor, EventName};
 use crate::domain::ids::AccountId;
 use crate::domain::settings::Settings;
 
 use super::customers::load_settings;
 use super::engine::Conn;
+use super::events::{record, NewEvent};
 use super::sql::{self, text, Param, SqlBuilder};
 use super::{now_micros, StoreError};
 
@@ -16,7 +18,7 @@ pub(super) async fn put_settings(
     conn: &mut impl Conn,
     account: &AccountId,
     settings: Settings,
-    actor: &str,
+    actor: Actor<'_>,
 ) -> Result<Settings, StoreError> {
     let before = load_settings(conn, account).await?;
     let doc = Param::json(&settings)?;
@@ -24,7 +26,7 @@ pub(super) async fn put_settings(
         conn.dialect(),
         "INSERT INTO account_settings (account_id, doc, updated_at, updated_by) VALUES (",
     );
-    sql::push_list(&mut q, [text(account.as_str()), doc, Param::Time(now_micros()), text(actor)]);
+    sql::push_list(&mut q, [text(account.as_str()), doc, Param::Time(now_micros()), text(actor.name)]);
     q.push(
         ") ON CONFLICT (account_id) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at, \
          updated_by = excluded.updated_by",
@@ -47,5 +49,11 @@ pub(super) async fn put_settings(
             other => other?,
         };
     }
+    // Events travel to webhook receivers: the auto tokens' secrets stay here.
+    let data = serde_json::to_value(settings.clone().without_secrets())?;
+    let mut event = NewEvent::account(EventName::CustomersSettingsUpdate, data);
+    let before = serde_json::to_value(before.without_secrets())?;
+    event.changes = Some(crate::domain::events::changes(&before, &event.data));
+    record(conn, account, event, actor).await?;
     Ok(settings)
 }

@@ -27,6 +27,10 @@ pub enum Param {
     NullTime,
     /// A JSON-typed NULL.
     NullJson,
+    /// A UUID-typed NULL.
+    NullId,
+    /// An integer-typed NULL.
+    NullInt,
 }
 
 impl Param {

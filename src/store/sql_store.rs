@@ -8,6 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::customer::Customer;
+use crate::domain::events::{Actor, Event, EventQuery};
+use crate::domain::hooks::{Delivery, Subscription, SubscriptionSpec};
 use crate::domain::ids::AccountId;
 use crate::domain::listing::{ListParams, PageParams};
 use crate::domain::records::{
@@ -15,6 +17,8 @@ use crate::domain::records::{
 };
 use crate::domain::settings::Settings;
 use crate::domain::stored::StoredCustomer;
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::cursors::CursorTimes;
@@ -26,21 +30,24 @@ use super::import::Importer;
 use super::listing::list_customers;
 use super::rows::{ClientRow, KeyRow};
 use super::sql::{self, text, Dialect, Param, SqlBuilder};
-use super::{customers, settings, tags, terms, tokens};
+use super::{customers, events, hooks, settings, tags, terms, tokens};
 use super::{
-    BatchImport, ClientRecord, Created, CustomerPage, CustomerRef, EventListParams, IdempotencyKey, NewCustomer,
-    OnRejected, Page, Patcher, SecretHashes, SigningKeyRecord, Store, StoreError, Updated,
+    now_micros, BatchImport, Claimed, ClientRecord, Created, CustomerPage, CustomerRef, DeliveryOutcome,
+    EventListParams, IdempotencyKey, NewCustomer, OnRejected, Page, Patcher, SecretHashes, SigningKeyRecord, Store,
+    StoreError, Updated,
 };
 
-/// A backend, and the next-page cursors its list pages handed out.
+/// A backend, the next-page cursors its list pages handed out, and the
+/// signal of committed writes.
 pub struct SqlStore<B> {
     pub backend: B,
     pub cursors: Arc<CursorTimes>,
+    pub committed: Arc<Notify>,
 }
 
 impl<B> SqlStore<B> {
     pub fn new(backend: B) -> Self {
-        Self { backend, cursors: Default::default() }
+        Self { backend, cursors: Default::default(), committed: Default::default() }
     }
 }
 
@@ -67,11 +74,20 @@ async fn signing_key(conn: &mut impl Conn) -> Result<Option<SigningKeyRecord>, S
     Ok(keys.into_iter().next().map(Into::into))
 }
 
-/// Runs `flow` in a write transaction and commits it when it succeeds
-/// (dropping the transaction on error rolls it back).
+/// Runs `flow` in a write transaction of `store`'s backend and commits it
+/// when it succeeds (dropping the transaction on error rolls it back), then
+/// signals [`SqlStore::committed`] — unless `quiet` (a delivery worker's
+/// claim, which must not wake the worker that made it).
 macro_rules! in_write_tx {
-    ($backend:expr, |$conn:ident| $flow:expr) => {{
-        let mut $conn = $backend.write().await?;
+    ($store:expr, |$conn:ident| $flow:expr) => {{
+        let result = in_write_tx!($store, quiet, |$conn| $flow);
+        if result.is_ok() {
+            $store.committed.notify_one();
+        }
+        result
+    }};
+    ($store:expr, quiet, |$conn:ident| $flow:expr) => {{
+        let mut $conn = $store.backend.write().await?;
         let result = $flow;
         if result.is_ok() {
             $conn.commit().await?;
@@ -170,7 +186,7 @@ impl<B: Backend> Store for SqlStore<B> {
         if let Some(key) = signing_key(&mut self.backend.read().await?).await? {
             return Ok(key);
         }
-        in_write_tx!(self.backend, |conn| {
+        in_write_tx!(self, |conn| {
             let mut q = SqlBuilder::new(
                 conn.dialect(),
                 "INSERT INTO signing_keys (kid, private_pkcs8, public_key, created_at) VALUES (",
@@ -191,11 +207,11 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn insert_client(&self, client: ClientRecord) -> Result<(), StoreError> {
-        in_write_tx!(self.backend, |conn| insert_client_row(&mut conn, &client).await)
+        in_write_tx!(self, |conn| insert_client_row(&mut conn, &client).await)
     }
 
     async fn insert_first_client(&self, client: ClientRecord) -> Result<bool, StoreError> {
-        in_write_tx!(self.backend, |conn| insert_if_no_client(&mut conn, &client).await)
+        in_write_tx!(self, |conn| insert_if_no_client(&mut conn, &client).await)
     }
 
     async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
@@ -218,10 +234,10 @@ impl<B: Backend> Store for SqlStore<B> {
         &self,
         account: &AccountId,
         new: NewCustomer,
-        actor: &str,
+        actor: Actor<'_>,
         idempotency: Option<&IdempotencyKey>,
     ) -> Result<Created, StoreError> {
-        in_write_tx!(self.backend, |conn| create_customer(&mut conn, account, new, actor, idempotency).await)
+        in_write_tx!(self, |conn| create_customer(&mut conn, account, new, actor, idempotency).await)
     }
 
     async fn get_customer(&self, account: &AccountId, customer_id: &str) -> Result<Option<StoredCustomer>, StoreError> {
@@ -240,20 +256,20 @@ impl<B: Backend> Store for SqlStore<B> {
         customer_id: &str,
         patch: Patcher,
         secrets: SecretHashes,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<Updated, StoreError> {
-        in_write_tx!(self.backend, |conn| update_customer(&mut conn, account, customer_id, patch, secrets, actor).await)
+        in_write_tx!(self, |conn| update_customer(&mut conn, account, customer_id, patch, secrets, actor).await)
     }
 
     async fn delete_customer(
         &self,
         account: &AccountId,
         customer: CustomerRef<'_>,
-        actor: &str,
+        actor: Actor<'_>,
         delete_tokens: bool,
         if_match: Option<&str>,
     ) -> Result<Customer, StoreError> {
-        in_write_tx!(self.backend, |conn| {
+        in_write_tx!(self, |conn| {
             delete_customer(&mut conn, account, customer, actor, delete_tokens, if_match).await
         })
     }
@@ -263,11 +279,9 @@ impl<B: Backend> Store for SqlStore<B> {
         account: &AccountId,
         customer_id: &str,
         new_customer_id: Option<&str>,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<Customer, StoreError> {
-        in_write_tx!(self.backend, |conn| {
-            change_customer_id(&mut conn, account, customer_id, new_customer_id, actor).await
-        })
+        in_write_tx!(self, |conn| { change_customer_id(&mut conn, account, customer_id, new_customer_id, actor).await })
     }
 
     async fn list_customers(&self, account: &AccountId, params: &ListParams) -> Result<CustomerPage, StoreError> {
@@ -307,12 +321,17 @@ impl<B: Backend> Store for SqlStore<B> {
         on_read!(self.backend, |conn| load_settings(&mut conn, account).await)
     }
 
-    async fn put_settings(&self, account: &AccountId, settings: Settings, actor: &str) -> Result<Settings, StoreError> {
-        in_write_tx!(self.backend, |conn| settings::put_settings(&mut conn, account, settings, actor).await)
+    async fn put_settings(
+        &self,
+        account: &AccountId,
+        settings: Settings,
+        actor: Actor<'_>,
+    ) -> Result<Settings, StoreError> {
+        in_write_tx!(self, |conn| settings::put_settings(&mut conn, account, settings, actor).await)
     }
 
     async fn create_terms(&self, account: &AccountId, terms: &str, actor: &str) -> Result<Terms, StoreError> {
-        in_write_tx!(self.backend, |conn| terms::create_terms(&mut conn, account, terms, actor).await)
+        in_write_tx!(self, |conn| terms::create_terms(&mut conn, account, terms, actor).await)
     }
 
     async fn get_terms(&self, account: &AccountId, id: Uuid) -> Result<Option<Terms>, StoreError> {
@@ -324,11 +343,11 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn delete_terms(&self, account: &AccountId, id: Uuid, actor: &str) -> Result<Terms, StoreError> {
-        in_write_tx!(self.backend, |conn| terms::delete_terms(&mut conn, account, id, actor).await)
+        in_write_tx!(self, |conn| terms::delete_terms(&mut conn, account, id, actor).await)
     }
 
     async fn create_tag(&self, account: &AccountId, tag: TagInput, actor: &str) -> Result<Tag, StoreError> {
-        in_write_tx!(self.backend, |conn| tags::create_tag(&mut conn, account, tag, actor).await)
+        in_write_tx!(self, |conn| tags::create_tag(&mut conn, account, tag, actor).await)
     }
 
     async fn list_tags(&self, account: &AccountId) -> Result<Vec<Tag>, StoreError> {
@@ -336,7 +355,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn delete_tag(&self, account: &AccountId, id: Uuid) -> Result<Tag, StoreError> {
-        in_write_tx!(self.backend, |conn| tags::delete_tag(&mut conn, account, id).await)
+        in_write_tx!(self, |conn| tags::delete_tag(&mut conn, account, id).await)
     }
 
     async fn customer_tags(&self, account: &AccountId, customer: CustomerRef<'_>) -> Result<Vec<Tag>, StoreError> {
@@ -353,8 +372,9 @@ impl<B: Backend> Store for SqlStore<B> {
         account: &AccountId,
         customer: CustomerRef<'_>,
         tags: &[Uuid],
+        actor: Actor<'_>,
     ) -> Result<Vec<Tag>, StoreError> {
-        in_write_tx!(self.backend, |conn| tags::set_customer_tags(&mut conn, account, customer, tags).await)
+        in_write_tx!(self, |conn| tags::set_customer_tags(&mut conn, account, customer, tags, actor).await)
     }
 
     async fn add_token(
@@ -363,9 +383,9 @@ impl<B: Backend> Store for SqlStore<B> {
         customer: CustomerRef<'_>,
         token: TokenInput,
         delete_events: bool,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<Token, StoreError> {
-        in_write_tx!(self.backend, |conn| {
+        in_write_tx!(self, |conn| {
             tokens::add_token(&mut conn, account, customer, token, delete_events, actor).await
         })
     }
@@ -384,18 +404,18 @@ impl<B: Backend> Store for SqlStore<B> {
         account: &AccountId,
         customer: CustomerRef<'_>,
         token_id: &str,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<Option<Token>, StoreError> {
-        in_write_tx!(self.backend, |conn| tokens::delete_token(&mut conn, account, customer, token_id, actor).await)
+        in_write_tx!(self, |conn| tokens::delete_token(&mut conn, account, customer, token_id, actor).await)
     }
 
     async fn record_token_event(
         &self,
         account: &AccountId,
         request: TokenEventRequest,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<TokenDetail, StoreError> {
-        in_write_tx!(self.backend, |conn| tokens::record_token_event(&mut conn, account, request, actor).await)
+        in_write_tx!(self, |conn| tokens::record_token_event(&mut conn, account, request, actor).await)
     }
 
     async fn list_token_events(
@@ -410,8 +430,106 @@ impl<B: Backend> Store for SqlStore<B> {
         &self,
         account: &AccountId,
         request: ClearTokenEvents,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<(), StoreError> {
-        in_write_tx!(self.backend, |conn| tokens::clear_token_events(&mut conn, account, request, actor).await)
+        in_write_tx!(self, |conn| tokens::clear_token_events(&mut conn, account, request, actor).await)
+    }
+
+    fn committed(&self) -> Arc<Notify> {
+        self.committed.clone()
+    }
+
+    async fn create_subscription(
+        &self,
+        account: &AccountId,
+        spec: SubscriptionSpec,
+        actor: Actor<'_>,
+    ) -> Result<Subscription, StoreError> {
+        in_write_tx!(self, |conn| hooks::create_subscription(&mut conn, account, spec, actor).await)
+    }
+
+    async fn list_subscriptions(&self, account: &AccountId) -> Result<Vec<Subscription>, StoreError> {
+        on_read!(self.backend, |conn| hooks::list_subscriptions(&mut conn, account).await)
+    }
+
+    async fn get_subscription(&self, account: &AccountId, id: Uuid) -> Result<Option<Subscription>, StoreError> {
+        on_read!(self.backend, |conn| hooks::get_subscription(&mut conn, account, id).await)
+    }
+
+    async fn update_subscription(
+        &self,
+        account: &AccountId,
+        id: Uuid,
+        spec: SubscriptionSpec,
+    ) -> Result<Subscription, StoreError> {
+        in_write_tx!(self, |conn| hooks::update_subscription(&mut conn, account, id, spec).await)
+    }
+
+    async fn delete_subscription(&self, account: &AccountId, id: Uuid) -> Result<Subscription, StoreError> {
+        in_write_tx!(self, |conn| hooks::delete_subscription(&mut conn, account, id).await)
+    }
+
+    async fn ping_subscription(&self, account: &AccountId, id: Uuid, actor: Actor<'_>) -> Result<Delivery, StoreError> {
+        in_write_tx!(self, |conn| hooks::ping(&mut conn, account, id, actor).await)
+    }
+
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        subscription: Uuid,
+        limit: u32,
+        starting_after: Option<Uuid>,
+    ) -> Result<Page<Delivery>, StoreError> {
+        on_read!(self.backend, |conn| {
+            hooks::list_deliveries(&mut conn, account, subscription, limit, starting_after).await
+        })
+    }
+
+    async fn redeliver(&self, account: &AccountId, subscription: Uuid, delivery: Uuid) -> Result<Delivery, StoreError> {
+        in_write_tx!(self, |conn| hooks::redeliver(&mut conn, account, subscription, delivery).await)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+        limit: u32,
+        busy: &[Uuid],
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let now = now_micros();
+        if !on_read!(self.backend, |conn| hooks::any_due(&mut conn, now).await)? {
+            return Ok(Vec::new());
+        }
+        let until = now + chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::seconds(60));
+        in_write_tx!(self, quiet, |conn| hooks::claim(&mut conn, owner, now, until, limit, busy).await)
+    }
+
+    async fn finish_deliveries(&self, owner: &str, outcomes: &[DeliveryOutcome]) -> Result<(), StoreError> {
+        in_write_tx!(self, |conn| hooks::finish(&mut conn, owner, outcomes).await)
+    }
+
+    async fn release_deliveries(&self, owner: &str) -> Result<u64, StoreError> {
+        in_write_tx!(self, |conn| hooks::release(&mut conn, owner).await)
+    }
+
+    async fn pending_deliveries(&self) -> Result<i64, StoreError> {
+        on_read!(self.backend, |conn| hooks::pending_count(&mut conn).await)
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        in_write_tx!(self, quiet, |conn| hooks::prune(&mut conn, before, 10_000).await)
+    }
+
+    async fn list_events(&self, account: &AccountId, params: &EventQuery) -> Result<Page<Event>, StoreError> {
+        on_read!(self.backend, |conn| events::list_events(&mut conn, account, params).await)
+    }
+
+    async fn customer_history(
+        &self,
+        account: &AccountId,
+        customer_id: &str,
+        params: &EventQuery,
+    ) -> Result<Page<Event>, StoreError> {
+        on_read!(self.backend, |conn| events::customer_history(&mut conn, account, customer_id, params).await)
     }
 }

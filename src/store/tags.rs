@@ -1,15 +1,18 @@
 //! Tags (§5), written once over [`Conn`]: the account's tags and each
 //! customer's set of them.
 
+use serde_json::json;
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::domain::customer::JsonObject;
+use crate::domain::events::{Actor, EventName};
 use crate::domain::ids::AccountId;
 use crate::domain::records::{Tag, TagInput};
 
 use super::customers::live_for_update;
 use super::engine::Conn;
+use super::events::{record, NewEvent};
 use super::rows::{db_row, Ts};
 use super::sql::{self, text, Param, SqlBuilder};
 use super::{new_id, now_micros, CustomerRef, StoreError};
@@ -120,8 +123,10 @@ pub(super) async fn set_customer_tags(
     account: &AccountId,
     customer: CustomerRef<'_>,
     tags: &[Uuid],
+    actor: Actor<'_>,
 ) -> Result<Vec<Tag>, StoreError> {
     let customer = live_for_update(conn, account, customer).await?;
+    let before = customer_tags(conn, account, customer.id).await?;
     let mut wanted: Vec<Uuid> = Vec::new();
     for id in tags {
         if !wanted.contains(id) {
@@ -146,5 +151,10 @@ pub(super) async fn set_customer_tags(
         q.push(")");
         conn.execute(q).await?;
     }
-    customer_tags(conn, account, customer.id).await
+    let after = customer_tags(conn, account, customer.id).await?;
+    let (before, data) = (json!({"tags": before}), json!({"customer_id": customer.customer_id, "tags": after}));
+    let changes = crate::domain::events::changes(&before, &data);
+    let event = NewEvent { data, changes: Some(changes), ..NewEvent::about(EventName::CustomerTagsUpdate, &customer) };
+    record(conn, account, event, actor).await?;
+    Ok(after)
 }

@@ -7,6 +7,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::domain::customer::{Customer, JsonObject};
+use crate::domain::events::{Actor, EventName};
 use crate::domain::ids::AccountId;
 use crate::domain::listing::PageParams;
 use crate::domain::records::{
@@ -17,6 +18,7 @@ use crate::domain::settings::Settings;
 
 use super::customers::{live_customer, live_for_update, load_settings};
 use super::engine::Conn;
+use super::events::{record, NewEvent};
 use super::rows::{db_row, Ts};
 use super::sql::{self, opt_text, text, Param, SqlBuilder, CUSTOMER_COLUMNS};
 use super::{new_id, now_micros, CustomerRef, EventListParams, Page, StoreError};
@@ -67,8 +69,9 @@ pub(super) async fn add_token(
     customer: CustomerRef<'_>,
     input: TokenInput,
     delete_events: bool,
-    actor: &str,
+    by: Actor<'_>,
 ) -> Result<Token, StoreError> {
+    let actor = by.name;
     let customer = live_for_update(conn, account, customer).await?;
     let token = Token {
         id: new_id(),
@@ -107,6 +110,9 @@ pub(super) async fn add_token(
         let reference = TokenRef { kind: token.kind.clone(), value: token.value.clone() };
         clear_events(conn, account, &reference, token.created_at, actor).await?;
     }
+    let event =
+        NewEvent { data: serde_json::to_value(&token)?, ..NewEvent::about(EventName::CustomerTokenAdd, &customer) };
+    record(conn, account, event, by).await?;
     Ok(token)
 }
 
@@ -152,11 +158,11 @@ pub(super) async fn delete_token(
     account: &AccountId,
     customer: CustomerRef<'_>,
     token_id: &str,
-    actor: &str,
+    actor: Actor<'_>,
 ) -> Result<Option<Token>, StoreError> {
     let customer = live_for_update(conn, account, customer).await?;
     let mut q = SqlBuilder::new(conn.dialect(), "UPDATE customer_tokens SET ");
-    sql::push_assignments(&mut q, [("deleted_at", Param::Time(now_micros())), ("deleted_by", text(actor))]);
+    sql::push_assignments(&mut q, [("deleted_at", Param::Time(now_micros())), ("deleted_by", text(actor.name))]);
     q.push(" WHERE customer_pk = ")
         .bind(Param::Id(customer.id))
         .push(" AND token_id = ")
@@ -165,8 +171,11 @@ pub(super) async fn delete_token(
     if conn.execute(q).await? == 0 {
         return Ok(None);
     }
-    let row = token_by_id(conn, customer.id, token_id).await?.ok_or(StoreError::NotFound)?;
-    Ok(Some(row.into()))
+    let token: Token = token_by_id(conn, customer.id, token_id).await?.ok_or(StoreError::NotFound)?.into();
+    let data = serde_json::to_value(&token)?;
+    record(conn, account, NewEvent { data, ..NewEvent::about(EventName::CustomerTokenDelete, &customer) }, actor)
+        .await?;
+    Ok(Some(token))
 }
 
 /// A customer's token by its `token_id`, deleted or not.
@@ -283,25 +292,49 @@ pub(super) async fn record_token_event(
     conn: &mut impl Conn,
     account: &AccountId,
     request: TokenEventRequest,
-    actor: &str,
+    actor: Actor<'_>,
 ) -> Result<TokenDetail, StoreError> {
+    let recorded = request.event.is_some();
     if let Some(event) = request.event {
         let settings = load_settings(conn, account).await?;
-        insert_event(conn, account, &request.token, event, &settings, actor).await?;
+        insert_event(conn, account, &request.token, event, &settings, actor.name).await?;
     }
-    token_detail(conn, account, &request.token).await
+    let detail = token_detail(conn, account, &request.token).await?;
+    if recorded {
+        record_token_event_added(conn, account, &detail, actor).await?;
+    }
+    Ok(detail)
+}
+
+/// Appends the `token_event_add` event: the token's state after it, about
+/// the customer that holds the token, if one does.
+async fn record_token_event_added(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    detail: &TokenDetail,
+    actor: Actor<'_>,
+) -> Result<(), StoreError> {
+    let name = EventName::TokenEventAdd;
+    let mut event = match &detail.customer {
+        Some(owner) => NewEvent::about(name, owner),
+        None => NewEvent::account(name, serde_json::Value::Null),
+    };
+    event.data = serde_json::to_value(detail)?;
+    record(conn, account, event, actor).await
 }
 
 pub(super) async fn clear_token_events(
     conn: &mut impl Conn,
     account: &AccountId,
     request: ClearTokenEvents,
-    actor: &str,
+    actor: Actor<'_>,
 ) -> Result<(), StoreError> {
-    clear_events(conn, account, &request.token, now_micros(), actor).await?;
+    clear_events(conn, account, &request.token, now_micros(), actor.name).await?;
     if let Some(event) = request.deleted_event() {
         let settings = load_settings(conn, account).await?;
-        insert_event(conn, account, &request.token, event, &settings, actor).await?;
+        insert_event(conn, account, &request.token, event, &settings, actor.name).await?;
+        let detail = token_detail(conn, account, &request.token).await?;
+        record_token_event_added(conn, account, &detail, actor).await?;
     }
     Ok(())
 }

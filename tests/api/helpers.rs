@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use customers::auth::Keys;
+use customers::domain::hooks::RetryPolicy;
 use customers::domain::ids::{AccountId, Scope};
 use customers::http::{AppState, HttpLimits};
 use customers::store::{self, PoolOptions, Store};
+use customers::webhooks::{Worker, WorkerConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -248,12 +250,50 @@ pub async fn start_server(
     store: Arc<dyn Store>,
     limits: HttpLimits,
 ) -> (SocketAddr, Arc<Keys>, tokio::task::JoinHandle<()>) {
+    start_server_with(store, limits, test_worker()).await
+}
+
+/// The webhook worker of test servers: it delivers to the loopback
+/// receivers of the tests, tries again after 50 ms, then every 100 ms, and
+/// waits a second for an answer.
+pub fn test_worker() -> WorkerConfig {
+    WorkerConfig {
+        timeout: Duration::from_secs(1),
+        retry: RetryPolicy {
+            delays: vec![Duration::from_millis(50), Duration::from_millis(100)],
+            ..Default::default()
+        },
+        allow_private: true,
+        ..Default::default()
+    }
+}
+
+/// As [`start_server`], with this webhook worker (whose `allow_private`
+/// also decides which subscription targets the server accepts).
+pub async fn start_server_with(
+    store: Arc<dyn Store>,
+    limits: HttpLimits,
+    worker: WorkerConfig,
+) -> (SocketAddr, Arc<Keys>, tokio::task::JoinHandle<()>) {
     let keys = Arc::new(Keys::load_or_create(&*store, ISSUER, Duration::from_secs(600)).await.expect("keys"));
-    let state = AppState::new(store, keys.clone(), &limits);
+    start_server_with_keys(store, keys, limits, worker).await
+}
+
+/// As [`start_server_with`], with the signing keys given.
+pub async fn start_server_with_keys(
+    store: Arc<dyn Store>,
+    keys: Arc<Keys>,
+    limits: HttpLimits,
+    worker: WorkerConfig,
+) -> (SocketAddr, Arc<Keys>, tokio::task::JoinHandle<()>) {
+    let mut state = AppState::new(store.clone(), keys.clone(), &limits);
+    state.private_targets = worker.allow_private;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let app = customers::app(state, &limits);
     let server = tokio::spawn(async move {
+        // Stops with the server task (dropped when it is aborted).
+        let _deliveries = Worker::spawn(store, worker).expect("webhook worker");
         let _ = customers::serve(listener, app, &limits, std::future::pending()).await;
     });
     (address, keys, server)
@@ -269,8 +309,20 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db: TestDatabase, limits: HttpLimits, pool: &PoolOptions) -> Self {
+        Self::spawn_with_worker(db, limits, pool, test_worker()).await
+    }
+
+    pub async fn spawn_with_worker(
+        db: TestDatabase,
+        limits: HttpLimits,
+        pool: &PoolOptions,
+        worker: WorkerConfig,
+    ) -> Self {
+        // The keys are read through a pool of the default options: a pool
+        // under test (a statement limit of a millisecond) need not serve that.
+        let keys = Keys::load_or_create(&*db.open().await, ISSUER, Duration::from_secs(600)).await.expect("keys");
         let store = db.open_with(pool).await;
-        let (address, keys, server) = start_server(store.clone(), limits).await;
+        let (address, keys, server) = start_server_with_keys(store.clone(), Arc::new(keys), limits, worker).await;
         TestApp { address, client: reqwest::Client::new(), store, keys, db, server }
     }
 
@@ -449,5 +501,110 @@ impl Drop for ServeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A webhook receiver on a loopback port: it records every request and
+/// answers what `answer` says for the n-th call (0-based): a status code,
+/// after an optional pause.
+pub struct Receiver {
+    pub address: SocketAddr,
+    pub received: Arc<std::sync::Mutex<Vec<Received>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+    /// The status it was answered with.
+    pub status: u16,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+}
+
+/// What a receiver does with its n-th call.
+pub type Answer = Arc<dyn Fn(usize) -> (u16, Duration) + Send + Sync>;
+
+impl Receiver {
+    /// A receiver that answers 200 at once.
+    pub async fn ok() -> Self {
+        Self::start(Arc::new(|_| (200, Duration::ZERO))).await
+    }
+
+    pub async fn start(answer: Answer) -> Self {
+        use axum::body::Bytes;
+        use axum::http::HeaderMap;
+        let received: Arc<std::sync::Mutex<Vec<Received>>> = Arc::default();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let log = received.clone();
+        let handler = move |headers: HeaderMap, body: Bytes| {
+            let (log, calls, answer) = (log.clone(), calls.clone(), answer.clone());
+            async move {
+                let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (status, pause) = answer(n);
+                let mut copied = reqwest::header::HeaderMap::new();
+                for (name, value) in &headers {
+                    copied.insert(
+                        reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
+                        reqwest::header::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+                    );
+                }
+                // Recorded on arrival: a sender that gives up during the
+                // pause drops the connection, and this future with it.
+                log.lock().unwrap().push(Received { headers: copied, body: body.to_vec(), status });
+                tokio::time::sleep(pause).await;
+                let code = axum::http::StatusCode::from_u16(status).unwrap();
+                let location = [(axum::http::header::LOCATION, "http://127.0.0.1:9/elsewhere")];
+                (code, location, "")
+            }
+        };
+        let app = axum::Router::new().fallback(handler);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { address, received, server }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hooks", self.address)
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `within`) until `done` holds for the requests so far.
+    pub async fn wait_for(&self, within: Duration, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let requests = self.requests();
+            if done(&requests) {
+                return requests;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the receiver waited {within:?} in vain; it got {} requests",
+                requests.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }

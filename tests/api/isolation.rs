@@ -53,6 +53,9 @@ fn calls(tag_id: &str, token_id: &str, terms_id: &str) -> Vec<Call> {
         (Method::POST, "/customers/terms".into(), Some(json!({"terms": "B's terms"}))),
         (Method::GET, format!("/customers/terms/{terms_id}"), None),
         (Method::DELETE, format!("/customers/terms/{terms_id}"), None),
+        (Method::GET, "/customers/events".into(), None),
+        (Method::GET, "/customers/events?customer_id=victim".into(), None),
+        (Method::GET, format!("{user}/events"), None),
         (Method::DELETE, user.into(), None),
         (Method::DELETE, format!("{user}?delete_tokens=true"), None),
     ]
@@ -69,6 +72,8 @@ async fn snapshot(app: &TestApp, terms_id: &str) -> Vec<Value> {
         "/customers/tags",
         "/customers/settings",
         "/customers/terms",
+        "/customers/events",
+        "/customers/users/victim/events",
     ] {
         state.push(app.get(&format!("{base}{path}")).await.body);
     }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::both_backends;
-use crate::helpers::{binary, cli_admin_token, Backend, ServeProcess, TestDatabase, ACCOUNT};
+use crate::helpers::{binary, cli_admin_token, run_json, Backend, Receiver, ServeProcess, TestDatabase, ACCOUNT};
 
 /// Sends `count` requests built by `request(i, base_of_server_i % n)` at
 /// once, spread over the servers, and returns (status, body) in order.
@@ -225,5 +225,97 @@ both_backends! {
             );
         }
         store.close().await;
+    }
+}
+
+/// A token for `account` with customer and webhook scopes, from the CLI.
+fn cli_hooks_token(database_url: &str) -> String {
+    let args = ["tokens", "issue", "--database", database_url, "--account", ACCOUNT, "--subject", "cli-admin"];
+    let issued = run_json(&[&args[..], &["--scopes", "admin:customers admin:hooks"]].concat());
+    issued["access_token"].as_str().expect("access_token").to_owned()
+}
+
+/// Flags of serve processes delivering to the tests' loopback receivers.
+const DELIVERING: [&str; 6] =
+    ["--webhooks-allow-private", "--webhooks-timeout", "1s", "--webhooks-retry-delays", "100ms", "--no-migrate"];
+
+async fn subscribe(server: &ServeProcess, token: &str, receiver: &Receiver) {
+    let url = format!("{}/v1/accounts/{ACCOUNT}/hooks/subscriptions", server.base);
+    let body = json!({"config": {"url": receiver.url(), "secret": "0123456789abcdef"}, "events": ["*"]});
+    let reply = reqwest::Client::new().post(url).bearer_auth(token).json(&body).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::CREATED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_serve_processes_deliver_every_event_once_in_order_per_customer() {
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let migrated = binary().args(["migrate", "--database", &db.url]).output().unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let token = cli_hooks_token(&db.url);
+    let receiver = Receiver::ok().await;
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(ServeProcess::start(&db.url, &DELIVERING).await);
+    }
+    subscribe(&servers[0], &token, &receiver).await;
+    let client = reqwest::Client::new();
+    // 20 customers, each created and updated twice, through all three servers.
+    for round in 0..3 {
+        let replies = spread(&servers, 20, |i, s| {
+            let body = json!({"customer_id": format!("c{i}"), "metadata": {"round": round}});
+            if round == 0 {
+                client.post(s.users_url(ACCOUNT)).bearer_auth(&token).json(&body)
+            } else {
+                client.put(format!("{}/c{i}", s.users_url(ACCOUNT))).bearer_auth(&token).json(&body)
+            }
+        })
+        .await;
+        assert!(replies.iter().all(|(status, _)| *status == StatusCode::OK), "{replies:?}");
+    }
+    receiver.wait_for(Duration::from_secs(30), |r| r.len() >= 60).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = receiver.requests().into_iter().map(|r| r.json()).collect::<Vec<_>>();
+    let mut ids: Vec<&str> = received.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((ids.len(), received.len()), (60, 60), "every event, each once");
+    for i in 0..20 {
+        let seqs: Vec<i64> = received
+            .iter()
+            .filter(|e| e["customer_id"] == format!("c{i}"))
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect();
+        assert!(seqs.len() == 3 && seqs.windows(2).all(|w| w[0] < w[1]), "c{i} in order: {seqs:?}");
+    }
+}
+
+both_backends! {
+    async fn a_server_killed_with_deliveries_in_flight_loses_none(backend: Backend) {
+        let db = TestDatabase::create(backend).await;
+        let migrated = binary().args(["migrate", "--database", &db.url]).output().unwrap();
+        assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+        let token = cli_hooks_token(&db.url);
+        // Each answer takes 300 ms: deliveries are in flight when the server dies.
+        let receiver = Receiver::start(std::sync::Arc::new(|_| (200, Duration::from_millis(300)))).await;
+        let mut first = ServeProcess::start(&db.url, &DELIVERING).await;
+        subscribe(&first, &token, &receiver).await;
+        let client = reqwest::Client::new();
+        for i in 0..20 {
+            let reply = client.post(first.users_url(ACCOUNT)).bearer_auth(&token).json(&json!({"customer_id": format!("c{i}")})).send().await.unwrap();
+            assert_eq!(reply.status(), StatusCode::OK);
+        }
+        receiver.wait_for(Duration::from_secs(10), |r| !r.is_empty()).await;
+        first.child.kill().unwrap();
+        first.child.wait().unwrap();
+        let _second = ServeProcess::start(&db.url, &DELIVERING).await;
+        let all = receiver
+            .wait_for(Duration::from_secs(30), |r| {
+                let mut ids: Vec<String> = r.iter().map(|r| r.json()["customer_id"].as_str().unwrap().to_owned()).collect();
+                ids.sort();
+                ids.dedup();
+                ids.len() == 20
+            })
+            .await;
+        assert!(all.len() >= 20, "at least once");
     }
 }

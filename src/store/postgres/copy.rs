@@ -50,7 +50,9 @@ impl CopyRows {
                     let _ = write!(self.data, "{byte:02x}");
                 }
             }
-            Param::Null | Param::NullTime | Param::NullJson => self.data.extend_from_slice(b"\\N"),
+            Param::Null | Param::NullTime | Param::NullJson | Param::NullId | Param::NullInt => {
+                self.data.extend_from_slice(b"\\N")
+            }
         }
     }
 

@@ -168,6 +168,8 @@ fn arguments(params: Vec<Param>) -> Result<PgArguments, StoreError> {
             Param::Null => args.add(Option::<String>::None),
             Param::NullTime => args.add(Option::<chrono::DateTime<chrono::Utc>>::None),
             Param::NullJson => args.add(Option::<Json<serde_json::Value>>::None),
+            Param::NullId => args.add(Option::<uuid::Uuid>::None),
+            Param::NullInt => args.add(Option::<i64>::None),
         };
         added.map_err(|e| StoreError::Other(e.to_string()))?;
     }

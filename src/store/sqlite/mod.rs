@@ -207,7 +207,8 @@ pub(super) fn arguments(params: Vec<Param>) -> Result<SqliteArguments<'static>, 
             Param::Json(v) => args.add(v.into_string()),
             Param::Bytes(v) => args.add(v),
             Param::Null | Param::NullJson => args.add(Option::<String>::None),
-            Param::NullTime => args.add(Option::<i64>::None),
+            Param::NullTime | Param::NullInt => args.add(Option::<i64>::None),
+            Param::NullId => args.add(Option::<uuid::Uuid>::None),
         };
         added.map_err(|e| StoreError::Other(e.to_string()))?;
     }

@@ -244,7 +244,9 @@ impl ToSql for Param {
             Param::Id(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v.as_bytes())),
             Param::Json(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_str().as_bytes())),
             Param::Bytes(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
-            Param::Null | Param::NullJson | Param::NullTime => ToSqlOutput::Owned(Value::Null),
+            Param::Null | Param::NullJson | Param::NullTime | Param::NullId | Param::NullInt => {
+                ToSqlOutput::Owned(Value::Null)
+            }
         })
     }
 }
