@@ -12,13 +12,22 @@ use crate::both_backends;
 use crate::helpers::{TestApp, ACCOUNT, OTHER_ACCOUNT};
 
 /// What identifies account A's data in a response body (B never sends these).
-const SECRETS: [&str; 6] =
-    ["victim@example.com", "+4712345678", "vip-secret", "a-token-secret", "a-event-secret", "A's terms"];
+const SECRETS: [&str; 7] = [
+    "victim@example.com",
+    "+4712345678",
+    "vip-secret",
+    "a-token-secret",
+    "a-event-secret",
+    "A's terms",
+    "a-hook-secret",
+];
 
 /// One call: method, path below `/v1/accounts/{aid}`, body.
 type Call = (Method, String, Option<Value>);
 
-fn calls(tag_id: &str, token_id: &str, terms_id: &str) -> Vec<Call> {
+fn calls(tag_id: &str, token_id: &str, terms_id: &str, hook_id: &str, delivery_id: &str) -> Vec<Call> {
+    let hook = format!("/hooks/subscriptions/{hook_id}");
+    let subscription = json!({"config": {"url": "http://127.0.0.1:9/b-hook"}, "events": ["*"]});
     let token = json!({"type": "card", "value": "4111-secret"});
     let user = "/customers/users/victim";
     vec![
@@ -56,6 +65,14 @@ fn calls(tag_id: &str, token_id: &str, terms_id: &str) -> Vec<Call> {
         (Method::GET, "/customers/events".into(), None),
         (Method::GET, "/customers/events?customer_id=victim".into(), None),
         (Method::GET, format!("{user}/events"), None),
+        (Method::GET, "/hooks/subscriptions".into(), None),
+        (Method::POST, "/hooks/subscriptions".into(), Some(subscription.clone())),
+        (Method::GET, hook.clone(), None),
+        (Method::PUT, hook.clone(), Some(subscription)),
+        (Method::POST, format!("{hook}/ping"), None),
+        (Method::GET, format!("{hook}/deliveries"), None),
+        (Method::POST, format!("{hook}/deliveries/{delivery_id}/redeliver"), None),
+        (Method::DELETE, hook, None),
         (Method::DELETE, user.into(), None),
         (Method::DELETE, format!("{user}?delete_tokens=true"), None),
     ]
@@ -74,8 +91,10 @@ async fn snapshot(app: &TestApp, terms_id: &str) -> Vec<Value> {
         "/customers/terms",
         "/customers/events",
         "/customers/users/victim/events",
+        "/hooks/subscriptions",
     ] {
-        state.push(app.get(&format!("{base}{path}")).await.body);
+        let reader = app.token(&[Scope::Admin, Scope::HooksAdmin]);
+        state.push(app.send(Method::GET, &format!("{base}{path}"), Some(&reader), None).await.body);
     }
     state.push(app.get(&format!("{base}/customers/terms/{terms_id}")).await.body);
     let events = app
@@ -97,11 +116,18 @@ both_backends! {
         let event = json!({"token": {"type": "card", "value": "4111-secret"}, "event": {"event": "a-event-secret", "status": "SEEN"}});
         assert_eq!(app.post(&format!("{base_a}/customers/tokens/events"), &event).await.status, StatusCode::OK);
         let terms = app.post(&format!("{base_a}/customers/terms"), &json!({"terms": "A's terms"})).await.body["id"].as_str().unwrap().to_owned();
+        let hooks_admin = app.token(&[Scope::HooksAdmin]);
+        let subscription = json!({"config": {"url": "http://127.0.0.1:9/a-hook-secret"}, "events": ["*"]});
+        let hook = app.send(Method::POST, &format!("{base_a}/hooks/subscriptions"), Some(&hooks_admin), Some(&subscription)).await;
+        assert_eq!(hook.status, StatusCode::CREATED, "{}", hook.body);
+        let hook = hook.body["id"].as_str().unwrap().to_owned();
+        let ping = app.send(Method::POST, &format!("{base_a}/hooks/subscriptions/{hook}/ping"), Some(&hooks_admin), None).await;
+        let delivery = ping.body["id"].as_str().unwrap().to_owned();
         let before = snapshot(app, &terms).await;
 
-        let intruder = app.token_for(OTHER_ACCOUNT, "intruder", &[Scope::Admin]);
+        let intruder = app.token_for(OTHER_ACCOUNT, "intruder", &[Scope::Admin, Scope::HooksAdmin]);
         let base_b = app.url(&format!("/v1/accounts/{OTHER_ACCOUNT}"));
-        for (method, path, body) in calls(&tag, &token_id, &terms) {
+        for (method, path, body) in calls(&tag, &token_id, &terms, &hook, &delivery) {
             let on_a = app.send(method.clone(), &format!("{base_a}{path}"), Some(&intruder), body.as_ref()).await;
             // Even the public reads (settings, terms): a token names its account.
             assert_eq!(on_a.status, StatusCode::FORBIDDEN, "{method} {path} on A's path: {}", on_a.body);
