@@ -231,6 +231,24 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// Webhook figures: writes with and without a subscription, delivery
+    /// lag at 500 writes/s, the rate a backlog drains at, bytes per event.
+    /// The server must allow private targets (the receiver is on loopback).
+    Webhooks {
+        #[arg(long)]
+        database: String,
+        #[arg(long)]
+        base: String,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Deliveries in the backlog whose draining is timed.
+        #[arg(long, default_value_t = 20_000)]
+        backlog: u64,
+        #[arg(long, default_value = "target/bench/webhooks.json")]
+        report: String,
+    },
     /// Mixed traffic for a long, bounded time: counts answers by status and
     /// samples the server's memory every `sample_every` seconds.
     Soak {
@@ -869,8 +887,310 @@ async fn main() {
             load(database, base, token, small_token, customers, seconds, concurrency, rounds, server_pid, extra, report)
                 .await
         }
+        Command::Webhooks { database, base, seconds, concurrency, backlog, report } => {
+            webhooks::run(database, base, seconds, concurrency, backlog, report).await
+        }
         Command::Soak { base, token, customers, seconds, concurrency, server_pid, sample_every, report } => {
             soak(base, token, customers, seconds, concurrency, server_pid, sample_every, report).await
+        }
+    }
+}
+
+/// `bench webhooks`: what the event log and webhook delivery cost and give
+/// (issue targets: writes with a subscription ≥ 0.8 of writes without,
+/// ≥ 2,000 deliveries/s per process, p99 lag ≤ 250 ms at 500 writes/s).
+mod webhooks {
+    use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use customers::auth::Keys;
+    use customers::domain::ids::{AccountId, Scope};
+    use futures::StreamExt;
+    use serde_json::{json, Value};
+
+    use super::{measure, succeeded, Figures};
+
+    /// Writes without a subscription, writes with one, the lag run, the backlog.
+    const PLAIN: &str = "P00000901";
+    const SUBSCRIBED: &str = "P00000902";
+    const BACKLOG: &str = "P00000903";
+
+    /// A receiver in this process: it counts what it is sent, answers
+    /// `status`, and keeps each delivery's lag (receipt − the event's
+    /// `created_at`) for events whose `customer_id` starts with "lag-".
+    struct Receiver {
+        url: String,
+        status: Arc<AtomicU16>,
+        received: Arc<AtomicU64>,
+        ok: Arc<AtomicU64>,
+        lags_us: Arc<Mutex<Vec<u64>>>,
+    }
+
+    async fn receiver() -> Receiver {
+        let status = Arc::new(AtomicU16::new(200));
+        let (received, ok) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let lags_us = Arc::new(Mutex::new(Vec::new()));
+        let handler = {
+            let (status, received, ok, lags_us) = (status.clone(), received.clone(), ok.clone(), lags_us.clone());
+            move |body: axum::body::Bytes| {
+                let (status, received, ok, lags_us) = (status.clone(), received.clone(), ok.clone(), lags_us.clone());
+                async move {
+                    received.fetch_add(1, Ordering::Relaxed);
+                    let code = status.load(Ordering::Relaxed);
+                    if code == 200 {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+                        if event["customer_id"].as_str().is_some_and(|c| c.starts_with("lag-")) {
+                            let created: Option<chrono::DateTime<chrono::Utc>> =
+                                event["created_at"].as_str().and_then(|t| t.parse().ok());
+                            if let Some(created) = created {
+                                let lag = (chrono::Utc::now() - created).num_microseconds().unwrap_or(0).max(0);
+                                lags_us.lock().unwrap().push(lag as u64);
+                            }
+                        }
+                    }
+                    axum::http::StatusCode::from_u16(code).unwrap()
+                }
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(handler)).await });
+        Receiver { url, status, received, ok, lags_us }
+    }
+
+    async fn wait_until(what: &str, within: Duration, done: impl Fn() -> bool) -> Option<Duration> {
+        let started = Instant::now();
+        while !done() {
+            if started.elapsed() > within {
+                eprintln!("{what}: not within {within:?}");
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Some(started.elapsed())
+    }
+
+    fn percentile_ms(sorted_us: &[u64], p: f64) -> Option<f64> {
+        let i = ((sorted_us.len() as f64 - 1.0) * p).round() as usize;
+        sorted_us.get(i).map(|us| *us as f64 / 1000.0)
+    }
+
+    /// Rows of the backlog account's deliveries made due at once, through
+    /// the database (the API has no bulk redeliver): `next_attempt_at` back
+    /// to their creation.
+    async fn make_due(database: &str) -> u64 {
+        let sql = format!("UPDATE hook_deliveries SET next_attempt_at = created_at WHERE account_id = '{BACKLOG}'");
+        if database.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(database).await.unwrap();
+            sqlx::query(&sql).execute(&pool).await.unwrap().rows_affected()
+        } else {
+            let pool = sqlx::PgPool::connect(database).await.unwrap();
+            sqlx::query(&sql).execute(&pool).await.unwrap().rows_affected()
+        }
+    }
+
+    /// The event log's size on disk per event (table and indexes).
+    async fn bytes_per_event(database: &str) -> Value {
+        if database.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(database).await.unwrap();
+            let size: Result<(i64, i64), _> = sqlx::query_as(
+                "SELECT (SELECT sum(pgsize) FROM dbstat WHERE name IN ('events', 'events_id_key', \
+                 'events_customer_idx', 'events_created_idx')), (SELECT count(*) FROM events)",
+            )
+            .fetch_one(&pool)
+            .await;
+            match size {
+                Ok((bytes, count)) => json!({"events": count, "bytes_per_event": bytes / count.max(1)}),
+                Err(error) => json!({"error": error.to_string()}),
+            }
+        } else {
+            let pool = sqlx::PgPool::connect(database).await.unwrap();
+            let (bytes, count): (i64, i64) =
+                sqlx::query_as("SELECT pg_total_relation_size('events'), (SELECT count(*) FROM events)")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            json!({"events": count, "bytes_per_event": bytes / count.max(1)})
+        }
+    }
+
+    pub async fn run(database: String, base: String, seconds: u64, concurrency: usize, backlog: u64, report: String) {
+        let store = super::open(&database).await;
+        let keys = Keys::load_or_create(&*store, "customers", Duration::from_secs(7200)).await.unwrap();
+        let token = |account: &str| {
+            keys.issue(
+                &AccountId::parse(account).unwrap(),
+                "bench",
+                &[Scope::Admin, Scope::HooksAdmin],
+                Duration::from_secs(7200),
+            )
+            .unwrap()
+        };
+        let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
+        let target = receiver().await;
+        for account in [SUBSCRIBED, BACKLOG] {
+            let url = format!("{base}/v1/accounts/{account}/hooks/subscriptions");
+            let body = json!({"config": {"url": target.url, "secret": "bench-secret-0123456789"}, "events": ["*"]});
+            let reply = http.post(url).bearer_auth(token(account)).json(&body).send().await.unwrap();
+            assert_eq!(reply.status(), 201, "subscribing: {}", reply.text().await.unwrap_or_default());
+        }
+        let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+        let sequence = Arc::new(AtomicU64::new(0));
+
+        // Creates and updates into an account without and one with a
+        // subscription, in alternating rounds (the machine drifts). Updates
+        // go to 200 customers made first in each account.
+        for account in [PLAIN, SUBSCRIBED] {
+            let account = AccountId::parse(account).unwrap();
+            for i in 0..200 {
+                let data = serde_json::from_value(json!({"first_name": "Updated"})).unwrap();
+                let new = customers::store::NewCustomer {
+                    customer_id: Some(format!("u{run}-{i}")),
+                    data,
+                    secrets: Default::default(),
+                };
+                store
+                    .create_customer(&account, new, customers::domain::events::Actor::named("bench"), None)
+                    .await
+                    .unwrap();
+            }
+        }
+        let mut figures: Vec<Figures> = Vec::new();
+        let rounds = 4;
+        let round = Duration::from_secs_f64(seconds as f64 / rounds as f64);
+        for kind in ["create", "update (PUT metadata)"] {
+            let mut plain = Figures::default();
+            let mut subscribed = Figures::default();
+            for _ in 0..rounds {
+                for (account, into) in [(PLAIN, &mut plain), (SUBSCRIBED, &mut subscribed)] {
+                    let users = format!("{base}/v1/accounts/{account}/customers/users");
+                    let (http, token, sequence) = (http.clone(), token(account), sequence.clone());
+                    let label =
+                        format!("{kind}, {}", if account == PLAIN { "no subscription" } else { "1 subscription" });
+                    let op = move |i: u64| {
+                        let request = if kind == "create" {
+                            let n = sequence.fetch_add(1, Ordering::Relaxed);
+                            let body =
+                                json!({"customer_id": format!("w{run}-{n}"), "email": format!("w{run}-{n}@bench.io")});
+                            http.post(users.clone()).bearer_auth(token.clone()).json(&body)
+                        } else {
+                            let body = json!({"metadata": {"k": i}});
+                            http.put(format!("{users}/u{run}-{}", i % 200)).bearer_auth(token.clone()).json(&body)
+                        };
+                        succeeded(request)
+                    };
+                    into.merge(measure(&label, concurrency, round, op).await);
+                }
+            }
+            figures.push(plain);
+            figures.push(subscribed);
+        }
+        let rate = |name: &str| figures.iter().find(|f| f.name == name).map(Figures::rps).unwrap_or(0.0);
+        let ratio = |kind: &str| {
+            let with = rate(&format!("{kind}, 1 subscription"));
+            let without = rate(&format!("{kind}, no subscription"));
+            (with / without.max(1.0) * 100.0).round() / 100.0
+        };
+        let (create_ratio, update_ratio) = (ratio("create"), ratio("update (PUT metadata)"));
+        // What the paired writes queued is delivered before the lag run.
+        quiet(&target, Duration::from_millis(500), Duration::from_secs(120)).await;
+
+        // Lag at a steady 500 writes/s.
+        let lag_seconds = seconds.max(5);
+        let users = format!("{base}/v1/accounts/{SUBSCRIBED}/customers/users");
+        let mut every = tokio::time::interval(Duration::from_millis(2));
+        let started = Instant::now();
+        let mut writes = Vec::new();
+        let mut n = 0u64;
+        while started.elapsed() < Duration::from_secs(lag_seconds) {
+            every.tick().await;
+            let (http, token, users) = (http.clone(), token(SUBSCRIBED), users.clone());
+            let body = json!({"customer_id": format!("lag-{run}-{n}")});
+            writes.push(tokio::spawn(async move { succeeded(http.post(users).bearer_auth(token).json(&body)).await }));
+            n += 1;
+        }
+        let written = futures::future::join_all(writes).await.into_iter().filter(|w| matches!(w, Ok(true))).count();
+        let write_rate = written as f64 / started.elapsed().as_secs_f64();
+        let _ = wait_until("the lag run's deliveries", Duration::from_secs(60), || {
+            target.lags_us.lock().unwrap().len() >= written
+        })
+        .await;
+        let mut lags = target.lags_us.lock().unwrap().clone();
+        lags.sort_unstable();
+
+        // A backlog: deliveries that failed once (503) and wait an hour,
+        // made due at once; the time to drain it is the delivery rate.
+        target.status.store(503, Ordering::Relaxed);
+        let before = target.received.load(Ordering::Relaxed);
+        let account = AccountId::parse(BACKLOG).unwrap();
+        let rows: Vec<_> = (0..backlog)
+            .map(|i| {
+                let data = serde_json::from_value(json!({"first_name": "Backlog"})).unwrap();
+                customers::store::NewCustomer {
+                    customer_id: Some(format!("b{run}-{i}")),
+                    data,
+                    secrets: Default::default(),
+                }
+            })
+            .collect();
+        let creates = rows.into_iter().map(|new| {
+            let (store, account) = (store.clone(), account.clone());
+            async move {
+                store
+                    .create_customer(&account, new, customers::domain::events::Actor::named("bench"), None)
+                    .await
+                    .is_ok()
+            }
+        });
+        let created = futures::stream::iter(creates)
+            .buffer_unordered(concurrency)
+            .filter(|ok| futures::future::ready(*ok))
+            .count()
+            .await as u64;
+        let tried = wait_until("the backlog's first (refused) attempts", Duration::from_secs(300), || {
+            target.received.load(Ordering::Relaxed) >= before + created
+        })
+        .await;
+        let first_attempts_per_second = tried.map(|t| (created as f64 / t.as_secs_f64()).round());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let ok_before = target.ok.load(Ordering::Relaxed);
+        target.status.store(200, Ordering::Relaxed);
+        let due = make_due(&database).await;
+        let drained = wait_until("draining the backlog", Duration::from_secs(300), || {
+            target.ok.load(Ordering::Relaxed) >= ok_before + created
+        })
+        .await;
+        let deliveries_per_second = drained.map(|t| (created as f64 / t.as_secs_f64()).round());
+
+        let doc = json!({
+            "paired_writes": figures.iter().map(Figures::json).collect::<Vec<_>>(),
+            "create_with_subscription_over_without": create_ratio,
+            "update_with_subscription_over_without": update_ratio,
+            "lag": {"writes_per_second": write_rate.round(), "events": lags.len(),
+                "p50_ms": percentile_ms(&lags, 0.5), "p99_ms": percentile_ms(&lags, 0.99)},
+            "backlog": {"deliveries": created, "made_due": due, "first_attempts_per_second": first_attempts_per_second,
+                "deliveries_per_second": deliveries_per_second},
+            "storage": bytes_per_event(&database).await,
+        });
+        eprintln!("{}", serde_json::to_string_pretty(&doc).unwrap());
+        std::fs::write(&report, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        store.close().await;
+    }
+
+    /// Waits (at most `within`) until nothing has arrived at the receiver
+    /// for `calm`: the queue is drained.
+    async fn quiet(target: &Receiver, calm: Duration, within: Duration) {
+        let started = Instant::now();
+        let mut seen = target.received.load(Ordering::Relaxed);
+        let mut since = Instant::now();
+        while since.elapsed() < calm && started.elapsed() < within {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = target.received.load(Ordering::Relaxed);
+            if now != seen {
+                (seen, since) = (now, Instant::now());
+            }
         }
     }
 }

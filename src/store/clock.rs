@@ -21,6 +21,13 @@ pub(super) struct Tick {
     pub seq: i64,
 }
 
+impl Tick {
+    /// The `i`-th of a block of ticks taken at once (see [`tick_block`]).
+    pub fn nth(self, i: usize) -> Tick {
+        Tick { at: self.at + chrono::TimeDelta::microseconds(i as i64), seq: self.seq + i as i64 }
+    }
+}
+
 db_row! {
     struct ClockRow {
         last_us: i64,
@@ -39,23 +46,30 @@ pub(super) async fn tick(conn: &mut impl Conn, account: &AccountId) -> Result<Ti
 
 /// Takes `n` consecutive write timestamps (microseconds apart) and event
 /// `seq`s and returns the first: every one later than anything the account
-/// has written.
+/// has written. A `seq` is also above every stored event's: an import's
+/// earlier batch commits its events before the transaction holding the
+/// clock (`import::import_pair`), and should that one then fail, its clock
+/// update is undone while those events stay.
 pub(super) async fn tick_block(conn: &mut impl Conn, account: &AccountId, n: i64) -> Result<Tick, StoreError> {
     let greatest = greatest(conn.dialect());
     let last = now_micros().timestamp_micros() + n - 1;
+    let highest_event = |q: &mut SqlBuilder| {
+        q.push("(SELECT COALESCE(max(seq), 0) FROM events WHERE account_id = ").bind(text(account.as_str())).push(")");
+    };
     let mut q = SqlBuilder::new(conn.dialect(), "INSERT INTO account_clocks (account_id, last_us, last_seq) VALUES (");
-    q.bind(text(account.as_str()))
-        .push(", ")
-        .bind(Param::Int(last))
-        .push(", ")
+    q.bind(text(account.as_str())).push(", ").bind(Param::Int(last)).push(", ");
+    highest_event(&mut q);
+    q.push(" + ")
         .bind(Param::Int(n))
         .push(") ON CONFLICT (account_id) DO UPDATE SET last_us = ")
         .push(greatest)
         .push("(account_clocks.last_us + ")
         .bind(Param::Int(n))
-        .push(", excluded.last_us), last_seq = account_clocks.last_seq + ")
-        .bind(Param::Int(n))
-        .push(" RETURNING last_us, last_seq");
+        .push(", excluded.last_us), last_seq = ")
+        .push(greatest)
+        .push("(account_clocks.last_seq, ");
+    highest_event(&mut q);
+    q.push(") + ").bind(Param::Int(n)).push(" RETURNING last_us, last_seq");
     let rows: Vec<ClockRow> = conn.fetch_all(q).await?;
     let row = rows.into_iter().next().ok_or_else(|| StoreError::Other("clock returned no row".into()))?;
     Ok(Tick { at: micros_to_time(row.last_us - n + 1), seq: row.last_seq - n + 1 })

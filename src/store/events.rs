@@ -52,7 +52,30 @@ impl<'a> NewEvent<'a> {
     }
 }
 
-/// Appends `event` at the place `tick` reserved for the caller's write.
+const INSERT_EVENTS: &str = "INSERT INTO events (account_id, seq, id, event, customer_pk, customer_id, created_at, \
+                             created_by, request_id, data, changes) VALUES ";
+
+/// An event's row, in [`INSERT_EVENTS`]'s column order.
+fn event_row(account: &AccountId, tick: Tick, event: NewEvent<'_>, actor: Actor<'_>) -> Result<Vec<Param>, StoreError> {
+    let (customer_pk, customer_id) = event.customer.unzip();
+    let changes = event.changes.map(|c| serde_json::to_string(&c)).transpose()?;
+    Ok(vec![
+        text(account.as_str()),
+        Param::Int(tick.seq),
+        Param::Id(new_id()),
+        text(event.name.as_str()),
+        customer_pk.map_or(Param::NullId, Param::Id),
+        customer_id.map_or(Param::Null, text),
+        Param::Time(tick.at),
+        text(actor.name),
+        actor.request_id.map_or(Param::Null, text),
+        Param::Text(serde_json::to_string(&event.data)?),
+        changes.map_or(Param::Null, Param::Text),
+    ])
+}
+
+/// Appends `event` at the place `tick` reserved for the caller's write,
+/// with its deliveries.
 pub(super) async fn append(
     conn: &mut impl Conn,
     account: &AccountId,
@@ -60,33 +83,45 @@ pub(super) async fn append(
     event: NewEvent<'_>,
     actor: Actor<'_>,
 ) -> Result<(), StoreError> {
-    let (customer_pk, customer_id) = event.customer.unzip();
-    let changes = event.changes.map(|c| serde_json::to_string(&c)).transpose()?;
-    let id = new_id();
-    let mut q = SqlBuilder::new(
-        conn.dialect(),
-        "INSERT INTO events (account_id, seq, id, event, customer_pk, customer_id, created_at, created_by, \
-         request_id, data, changes) VALUES (",
-    );
-    sql::push_list(
-        &mut q,
-        [
-            text(account.as_str()),
-            Param::Int(tick.seq),
-            Param::Id(id),
-            text(event.name.as_str()),
-            customer_pk.map_or(Param::NullId, Param::Id),
-            customer_id.map_or(Param::Null, text),
-            Param::Time(tick.at),
-            text(actor.name),
-            actor.request_id.map_or(Param::Null, text),
-            Param::Text(serde_json::to_string(&event.data)?),
-            changes.map_or(Param::Null, Param::Text),
-        ],
-    );
+    let mut q = SqlBuilder::new(conn.dialect(), INSERT_EVENTS);
+    q.push("(");
+    sql::push_list(&mut q, event_row(account, tick, event, actor)?);
     q.push(")");
     conn.execute(q).await?;
-    fan_out(conn, account, (id, tick.seq, event.name), customer_pk, tick.at).await
+    fan_out(conn, account, tick.seq..=tick.seq).await
+}
+
+/// Appends many events with their deliveries (an import's batch): with
+/// COPY on PostgreSQL, multi-row inserts on SQLite. Their ticks must lie
+/// in one block taken for the batch.
+pub(super) async fn append_all(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    events: Vec<(Tick, NewEvent<'_>)>,
+    actor: Actor<'_>,
+) -> Result<(), StoreError> {
+    let (Some(first), Some(last)) = (events.first().map(|e| e.0.seq), events.last().map(|e| e.0.seq)) else {
+        return Ok(());
+    };
+    let rows = events
+        .into_iter()
+        .map(|(tick, event)| event_row(account, tick, event, actor))
+        .collect::<Result<Vec<_>, _>>()?;
+    let columns =
+        "account_id, seq, id, event, customer_pk, customer_id, created_at, created_by, request_id, data, changes";
+    if conn.copy_in(&format!("COPY events ({columns}) FROM STDIN"), &rows).await?.is_none() {
+        // 11 parameters an event: 500 a statement stays under both limits.
+        for chunk in rows.chunks(500) {
+            let mut q = SqlBuilder::new(conn.dialect(), INSERT_EVENTS);
+            for (i, row) in chunk.iter().enumerate() {
+                q.push(if i == 0 { "(" } else { ", (" });
+                sql::push_list(&mut q, row.iter().cloned());
+                q.push(")");
+            }
+            conn.execute(q).await?;
+        }
+    }
+    fan_out(conn, account, first.min(last)..=first.max(last)).await
 }
 
 /// Appends the event of a write that took no tick of its own.

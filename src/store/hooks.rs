@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::events::{Actor, Event, EventName};
+use crate::domain::events::{Actor, Event};
 use crate::domain::hooks::{
     Attempt, Delivery, DeliveryStatus, EventFilter, HookConfig, Subscription, SubscriptionSpec,
 };
@@ -54,41 +54,32 @@ impl From<SubscriptionRow> for Subscription {
     }
 }
 
-/// Appends a delivery of the event for every active subscription of the
-/// account that wants it, in the event's transaction.
+/// Appends a delivery of each event of the account with a `seq` in
+/// `seqs` for every active subscription that wants it, in the events'
+/// transaction (one statement however many events: an import's batch).
 pub(super) async fn fan_out(
     conn: &mut impl Conn,
     account: &AccountId,
-    event: (Uuid, i64, EventName),
-    customer_pk: Option<Uuid>,
-    at: DateTime<Utc>,
+    seqs: std::ops::RangeInclusive<i64>,
 ) -> Result<(), StoreError> {
-    let (event_id, seq, name) = event;
     let mut q = SqlBuilder::new(
         conn.dialect(),
         "INSERT INTO hook_deliveries (subscription_id, event_id, account_id, event, event_seq, customer_pk, status, \
-         attempts, next_attempt_at, created_at) SELECT s.id, ",
+         attempts, next_attempt_at, created_at) SELECT s.id, e.id, e.account_id, e.event, e.seq, e.customer_pk, ",
     );
-    sql::push_list(
-        &mut q,
-        [
-            Param::Id(event_id),
-            text(account.as_str()),
-            text(name.as_str()),
-            Param::Int(seq),
-            customer_pk.map_or(Param::NullId, Param::Id),
-            text(DeliveryStatus::Pending.as_str()),
-            Param::Int(0),
-            Param::Time(at),
-            Param::Time(at),
-        ],
-    );
-    q.push(" FROM hook_subscriptions s WHERE s.account_id = ")
+    q.bind(text(DeliveryStatus::Pending.as_str()))
+        .push(
+            ", 0, e.created_at, e.created_at FROM events e JOIN hook_subscriptions s ON s.account_id = e.account_id \
+               WHERE e.account_id = ",
+        )
         .bind(text(account.as_str()))
+        .push(" AND e.seq >= ")
+        .bind(Param::Int(*seqs.start()))
+        .push(" AND e.seq <= ")
+        .bind(Param::Int(*seqs.end()))
         .push(" AND s.active = 1 AND (s.events = '*' OR ")
         .push(&contains(conn.dialect(), "s.events"))
-        .bind(text(&format!(",{},", name.as_str())))
-        .push(") > 0)");
+        .push("',' || e.event || ',') > 0)");
     conn.execute(q).await.map(drop)
 }
 

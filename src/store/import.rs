@@ -10,13 +10,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::domain::customer::Customer;
+use crate::domain::events::{Actor, EventName};
 use crate::domain::ids::AccountId;
 use crate::domain::settings::{normalise_phone, AutoTokenValue, Settings};
 
-use super::clock::{customer_number, note_customer_number, tick_block};
+use super::clock::{customer_number, note_customer_number, tick_block, Tick};
 use super::columns::{customer_columns, document};
 use super::customers::{check_rules, load_settings};
 use super::engine::{Backend, Conn};
+use super::events::{append_all, NewEvent};
 use super::rows::db_row;
 use super::sql::{self, opt_text, text, Dialect, Param, SqlBuilder};
 use super::{new_id, now_micros, BatchImport, ImportOutcome, ImportRow, OnRejected, StoreError};
@@ -240,7 +243,9 @@ fn unique_values(row: &ImportRow) -> impl Iterator<Item = String> + '_ {
 /// - Should the holder then fail (or the process die), its clock update
 ///   rolls back while the writer's rows stay. The writer therefore commits
 ///   only once the wall clock has passed its last timestamp: the clock's
-///   next tick is at least the wall clock, so later than those rows.
+///   next tick is at least the wall clock, so later than those rows. Their
+///   events keep their `seq`s, and the clock's next `seq` is above the
+///   highest stored one (see `clock::tick_block`).
 async fn import_pair<B: Backend>(
     backend: &B,
     account: &AccountId,
@@ -252,9 +257,9 @@ async fn import_pair<B: Backend>(
     let mut holder = backend.write().await?;
     begin_import(&mut holder).await?;
     let settings = load_settings(&mut holder, account).await?;
-    let first = tick_block(&mut holder, account, (earlier.len() + later.len()) as i64).await?.at;
-    let earlier_end = first + chrono::Duration::microseconds(earlier.len() as i64);
-    if first - now_micros() > MAX_CLOCK_LEAD {
+    let first = tick_block(&mut holder, account, (earlier.len() + later.len()) as i64).await?;
+    let later_first = first.nth(earlier.len());
+    if first.at - now_micros() > MAX_CLOCK_LEAD {
         // The clock runs ahead of the wall clock (which was set back): one
         // batch after the other, rather than wait. (The batch's own
         // microseconds are no wait: writing takes longer than that.)
@@ -276,14 +281,14 @@ async fn import_pair<B: Backend>(
         let (accepted, mut outcome) = check_batch(&mut writer, account, earlier, &settings).await?;
         let highest = write_batch(&mut writer, account, accepted, first, &settings, actor, &mut outcome).await?;
         if keeps(&outcome, on_rejected) {
-            sleep_until_past(earlier_end).await;
+            sleep_until_past(later_first.at).await;
             writer.commit().await?;
         }
         Ok::<_, StoreError>((outcome, highest))
     };
     let write_later = async {
         let (accepted, mut outcome) = check_batch(&mut holder, account, later, &settings).await?;
-        let highest = write_batch(&mut holder, account, accepted, earlier_end, &settings, actor, &mut outcome).await?;
+        let highest = write_batch(&mut holder, account, accepted, later_first, &settings, actor, &mut outcome).await?;
         Ok::<_, StoreError>((outcome, highest))
     };
     let (written_earlier, written_later) = tokio::join!(write_earlier, write_later);
@@ -327,7 +332,7 @@ pub(super) async fn import_batch(
     if accepted.is_empty() {
         return Ok(outcome);
     }
-    let first = tick_block(conn, account, accepted.len() as i64).await?.at;
+    let first = tick_block(conn, account, accepted.len() as i64).await?;
     let highest = write_batch(conn, account, accepted, first, &settings, actor, &mut outcome).await?;
     note_highest_number(conn, account, highest).await?;
     Ok(outcome)
@@ -370,15 +375,16 @@ async fn check_batch(
     Ok((accepted, outcome))
 }
 
-/// Writes checked rows with the timestamps `first`, `first` + 1 µs, …, and
-/// returns the highest numeric `customer_id` among them (stored now or
+/// Writes checked rows with the ticks `first`, `first.nth(1)`, … (times a
+/// microsecond apart, consecutive `seq`s), each with its `customer_add`
+/// event, and returns the highest numeric `customer_id` among them (stored now or
 /// before: a re-run thus notes what an interrupted run stored but did not
 /// note), for [`note_customer_number`].
 async fn write_batch(
     conn: &mut impl Conn,
     account: &AccountId,
     mut accepted: Vec<ImportRow>,
-    first: DateTime<Utc>,
+    first: Tick,
     settings: &Settings,
     actor: &str,
     outcome: &mut ImportOutcome,
@@ -394,7 +400,7 @@ async fn write_batch(
     let mut row_attributes = Vec::with_capacity(accepted.len());
     let mut names = String::from("id, account_id, customer_id, created_at, created_by");
     for (index, (row, id)) in accepted.iter_mut().zip(&ids).enumerate() {
-        let at = first + chrono::Duration::microseconds(index as i64);
+        let at = first.nth(index).at;
         let cols = std::mem::take(&mut row.columns);
         let doc = match row.doc.take() {
             Some(doc) => doc,
@@ -417,20 +423,41 @@ async fn write_batch(
     let mut attributes = Vec::new();
     let mut tokens = Vec::new();
     let mut skipped = Vec::new();
+    let mut added = Vec::new();
     for (index, ((row, id), row_attributes)) in accepted.iter().zip(&ids).zip(row_attributes).enumerate() {
         if !inserted.contains(id) {
             skipped.push(row);
             continue;
         }
         outcome.inserted += 1;
-        let at = first + chrono::Duration::microseconds(index as i64);
+        let tick = first.nth(index);
         attributes.extend(row_attributes.into_iter().map(|a| (*id, a)));
-        tokens.extend(settings.auto_tokens_for(&row.data).into_iter().map(|t| (*id, at, t)));
+        tokens.extend(settings.auto_tokens_for(&row.data).into_iter().map(|t| (*id, tick.at, t)));
+        added.push((tick, added_customer(*id, row, tick, actor)));
     }
     insert_attribute_rows(conn, account, &attributes).await?;
     insert_auto_token_rows(conn, account, &tokens, actor).await?;
+    let events = added
+        .iter()
+        .map(|(tick, customer)| Ok((*tick, NewEvent::customer(EventName::CustomerAdd, customer)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    append_all(conn, account, events, Actor::named(actor)).await?;
     classify_skipped(conn, account, &skipped, outcome).await?;
     Ok(highest_number)
+}
+
+/// An imported customer as its `customer_add` event shows it.
+fn added_customer(id: Uuid, row: &ImportRow, tick: Tick, actor: &str) -> Customer {
+    Customer {
+        id,
+        customer_id: row.customer_id.clone(),
+        data: row.data.clone(),
+        created_at: tick.at,
+        created_by: actor.to_owned(),
+        updated_at: tick.at,
+        deleted_at: None,
+        deleted_by: None,
+    }
 }
 
 /// PostgreSQL: a batch's customers in one COPY, when none of them collides

@@ -211,6 +211,29 @@ both_backends! {
         assert_eq!(feed.last().unwrap()["seq"], before.len() as i64 + 1);
     }
 
+    async fn an_import_appends_one_event_per_customer_it_stores(app: &TestApp) {
+        use customers::store::{ImportRow, OnRejected};
+        app.create(json!({"customer_id": "before"})).await;
+        let account = customers::domain::ids::AccountId::parse(ACCOUNT).unwrap();
+        let row = |line: u64, id: &str| {
+            ImportRow::new(line, id.to_owned(), serde_json::from_value(json!({"first_name": format!("Imported {id}")})).unwrap())
+        };
+        // Two batches (PostgreSQL writes them at once); "before" exists already.
+        let batches = vec![vec![row(1, "i1"), row(2, "before")], vec![row(3, "i2"), row(4, "i3")]];
+        let outcomes = app.store.import_customers(&account, batches, "importer", OnRejected::KeepTheRest).await.unwrap();
+        assert_eq!(outcomes.iter().map(|o| o.inserted).sum::<u64>(), 3);
+        app.create(json!({"customer_id": "after"})).await;
+        let feed = whole_feed(app, "").await;
+        let ids: Vec<&str> = feed.iter().map(|e| e["customer_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["before", "i1", "i2", "i3", "after"]);
+        assert!(feed.iter().all(|e| e["event"] == "customer_add"));
+        let seqs: Vec<i64> = feed.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in commit order: {seqs:?}");
+        assert_eq!(feed[2]["created_by"], "importer");
+        assert_eq!(feed[2]["data"]["first_name"], "Imported i2");
+        assert_eq!(feed[2]["data"]["id"], app.get(&app.user_url("i2")).await.body["id"], "the event names the stored customer");
+    }
+
     async fn the_event_log_is_for_readers_of_the_account(app: &TestApp) {
         app.create(json!({"customer_id": "c1"})).await;
         let customer_id = app.get(&app.user_url("c1")).await.body["id"].as_str().unwrap().to_owned();

@@ -100,6 +100,32 @@ both_backends! {
                 }
             }
         }
+        // What a receiver's developer runs on a delivery: `customers hooks verify`.
+        let delivery = &got_all[0];
+        let mut text = String::new();
+        for name in ["webhook-id", "webhook-timestamp", "event-signature", "webhook-signature"] {
+            text.push_str(&format!("{name}: {}\r\n", delivery.header(name)));
+        }
+        text.push_str("\r\n");
+        let message = [text.as_bytes(), &delivery.body].concat();
+        for (secret, verified) in [(SECRET, true), ("not-the-secret-at-all", false)] {
+            let mut verify = crate::helpers::binary()
+                .args(["hooks", "verify", "--secret", secret])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            verify.stdin.take().unwrap().write_all(&message).unwrap();
+            let output = verify.wait_with_output().unwrap();
+            assert_eq!(output.status.success(), verified, "{}", String::from_utf8_lossy(&output.stdout));
+            let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+            assert_eq!(report["verified"], verified);
+        }
+        let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("webhook_deliveries_total{outcome=\"delivered\"}"), "{metrics}");
+        assert!(metrics.contains("webhook_delivery_lag_seconds"));
+
         let got_adds = adds.wait_for(WAIT, |r| r.len() >= 2).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(adds.requests().len(), 2);
