@@ -234,6 +234,25 @@ both_backends! {
         assert_eq!(feed[2]["data"]["id"], app.get(&app.user_url("i2")).await.body["id"], "the event names the stored customer");
     }
 
+    async fn pruning_keeps_what_a_delivery_still_waits_for(app: &TestApp) {
+        // A subscription whose receiver refuses: its deliveries stay pending.
+        let refusing = crate::helpers::Receiver::start(std::sync::Arc::new(|_| (503, std::time::Duration::ZERO))).await;
+        app.create(json!({"customer_id": "old"})).await;
+        let hooks = app.url(&format!("/v1/accounts/{ACCOUNT}/hooks/subscriptions"));
+        let body = json!({"config": {"url": refusing.url()}, "events": ["customer_update"]});
+        let token = app.token(&[Scope::HooksAdmin]);
+        assert_eq!(app.send(Method::POST, &hooks, Some(&token), Some(&body)).await.status, StatusCode::CREATED);
+        assert_eq!(app.put(&app.user_url("old"), &json!({"first_name": "Waiting"})).await.status, StatusCode::OK);
+        assert_eq!(whole_feed(app, "").await.len(), 2);
+        // Everything is older than a cut-off a minute ahead; the update's
+        // delivery still waits.
+        let pruned = app.store.prune_events(chrono::Utc::now() + chrono::TimeDelta::minutes(1)).await.unwrap();
+        assert_eq!(pruned, 1);
+        assert_eq!(names(&whole_feed(app, "").await), ["customer_update"]);
+        let later = app.store.prune_events(chrono::Utc::now() - chrono::TimeDelta::days(1)).await.unwrap();
+        assert_eq!(later, 0, "nothing younger than the cut-off goes");
+    }
+
     async fn the_event_log_is_for_readers_of_the_account(app: &TestApp) {
         app.create(json!({"customer_id": "c1"})).await;
         let customer_id = app.get(&app.user_url("c1")).await.body["id"].as_str().unwrap().to_owned();
