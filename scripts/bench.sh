@@ -137,8 +137,7 @@ for s in w["paired_writes"]:
     print(f"  {s['name']:<36}{s['rps']:>10.0f}{s['p50_ms']:>10.2f}{s['p99_ms']:>10.2f}{s['errors']:>8}")
 lag, backlog = w["lag"], w["backlog"]
 print(f"  lag at {lag['writes_per_second']:.0f} writes/s: p50 {lag['p50_ms']} ms, p99 {lag['p99_ms']} ms ({lag['events']} events)")
-print(f"  backlog of {backlog['deliveries']}: drained at {backlog['deliveries_per_second']}/s "
-      f"(first, refused attempts at {backlog['first_attempts_per_second']}/s)")
+print(f"  backlog of {backlog['deliveries']}: drained at {backlog['deliveries_per_second']}/s")
 print(f"  event log: {w['storage']}")
 
 # The targets, each with this run's figure; a shortfall is reported,

@@ -107,7 +107,8 @@ pub struct WebhookArgs {
     /// How long after its first try a failing delivery is given up.
     #[arg(long, env = "CUSTOMERS_WEBHOOKS_GIVE_UP_AFTER", default_value = "3d", value_parser = crate::domain::hooks::parse_duration)]
     pub webhooks_give_up_after: Duration,
-    /// Deliveries this process sends at once.
+    /// Deliveries this process sends at once (half of them at most to one
+    /// subscription, so a slow receiver leaves the other half to the rest).
     #[arg(long, env = "CUSTOMERS_WEBHOOKS_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub webhooks_concurrency: u32,
     /// Days the event log keeps an event (longer while a delivery of it waits).
@@ -133,7 +134,7 @@ impl WebhookArgs {
                 give_up_after: self.webhooks_give_up_after,
             },
             concurrency,
-            per_subscription: (concurrency / 8).clamp(1, 16),
+            per_subscription: (concurrency / 2).max(1),
             allow_private: self.webhooks_allow_private,
             retention: Duration::from_secs(u64::from(self.events_retention_days) * 24 * 3600),
             ..Default::default()

@@ -346,7 +346,9 @@ pub(super) async fn list_deliveries(
     Ok(Page { items: with_attempts(conn, page.items).await?, has_more: page.has_more, total: None })
 }
 
-/// Queues a delivery again, now, with a new retry window.
+/// Queues a delivery again, now, with a new retry window. An attempt in
+/// flight loses its lease: it goes unrecorded, and the delivery is sent
+/// again as asked.
 pub(super) async fn redeliver(
     conn: &mut impl Conn,
     account: &AccountId,
@@ -360,6 +362,8 @@ pub(super) async fn redeliver(
             ("status", text(DeliveryStatus::Pending.as_str())),
             ("next_attempt_at", Param::Time(now_micros())),
             ("first_try_at", Param::NullTime),
+            ("leased_until", Param::NullTime),
+            ("lease_owner", Param::Null),
         ],
     );
     q.push(" WHERE account_id = ")
@@ -495,13 +499,45 @@ fn push_keys(q: &mut SqlBuilder, prefix: &str, keys: &[DeliveryKey]) {
 }
 
 /// Records attempts: each delivery's new state (its lease released), the
-/// attempt itself, and for a `410 Gone` its subscription turned off.
+/// attempt itself, and for a `410 Gone` its subscription turned off. Only
+/// the lease's owner records: a worker that lost its lease (it ran out and
+/// another took the delivery over) records nothing. Deliveries that
+/// succeeded — nearly all — are recorded with one statement each for the
+/// batch's states and attempts.
 pub(super) async fn finish(conn: &mut impl Conn, owner: &str, outcomes: &[DeliveryOutcome]) -> Result<(), StoreError> {
-    for outcome in outcomes {
+    let (delivered, others): (Vec<&DeliveryOutcome>, Vec<&DeliveryOutcome>) =
+        outcomes.iter().partition(|o| o.result == DeliveryResult::Delivered);
+    let mut recorded: Vec<&DeliveryOutcome> = Vec::with_capacity(outcomes.len());
+    if let Some(earliest) = delivered.iter().map(|o| o.attempted_at).min() {
+        let mut q = SqlBuilder::new(conn.dialect(), "UPDATE hook_deliveries SET attempts = attempts + 1, ");
+        sql::push_assignments(
+            &mut q,
+            [
+                ("status", text(DeliveryStatus::Delivered.as_str())),
+                ("next_attempt_at", Param::NullTime),
+                ("leased_until", Param::NullTime),
+                ("lease_owner", Param::Null),
+            ],
+        );
+        q.push(", first_try_at = COALESCE(first_try_at, ").bind(Param::Time(earliest)).push(") WHERE lease_owner = ");
+        q.bind(text(owner)).push(" AND ");
+        let keys: Vec<DeliveryKey> = delivered
+            .iter()
+            .map(|o| DeliveryKey { subscription_id: o.subscription_id, event_id: o.event_id })
+            .collect();
+        push_keys(&mut q, "", &keys);
+        q.push(" RETURNING subscription_id, event_id");
+        let updated: Vec<DeliveryKey> = conn.fetch_all(q).await?;
+        recorded.extend(
+            delivered
+                .iter()
+                .filter(|o| updated.iter().any(|k| k.subscription_id == o.subscription_id && k.event_id == o.event_id)),
+        );
+    }
+    for outcome in others {
         let (status, next) = match outcome.result {
-            DeliveryResult::Delivered => (DeliveryStatus::Delivered, None),
             DeliveryResult::Retry(at) => (DeliveryStatus::Pending, Some(at)),
-            DeliveryResult::GiveUp | DeliveryResult::Gone => (DeliveryStatus::Failed, None),
+            _ => (DeliveryStatus::Failed, None),
         };
         let mut q = SqlBuilder::new(conn.dialect(), "UPDATE hook_deliveries SET attempts = attempts + 1, ");
         sql::push_assignments(
@@ -522,28 +558,9 @@ pub(super) async fn finish(conn: &mut impl Conn, owner: &str, outcomes: &[Delive
             .push(" AND lease_owner = ")
             .bind(text(owner));
         if conn.execute(q).await? == 0 {
-            // The lease ran out and another worker took the delivery over,
-            // or the subscription was deleted: its attempt is not ours to record.
             continue;
         }
-        let mut q = SqlBuilder::new(
-            conn.dialect(),
-            "INSERT INTO hook_attempts (subscription_id, event_id, attempted_at, status_code, duration_ms, error) \
-             VALUES (",
-        );
-        sql::push_list(
-            &mut q,
-            [
-                Param::Id(outcome.subscription_id),
-                Param::Id(outcome.event_id),
-                Param::Time(outcome.attempted_at),
-                outcome.status_code.map_or(Param::NullInt, |c| Param::Int(i64::from(c))),
-                Param::Int(i64::try_from(outcome.duration_ms).unwrap_or(i64::MAX)),
-                outcome.error.clone().map_or(Param::Null, Param::Text),
-            ],
-        );
-        q.push(")");
-        conn.execute(q).await?;
+        recorded.push(outcome);
         if outcome.result == DeliveryResult::Gone {
             let mut q = SqlBuilder::new(conn.dialect(), "UPDATE hook_subscriptions SET ");
             sql::push_assignments(
@@ -557,6 +574,34 @@ pub(super) async fn finish(conn: &mut impl Conn, owner: &str, outcomes: &[Delive
             q.push(" WHERE id = ").bind(Param::Id(outcome.subscription_id));
             conn.execute(q).await?;
         }
+    }
+    insert_attempts(conn, &recorded).await
+}
+
+/// The attempts' rows, 200 to a statement.
+async fn insert_attempts(conn: &mut impl Conn, attempts: &[&DeliveryOutcome]) -> Result<(), StoreError> {
+    for chunk in attempts.chunks(200) {
+        let mut q = SqlBuilder::new(
+            conn.dialect(),
+            "INSERT INTO hook_attempts (subscription_id, event_id, attempted_at, status_code, duration_ms, error) \
+             VALUES ",
+        );
+        for (i, outcome) in chunk.iter().enumerate() {
+            q.push(if i == 0 { "(" } else { ", (" });
+            sql::push_list(
+                &mut q,
+                [
+                    Param::Id(outcome.subscription_id),
+                    Param::Id(outcome.event_id),
+                    Param::Time(outcome.attempted_at),
+                    outcome.status_code.map_or(Param::NullInt, |c| Param::Int(i64::from(c))),
+                    Param::Int(i64::try_from(outcome.duration_ms).unwrap_or(i64::MAX)),
+                    outcome.error.clone().map_or(Param::Null, Param::Text),
+                ],
+            );
+            q.push(")");
+        }
+        conn.execute(q).await?;
     }
     Ok(())
 }

@@ -44,7 +44,7 @@ impl Default for WorkerConfig {
             timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             concurrency: 64,
-            per_subscription: 8,
+            per_subscription: 32,
             allow_private: false,
             poll: Duration::from_millis(200),
             retention: Duration::from_secs(400 * 24 * 3600),
@@ -52,6 +52,8 @@ impl Default for WorkerConfig {
     }
 }
 
+/// The least time between two claims of a worker.
+const CLAIM_GAP: Duration = Duration::from_millis(5);
 /// Deliveries claimed at most per database round trip.
 const CLAIM_BATCH: usize = 100;
 /// Attempts recorded at most per transaction.
@@ -143,7 +145,16 @@ async fn run(
     });
     let recorder = tokio::spawn(record(shared.clone(), recorded));
     let _upkeep = AbortOnDrop(tokio::spawn(upkeep(shared.clone())));
+    let mut last_claim: Option<Instant> = None;
     loop {
+        // Claims at most every CLAIM_GAP: under a stream of writes each
+        // commit wakes the worker, and a claim per write (a transaction of
+        // several statements for a delivery or two) cost more than the
+        // sends; waiting a few milliseconds lets a claim take many.
+        if let Some(wait) = last_claim.and_then(|at| CLAIM_GAP.checked_sub(at.elapsed())) {
+            tokio::time::sleep(wait).await;
+        }
+        last_claim = Some(Instant::now());
         if !claim_and_send(&shared, &outcomes).await {
             // The database failed: wait a poll before trying again.
             tokio::time::sleep(shared.config.poll).await;

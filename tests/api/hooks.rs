@@ -157,10 +157,18 @@ both_backends! {
             assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{customer}'s events in order: {seqs:?}");
             assert_eq!(seqs.len(), 4);
         }
-        // Each attempt is recorded with its status code.
-        let deliveries = hooks(app, Method::GET, &format!("/{hook}/deliveries?limit=100"), None).await;
-        assert_eq!(deliveries.status, StatusCode::OK, "{}", deliveries.body);
-        let deliveries = deliveries.body.as_array().unwrap().clone();
+        // Each attempt is recorded with its status code (once it has ended:
+        // the receiver may have answered before the last was recorded).
+        let deadline = std::time::Instant::now() + WAIT;
+        let deliveries = loop {
+            let reply = hooks(app, Method::GET, &format!("/{hook}/deliveries?limit=100"), None).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            let deliveries = reply.body.as_array().unwrap().clone();
+            if deliveries.iter().all(|d| d["status"] == "delivered") || std::time::Instant::now() > deadline {
+                break deliveries;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!(deliveries.len(), 12);
         let codes: Vec<i64> = deliveries.iter().flat_map(|d| d["attempts"].as_array().unwrap().iter().map(|a| a["status_code"].as_i64().unwrap())).collect();
         assert_eq!(codes.iter().filter(|c| **c == 500).count(), 5, "{codes:?}");
@@ -195,8 +203,16 @@ both_backends! {
         assert!(requests.iter().all(|r| r.status == 302));
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(gone.requests().len(), 1, "a subscription turned off gets nothing more");
-        let deliveries = hooks(app, Method::GET, &format!("/{moved_hook}/deliveries"), None).await.body;
-        let first = deliveries.as_array().unwrap().iter().find(|d| d["attempts"].as_array().unwrap().len() >= 2).expect("retried");
+        let deadline = std::time::Instant::now() + WAIT;
+        let first = loop {
+            let deliveries = hooks(app, Method::GET, &format!("/{moved_hook}/deliveries"), None).await.body;
+            let retried = deliveries.as_array().unwrap().iter().find(|d| d["attempts"].as_array().unwrap().len() >= 2).cloned();
+            match retried {
+                Some(delivery) => break delivery,
+                None => assert!(std::time::Instant::now() < deadline, "no delivery recorded as retried: {deliveries}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!(first["attempts"][0]["status_code"], 302);
         let gone_deliveries = hooks(app, Method::GET, &format!("/{gone_hook}/deliveries"), None).await.body;
         assert_eq!(gone_deliveries[0]["status"], "failed");
