@@ -319,3 +319,39 @@ both_backends! {
         assert!(all.len() >= 20, "at least once");
     }
 }
+
+both_backends! {
+    async fn sigterm_finishes_the_deliveries_in_flight_before_exiting(backend: Backend) {
+        let db = TestDatabase::create(backend).await;
+        let migrated = binary().args(["migrate", "--database", &db.url]).output().unwrap();
+        assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+        let token = cli_hooks_token(&db.url);
+        // The receiver takes a second to answer; the timeout allows three.
+        let receiver = Receiver::start(std::sync::Arc::new(|_| (200, Duration::from_secs(1)))).await;
+        let flags = ["--webhooks-allow-private", "--webhooks-timeout", "3s", "--no-migrate"];
+        let server = ServeProcess::start(&db.url, &flags).await;
+        subscribe(&server, &token, &receiver).await;
+        let client = reqwest::Client::new();
+        let reply = client.post(server.users_url(ACCOUNT)).bearer_auth(&token).json(&json!({"customer_id": "c1"})).send().await.unwrap();
+        assert_eq!(reply.status(), StatusCode::OK);
+        receiver.wait_for(Duration::from_secs(10), |r| !r.is_empty()).await;
+        server.terminate();
+        assert!(server.wait().await.success(), "exit 0 after the delivery in flight");
+        // The attempt was recorded before the exit: a new server lists it delivered.
+        let again = ServeProcess::start(&db.url, &flags).await;
+        let url = format!("{}/v1/accounts/{ACCOUNT}/hooks/subscriptions", again.base);
+        let hooks: Value = client.get(&url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        let deliveries: Value = client
+            .get(format!("{url}/{}/deliveries", hooks[0]["id"].as_str().unwrap()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(deliveries[0]["status"], "delivered", "{deliveries}");
+        assert_eq!(deliveries[0]["attempts"][0]["status_code"], 200);
+        assert_eq!(receiver.requests().len(), 1, "sent once");
+    }
+}
