@@ -8,14 +8,13 @@ use uuid::Uuid;
 
 use crate::domain::customer::Customer;
 use crate::domain::events::{changes, Actor, Event, EventName, EventQuery};
+use crate::domain::hooks::DeliveryStatus;
 use crate::domain::ids::AccountId;
 
 use super::clock::{tick, Tick};
-use super::customers::select_by_customer_id;
 use super::engine::Conn;
-use super::hooks::fan_out;
 use super::rows::{db_row, Ts};
-use super::sql::{self, text, Param, SqlBuilder};
+use super::sql::{self, text, Dialect, Param, SqlBuilder};
 use super::{new_id, Page, StoreError};
 
 /// An event about to be appended.
@@ -49,6 +48,44 @@ impl<'a> NewEvent<'a> {
     /// An event about an account's record that concerns no customer.
     pub fn account(name: EventName, data: Value) -> Self {
         Self { name, customer: None, data, changes: None }
+    }
+}
+
+/// Appends a delivery of each event of the account with a `seq` in
+/// `seqs` for every active subscription that wants it, in the events'
+/// transaction (one statement however many events: an import's batch).
+pub(super) async fn fan_out(
+    conn: &mut impl Conn,
+    account: &AccountId,
+    seqs: std::ops::RangeInclusive<i64>,
+) -> Result<(), StoreError> {
+    let mut q = SqlBuilder::new(
+        conn.dialect(),
+        "INSERT INTO hook_deliveries (subscription_id, event_id, account_id, event, event_seq, customer_pk, status, \
+         attempts, next_attempt_at, created_at) SELECT s.id, e.id, e.account_id, e.event, e.seq, e.customer_pk, ",
+    );
+    q.bind(text(DeliveryStatus::Pending.as_str()))
+        .push(
+            ", 0, e.created_at, e.created_at FROM events e JOIN hook_subscriptions s ON s.account_id = e.account_id \
+               WHERE e.account_id = ",
+        )
+        .bind(text(account.as_str()))
+        .push(" AND e.seq >= ")
+        .bind(Param::Int(*seqs.start()))
+        .push(" AND e.seq <= ")
+        .bind(Param::Int(*seqs.end()))
+        .push(" AND s.active = 1 AND (s.events = '*' OR ")
+        .push(&contains(conn.dialect(), "s.events"))
+        .push("',' || e.event || ',') > 0)");
+    conn.execute(q).await.map(drop)
+}
+
+/// The start of `strpos(haystack, <needle>)`: where the needle is in the
+/// text, 0 when it is not.
+fn contains(dialect: Dialect, haystack: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("instr({haystack}, "),
+        Dialect::Postgres => format!("strpos({haystack}, "),
     }
 }
 
@@ -222,9 +259,18 @@ async fn cursor_seq(conn: &mut impl Conn, account: &AccountId, id: Option<Uuid>)
     }
 }
 
+db_row! {
+    struct CustomerPk {
+        id: Uuid,
+    }
+}
+
 /// The `id` of the customer with this `customer_id`, deleted or not.
 async fn customer_pk(conn: &mut impl Conn, account: &AccountId, customer_id: &str) -> Result<Option<Uuid>, StoreError> {
-    Ok(select_by_customer_id(conn, account, customer_id, false).await?.map(|c| c.id))
+    let mut q = SqlBuilder::new(conn.dialect(), "SELECT id FROM customers WHERE account_id = ");
+    q.bind(text(account.as_str())).push(" AND customer_id = ").bind(text(customer_id));
+    let rows: Vec<CustomerPk> = conn.fetch_all(q).await?;
+    Ok(rows.into_iter().next().map(|row| row.id))
 }
 
 /// The account's events, oldest first (`GET /customers/events`). A

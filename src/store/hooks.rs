@@ -54,44 +54,6 @@ impl From<SubscriptionRow> for Subscription {
     }
 }
 
-/// Appends a delivery of each event of the account with a `seq` in
-/// `seqs` for every active subscription that wants it, in the events'
-/// transaction (one statement however many events: an import's batch).
-pub(super) async fn fan_out(
-    conn: &mut impl Conn,
-    account: &AccountId,
-    seqs: std::ops::RangeInclusive<i64>,
-) -> Result<(), StoreError> {
-    let mut q = SqlBuilder::new(
-        conn.dialect(),
-        "INSERT INTO hook_deliveries (subscription_id, event_id, account_id, event, event_seq, customer_pk, status, \
-         attempts, next_attempt_at, created_at) SELECT s.id, e.id, e.account_id, e.event, e.seq, e.customer_pk, ",
-    );
-    q.bind(text(DeliveryStatus::Pending.as_str()))
-        .push(
-            ", 0, e.created_at, e.created_at FROM events e JOIN hook_subscriptions s ON s.account_id = e.account_id \
-               WHERE e.account_id = ",
-        )
-        .bind(text(account.as_str()))
-        .push(" AND e.seq >= ")
-        .bind(Param::Int(*seqs.start()))
-        .push(" AND e.seq <= ")
-        .bind(Param::Int(*seqs.end()))
-        .push(" AND s.active = 1 AND (s.events = '*' OR ")
-        .push(&contains(conn.dialect(), "s.events"))
-        .push("',' || e.event || ',') > 0)");
-    conn.execute(q).await.map(drop)
-}
-
-/// The start of `strpos(haystack, <needle>)`: where the needle is in the
-/// text, 0 when it is not.
-fn contains(dialect: Dialect, haystack: &str) -> String {
-    match dialect {
-        Dialect::Sqlite => format!("instr({haystack}, "),
-        Dialect::Postgres => format!("strpos({haystack}, "),
-    }
-}
-
 pub(super) async fn create_subscription(
     conn: &mut impl Conn,
     account: &AccountId,

@@ -14,6 +14,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::both_backends;
 use crate::helpers::{binary, cli_admin_token, run_json, Backend, Receiver, ServeProcess, TestDatabase, ACCOUNT};
 
+/// A fresh database, migrated by `customers migrate` (as a fleet's release
+/// step does) so that servers can start with `--no-migrate`.
+async fn migrated(backend: Backend) -> TestDatabase {
+    let db = TestDatabase::create(backend).await;
+    let migrated = binary().args(["migrate", "--database", &db.url]).output().unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    db
+}
+
 /// Sends `count` requests built by `request(i, base_of_server_i % n)` at
 /// once, spread over the servers, and returns (status, body) in order.
 async fn spread<F>(servers: &[ServeProcess], count: usize, request: F) -> Vec<(StatusCode, Value)>
@@ -32,9 +41,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_serve_processes_on_one_postgres_keep_uniqueness_sequences_and_merges() {
-    let db = TestDatabase::create(Backend::Postgres).await;
-    let migrated = binary().args(["migrate", "--database", &db.url]).output().unwrap();
-    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let db = migrated(Backend::Postgres).await;
     let token = cli_admin_token(&db.url, ACCOUNT);
     let mut servers = Vec::new();
     for _ in 0..3 {
@@ -114,9 +121,7 @@ both_backends! {
     /// first client between them, not one each: the check and the insert are
     /// one transaction that the database serialises.
     async fn servers_started_together_on_an_empty_database_bootstrap_one_client(backend: Backend) {
-        let db = TestDatabase::create(backend).await;
-        let migrated = binary().args(["migrate", "--database", &db.url]).output().unwrap();
-        assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+        let db = migrated(backend).await;
         let starts = (0..4).map(|_| ServeProcess::start_with_stdout(&db.url, &["--no-migrate"], Stdio::piped()));
         let servers = futures::future::join_all(starts).await;
         let mut printed_credentials = 0;
@@ -248,9 +253,7 @@ async fn subscribe(server: &ServeProcess, token: &str, receiver: &Receiver) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_serve_processes_deliver_every_event_once_in_order_per_customer() {
-    let db = TestDatabase::create(Backend::Postgres).await;
-    let migrated = binary().args(["migrate", "--database", &db.url]).output().unwrap();
-    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let db = migrated(Backend::Postgres).await;
     let token = cli_hooks_token(&db.url);
     let receiver = Receiver::ok().await;
     let mut servers = Vec::new();
@@ -291,9 +294,7 @@ async fn three_serve_processes_deliver_every_event_once_in_order_per_customer() 
 
 both_backends! {
     async fn a_server_killed_with_deliveries_in_flight_loses_none(backend: Backend) {
-        let db = TestDatabase::create(backend).await;
-        let migrated = binary().args(["migrate", "--database", &db.url]).output().unwrap();
-        assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+        let db = migrated(backend).await;
         let token = cli_hooks_token(&db.url);
         // Each answer takes 300 ms: deliveries are in flight when the server dies.
         let receiver = Receiver::start(std::sync::Arc::new(|_| (200, Duration::from_millis(300)))).await;
@@ -322,9 +323,7 @@ both_backends! {
 
 both_backends! {
     async fn sigterm_finishes_the_deliveries_in_flight_before_exiting(backend: Backend) {
-        let db = TestDatabase::create(backend).await;
-        let migrated = binary().args(["migrate", "--database", &db.url]).output().unwrap();
-        assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+        let db = migrated(backend).await;
         let token = cli_hooks_token(&db.url);
         // The receiver takes a second to answer; the timeout allows three.
         let receiver = Receiver::start(std::sync::Arc::new(|_| (200, Duration::from_secs(1)))).await;
