@@ -495,7 +495,7 @@ pub(super) async fn delete_customer(
     erase_customer(conn, account, deleted.id).await?;
     // A delete's event names the customer by its ids only.
     let ids = json!({"id": deleted.id, "customer_id": deleted.customer_id});
-    let event = NewEvent { data: ids, ..NewEvent::customer(EventName::CustomerDelete, &deleted)? };
+    let event = NewEvent { data: ids.to_string(), ..NewEvent::about(EventName::CustomerDelete, &deleted) };
     append(conn, account, tick, event, by).await?;
     Ok(deleted)
 }

@@ -23,31 +23,38 @@ pub(super) struct NewEvent<'a> {
     /// The customer it is about: its `id` (which history follows) and its
     /// `customer_id` then.
     pub customer: Option<(Uuid, &'a str)>,
-    pub data: Value,
+    /// The resource after the change, as JSON text.
+    pub data: String,
     pub changes: Option<Map<String, Value>>,
 }
 
 impl<'a> NewEvent<'a> {
     /// An event about `customer`, its data the customer after the change.
     pub fn customer(name: EventName, customer: &'a Customer) -> Result<Self, StoreError> {
-        Ok(Self { data: serde_json::to_value(customer)?, ..Self::about(name, customer) })
+        Ok(Self { data: serde_json::to_string(customer)?, ..Self::about(name, customer) })
     }
 
     /// An event about `customer` with no data yet (the caller sets it).
     pub fn about(name: EventName, customer: &'a Customer) -> Self {
-        Self { name, customer: Some((customer.id, &customer.customer_id)), data: Value::Null, changes: None }
+        Self::about_id(name, customer.id, &customer.customer_id)
+    }
+
+    /// An event about the customer with this `id` and `customer_id`, with
+    /// no data yet.
+    pub fn about_id(name: EventName, id: Uuid, customer_id: &'a str) -> Self {
+        Self { name, customer: Some((id, customer_id)), data: "null".to_owned(), changes: None }
     }
 
     /// A customer's update: its data after, and what changed since `before`.
     pub fn customer_change(name: EventName, before: &Customer, after: &'a Customer) -> Result<Self, StoreError> {
-        let mut event = Self::customer(name, after)?;
-        event.changes = Some(changes(&serde_json::to_value(before)?, &event.data));
-        Ok(event)
+        let data = serde_json::to_value(after)?;
+        let changes = changes(&serde_json::to_value(before)?, &data);
+        Ok(Self { data: data.to_string(), changes: Some(changes), ..Self::about(name, after) })
     }
 
     /// An event about an account's record that concerns no customer.
-    pub fn account(name: EventName, data: Value) -> Self {
-        Self { name, customer: None, data, changes: None }
+    pub fn account(name: EventName, data: &Value) -> Self {
+        Self { name, customer: None, data: data.to_string(), changes: None }
     }
 }
 
@@ -106,7 +113,7 @@ fn event_row(account: &AccountId, tick: Tick, event: NewEvent<'_>, actor: Actor<
         Param::Time(tick.at),
         text(actor.name),
         actor.request_id.map_or(Param::Null, text),
-        Param::Text(serde_json::to_string(&event.data)?),
+        Param::Text(event.data),
         changes.map_or(Param::Null, Param::Text),
     ])
 }

@@ -10,10 +10,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::customer::Customer;
 use crate::domain::events::{Actor, EventName};
 use crate::domain::ids::AccountId;
 use crate::domain::settings::{normalise_phone, AutoTokenValue, Settings};
+use crate::domain::stored::{json_object, StoredCustomer, StoredDocument};
 
 use super::clock::{customer_number, note_customer_number, tick_block, Tick};
 use super::columns::{customer_columns, document};
@@ -399,6 +399,7 @@ async fn write_batch(
     let mut values = Vec::with_capacity(accepted.len());
     let mut row_attributes = Vec::with_capacity(accepted.len());
     let mut names = String::from("id, account_id, customer_id, created_at, created_by");
+    let mut documents = Vec::with_capacity(accepted.len());
     for (index, (row, id)) in accepted.iter_mut().zip(&ids).enumerate() {
         let at = first.nth(index).at;
         let cols = std::mem::take(&mut row.columns);
@@ -406,6 +407,12 @@ async fn write_batch(
             Some(doc) => doc,
             None => document(&row.data)?,
         };
+        // The document again, for the row's event (a copy, not another
+        // serialisation: see `added_event`).
+        documents.push(match &doc {
+            Param::Text(text) => Some(text.clone()),
+            _ => None,
+        });
         let columns = customer_columns(&cols, doc, &row.data, settings, at);
         row_attributes.push(cols.attributes);
         if index == 0 {
@@ -423,8 +430,9 @@ async fn write_batch(
     let mut attributes = Vec::new();
     let mut tokens = Vec::new();
     let mut skipped = Vec::new();
-    let mut added = Vec::new();
-    for (index, ((row, id), row_attributes)) in accepted.iter().zip(&ids).zip(row_attributes).enumerate() {
+    let mut events = Vec::new();
+    let rows = accepted.iter().zip(&ids).zip(row_attributes).zip(documents);
+    for (index, (((row, id), row_attributes), doc)) in rows.enumerate() {
         if !inserted.contains(id) {
             skipped.push(row);
             continue;
@@ -433,31 +441,42 @@ async fn write_batch(
         let tick = first.nth(index);
         attributes.extend(row_attributes.into_iter().map(|a| (*id, a)));
         tokens.extend(settings.auto_tokens_for(&row.data).into_iter().map(|t| (*id, tick.at, t)));
-        added.push((tick, added_customer(*id, row, tick, actor)));
+        events.push((tick, added_event(*id, row, doc, tick, actor)?));
     }
     insert_attribute_rows(conn, account, &attributes).await?;
     insert_auto_token_rows(conn, account, &tokens, actor).await?;
-    let events = added
-        .iter()
-        .map(|(tick, customer)| Ok((*tick, NewEvent::customer(EventName::CustomerAdd, customer)?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
     append_all(conn, account, events, Actor::named(actor)).await?;
     classify_skipped(conn, account, &skipped, outcome).await?;
     Ok(highest_number)
 }
 
-/// An imported customer as its `customer_add` event shows it.
-fn added_customer(id: Uuid, row: &ImportRow, tick: Tick, actor: &str) -> Customer {
-    Customer {
+/// An imported customer's `customer_add` event. Its data is the customer as
+/// a GET answers it, written around the document already serialised for
+/// the row rather than by serialising the customer a second time.
+fn added_event<'a>(
+    id: Uuid,
+    row: &'a ImportRow,
+    doc: Option<String>,
+    tick: Tick,
+    actor: &str,
+) -> Result<NewEvent<'a>, StoreError> {
+    let doc = match doc.and_then(StoredDocument::from_object_text) {
+        Some(doc) => doc,
+        None => StoredDocument::from_object_text(serde_json::to_string(&row.data)?)
+            .ok_or_else(|| StoreError::Other("a customer document is no JSON object".into()))?,
+    };
+    let stored = StoredCustomer {
         id,
         customer_id: row.customer_id.clone(),
-        data: row.data.clone(),
+        doc,
         created_at: tick.at,
         created_by: actor.to_owned(),
         updated_at: tick.at,
         deleted_at: None,
         deleted_by: None,
-    }
+    };
+    let data = String::from_utf8(json_object(&stored)).map_err(|e| StoreError::Other(e.to_string()))?;
+    Ok(NewEvent { data, ..NewEvent::about_id(EventName::CustomerAdd, id, &row.customer_id) })
 }
 
 /// PostgreSQL: a batch's customers in one COPY, when none of them collides

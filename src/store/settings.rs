@@ -51,9 +51,9 @@ pub(super) async fn put_settings(
     }
     // Events travel to webhook receivers: the auto tokens' secrets stay here.
     let data = serde_json::to_value(settings.clone().without_secrets())?;
-    let mut event = NewEvent::account(EventName::CustomersSettingsUpdate, data);
+    let mut event = NewEvent::account(EventName::CustomersSettingsUpdate, &data);
     let before = serde_json::to_value(before.without_secrets())?;
-    event.changes = Some(crate::domain::events::changes(&before, &event.data));
+    event.changes = Some(crate::domain::events::changes(&before, &data));
     record(conn, account, event, actor).await?;
     Ok(settings)
 }

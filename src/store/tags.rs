@@ -154,7 +154,11 @@ pub(super) async fn set_customer_tags(
     let after = customer_tags(conn, account, customer.id).await?;
     let (before, data) = (json!({"tags": before}), json!({"customer_id": customer.customer_id, "tags": after}));
     let changes = crate::domain::events::changes(&before, &data);
-    let event = NewEvent { data, changes: Some(changes), ..NewEvent::about(EventName::CustomerTagsUpdate, &customer) };
+    let event = NewEvent {
+        data: data.to_string(),
+        changes: Some(changes),
+        ..NewEvent::about(EventName::CustomerTagsUpdate, &customer)
+    };
     record(conn, account, event, actor).await?;
     Ok(after)
 }

@@ -111,7 +111,7 @@ pub(super) async fn add_token(
         clear_events(conn, account, &reference, token.created_at, actor).await?;
     }
     let event =
-        NewEvent { data: serde_json::to_value(&token)?, ..NewEvent::about(EventName::CustomerTokenAdd, &customer) };
+        NewEvent { data: serde_json::to_string(&token)?, ..NewEvent::about(EventName::CustomerTokenAdd, &customer) };
     record(conn, account, event, by).await?;
     Ok(token)
 }
@@ -172,7 +172,7 @@ pub(super) async fn delete_token(
         return Ok(None);
     }
     let token: Token = token_by_id(conn, customer.id, token_id).await?.ok_or(StoreError::NotFound)?.into();
-    let data = serde_json::to_value(&token)?;
+    let data = serde_json::to_string(&token)?;
     record(conn, account, NewEvent { data, ..NewEvent::about(EventName::CustomerTokenDelete, &customer) }, actor)
         .await?;
     Ok(Some(token))
@@ -317,9 +317,9 @@ async fn record_token_event_added(
     let name = EventName::TokenEventAdd;
     let mut event = match &detail.customer {
         Some(owner) => NewEvent::about(name, owner),
-        None => NewEvent::account(name, serde_json::Value::Null),
+        None => NewEvent::account(name, &serde_json::Value::Null),
     };
-    event.data = serde_json::to_value(detail)?;
+    event.data = serde_json::to_string(detail)?;
     record(conn, account, event, actor).await
 }
 
