@@ -376,6 +376,16 @@ pub(super) async fn claim(
     limit: u32,
     busy: &[Uuid],
 ) -> Result<Vec<Claimed>, StoreError> {
+    if conn.dialect() == Dialect::Postgres {
+        // The planner misjudges how many due rows pass the checks and would
+        // read and sort all of them (69 ms a claim with 20,000 due); walking
+        // the due index in order stops at the limit (0.4 ms).
+        let q = SqlBuilder::new(
+            Dialect::Postgres,
+            "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true)",
+        );
+        conn.fetch_strings(q).await?;
+    }
     let mut q = SqlBuilder::new(
         conn.dialect(),
         "SELECT d.subscription_id, d.event_id FROM hook_deliveries d JOIN hook_subscriptions s ON s.id = \
