@@ -134,6 +134,31 @@ both_backends! {
         let put = app.put(&app.url(&format!("/v1/accounts/{ACCOUNT}/customers/settings")), &body).await;
         check_answer(&doc, settings, "put", put.status, &put.body);
 
+        let feed = "/v1/accounts/{aid}/customers/events";
+        let answer = app.get(&app.url(&format!("/v1/accounts/{ACCOUNT}/customers/events"))).await;
+        assert!(answer.body.as_array().is_some_and(|events| events.len() > 3), "{}", answer.body);
+        check_answer(&doc, feed, "get", answer.status, &answer.body);
+        let history = "/v1/accounts/{aid}/customers/users/{customer_id}/events";
+        let answer = app.get(&format!("{}/events", app.user_url("c1"))).await;
+        check_answer(&doc, history, "get", answer.status, &answer.body);
+
+        let hooks_token = app.token(&[customers::domain::ids::Scope::HooksAdmin]);
+        let receiver = crate::helpers::Receiver::ok().await;
+        let subscriptions = "/v1/accounts/{aid}/hooks/subscriptions";
+        let hooks_url = app.url(&format!("/v1/accounts/{ACCOUNT}/hooks/subscriptions"));
+        let body = json!({"config": {"url": receiver.url(), "secret": "0123456789abcdef"}, "events": ["*"], "description": "all"});
+        check_request(&doc, subscriptions, "post", &body);
+        let created = app.send(reqwest::Method::POST, &hooks_url, Some(&hooks_token), Some(&body)).await;
+        check_answer(&doc, subscriptions, "post", created.status, &created.body);
+        let listed = app.send(reqwest::Method::GET, &hooks_url, Some(&hooks_token), None).await;
+        check_answer(&doc, subscriptions, "get", listed.status, &listed.body);
+        let hook = format!("{hooks_url}/{}", created.body["id"].as_str().unwrap());
+        let ping = app.send(reqwest::Method::POST, &format!("{hook}/ping"), Some(&hooks_token), None).await;
+        check_answer(&doc, "/v1/accounts/{aid}/hooks/subscriptions/{hid}/ping", "post", ping.status, &ping.body);
+        receiver.wait_for(std::time::Duration::from_secs(10), |r| !r.is_empty()).await;
+        let deliveries = app.send(reqwest::Method::GET, &format!("{hook}/deliveries"), Some(&hooks_token), None).await;
+        check_answer(&doc, "/v1/accounts/{aid}/hooks/subscriptions/{hid}/deliveries", "get", deliveries.status, &deliveries.body);
+
         let deleted = app.delete(&app.user_url("c1")).await;
         check_answer(&doc, USER, "delete", deleted.status, &deleted.body);
         let erased = app.list("include_deleted=true&type=any").await;
