@@ -136,8 +136,8 @@ pub(super) async fn append(
 }
 
 /// Appends many events with their deliveries (an import's batch): with
-/// COPY on PostgreSQL, multi-row inserts on SQLite. Their ticks must lie
-/// in one block taken for the batch.
+/// COPY on PostgreSQL, multi-row inserts on SQLite. Their ticks lie in one
+/// block taken for the batch, in order.
 pub(super) async fn append_all(
     conn: &mut impl Conn,
     account: &AccountId,
@@ -165,7 +165,7 @@ pub(super) async fn append_all(
             conn.execute(q).await?;
         }
     }
-    fan_out(conn, account, first.min(last)..=first.max(last)).await
+    fan_out(conn, account, first..=last).await
 }
 
 /// Appends the event of a write that took no tick of its own.

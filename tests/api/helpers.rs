@@ -318,11 +318,18 @@ impl TestApp {
         pool: &PoolOptions,
         worker: WorkerConfig,
     ) -> Self {
-        // The keys are read through a pool of the default options: a pool
-        // under test (a statement limit of a millisecond) need not serve that.
-        let keys = Keys::load_or_create(&*db.open().await, ISSUER, Duration::from_secs(600)).await.expect("keys");
         let store = db.open_with(pool).await;
-        let (address, keys, server) = start_server_with_keys(store.clone(), Arc::new(keys), limits, worker).await;
+        let (address, keys, server) = start_server_with(store.clone(), limits, worker).await;
+        TestApp { address, client: reqwest::Client::new(), store, keys, db, server }
+    }
+
+    /// As [`TestApp::spawn_on`], with signing keys loaded elsewhere: for a
+    /// pool under test that need not serve even that read (a statement
+    /// limit of a millisecond).
+    pub async fn spawn_with_keys(db: TestDatabase, limits: HttpLimits, pool: &PoolOptions, keys: Keys) -> Self {
+        let store = db.open_with(pool).await;
+        let (address, keys, server) =
+            start_server_with_keys(store.clone(), Arc::new(keys), limits, test_worker()).await;
         TestApp { address, client: reqwest::Client::new(), store, keys, db, server }
     }
 

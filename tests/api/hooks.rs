@@ -125,6 +125,7 @@ both_backends! {
         let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
         assert!(metrics.contains("webhook_deliveries_total{outcome=\"delivered\"}"), "{metrics}");
         assert!(metrics.contains("webhook_delivery_lag_seconds"));
+        assert!(metrics.contains("webhook_queue_depth"), "the worker reports its queue");
 
         let got_adds = adds.wait_for(WAIT, |r| r.len() >= 2).await;
         tokio::time::sleep(Duration::from_millis(300)).await;

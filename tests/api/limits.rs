@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use customers::auth::Keys;
 use customers::domain::ids::{AccountId, Scope};
 use customers::http::throttle::RateLimit;
 use customers::HttpLimits;
@@ -16,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use customers::store::{ImportRow, OnRejected, PoolOptions};
 
 use crate::both_backends;
-use crate::helpers::{TestApp, TestDatabase, ACCOUNT};
+use crate::helpers::{TestApp, TestDatabase, ACCOUNT, ISSUER};
 
 both_backends! {
     async fn slow_headers_are_cut_off_at_the_header_read_timeout(backend: Backend) {
@@ -252,9 +253,10 @@ both_backends! {
         import.write(vec![rows]).await.unwrap();
         import.commit().await.unwrap();
         drop(import);
+        let keys = Keys::load_or_create(&*seeding, ISSUER, Duration::from_secs(600)).await.unwrap();
         seeding.close().await;
         let pool = PoolOptions { statement_timeout: Some(Duration::from_millis(1)), ..PoolOptions::default() };
-        let app = TestApp::spawn_on(db, HttpLimits::default(), &pool).await;
+        let app = TestApp::spawn_with_keys(db, HttpLimits::default(), &pool, keys).await;
         let reply = app.get(&format!("{}?search=ann&total=true", app.users_url())).await;
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{backend:?}: {}", reply.body);
         assert_eq!(reply.code(), "query_timeout", "{backend:?}");

@@ -23,6 +23,11 @@ async fn migrated(backend: Backend) -> TestDatabase {
     db
 }
 
+/// A GET's JSON answer.
+async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    client.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+}
+
 /// Sends `count` requests built by `request(i, base_of_server_i % n)` at
 /// once, spread over the servers, and returns (status, body) in order.
 async fn spread<F>(servers: &[ServeProcess], count: usize, request: F) -> Vec<(StatusCode, Value)>
@@ -97,15 +102,7 @@ async fn three_serve_processes_on_one_postgres_keep_uniqueness_sequences_and_mer
     })
     .await;
     assert!(replies.iter().all(|(status, _)| *status == StatusCode::OK), "{replies:?}");
-    let merged: Value = client
-        .get(format!("{}/m", servers[2].users_url(ACCOUNT)))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let merged = get_json(&client, &format!("{}/m", servers[2].users_url(ACCOUNT)), &token).await;
     assert_eq!(merged["metadata"].as_object().unwrap().len(), 30, "no update lost: {}", merged["metadata"]);
 
     for server in &servers {
@@ -339,16 +336,8 @@ both_backends! {
         // The attempt was recorded before the exit: a new server lists it delivered.
         let again = ServeProcess::start(&db.url, &flags).await;
         let url = format!("{}/v1/accounts/{ACCOUNT}/hooks/subscriptions", again.base);
-        let hooks: Value = client.get(&url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
-        let deliveries: Value = client
-            .get(format!("{url}/{}/deliveries", hooks[0]["id"].as_str().unwrap()))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let hooks = get_json(&client, &url, &token).await;
+        let deliveries = get_json(&client, &format!("{url}/{}/deliveries", hooks[0]["id"].as_str().unwrap()), &token).await;
         assert_eq!(deliveries[0]["status"], "delivered", "{deliveries}");
         assert_eq!(deliveries[0]["attempts"][0]["status_code"], 200);
         assert_eq!(receiver.requests().len(), 1, "sent once");
